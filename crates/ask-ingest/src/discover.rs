@@ -1,0 +1,189 @@
+//! Finding the files to index, with the `ignore` crate (ripgrep's walker):
+//! .gitignore/.ignore honoured even outside a git repository, hidden files
+//! skipped unless asked for, symlinks followed only on request and loops
+//! detected, oversized files set aside before they are read.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// How to walk.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Include hidden files and directories.
+    pub hidden: bool,
+    /// Follow symbolic links (loops are detected and reported).
+    pub follow_links: bool,
+    /// Do not read .gitignore, .ignore and git's exclude files.
+    pub no_ignore: bool,
+    /// Files larger than this many bytes are skipped.
+    pub max_file_size: u64,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions { hidden: false, follow_links: false, no_ignore: false, max_file_size: 50_000_000 }
+    }
+}
+
+/// A regular file found by the walk, with the metadata that decides whether
+/// it changed since the last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The path as found (absolute when the root was).
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// One thing the walk reports.
+#[derive(Debug)]
+pub enum WalkEvent {
+    /// A file to consider.
+    File(Candidate),
+    /// A file over the size limit.
+    TooLarge(Candidate),
+    /// Something could not be read. `path` is the file or directory involved,
+    /// when known: files previously indexed below it must not be treated as
+    /// deleted.
+    Error {
+        /// The path the error is about.
+        path: Option<PathBuf>,
+        /// What went wrong, for the user.
+        message: String,
+    },
+}
+
+/// Reads the metadata the index compares against.
+pub fn candidate(path: &Path, meta: &std::fs::Metadata) -> Candidate {
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    Candidate { path: path.to_path_buf(), size: meta.len(), mtime_ns }
+}
+
+/// Walks `roots` and calls `f` for every file and every error, in a stable
+/// (sorted by file name) order.
+pub fn walk(roots: &[PathBuf], opts: &WalkOptions, mut f: impl FnMut(WalkEvent)) {
+    let Some((first, rest)) = roots.split_first() else { return };
+    let mut builder = ignore::WalkBuilder::new(first);
+    for root in rest {
+        builder.add(root);
+    }
+    let respect = !opts.no_ignore;
+    builder
+        .hidden(!opts.hidden)
+        .follow_links(opts.follow_links)
+        .ignore(respect)
+        .git_ignore(respect)
+        .git_global(respect)
+        .git_exclude(respect)
+        .parents(respect)
+        .require_git(false)
+        .sort_by_file_name(|a, b| a.cmp(b));
+    for entry in builder.build() {
+        match entry {
+            Err(err) => f(WalkEvent::Error { path: error_path(&err), message: err.to_string() }),
+            Ok(entry) => {
+                let Some(file_type) = entry.file_type() else { continue };
+                // Without --follow, a symlink is neither a file nor a directory to us.
+                if !file_type.is_file() {
+                    continue;
+                }
+                match entry.metadata() {
+                    Ok(meta) => {
+                        let c = candidate(entry.path(), &meta);
+                        if c.size > opts.max_file_size {
+                            f(WalkEvent::TooLarge(c));
+                        } else {
+                            f(WalkEvent::File(c));
+                        }
+                    }
+                    Err(err) => f(WalkEvent::Error {
+                        path: Some(entry.path().to_path_buf()),
+                        message: err.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn error_path(err: &ignore::Error) -> Option<PathBuf> {
+    match err {
+        ignore::Error::WithPath { path, .. } => Some(path.clone()),
+        ignore::Error::WithDepth { err, .. } => error_path(err),
+        ignore::Error::WithLineNumber { err, .. } => error_path(err),
+        ignore::Error::Loop { child, .. } => Some(child.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn names(root: &Path, opts: &WalkOptions) -> (Vec<String>, usize) {
+        let mut files = Vec::new();
+        let mut errors = 0;
+        walk(&[root.to_path_buf()], opts, |e| match e {
+            WalkEvent::File(c) => {
+                files.push(c.path.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            }
+            WalkEvent::TooLarge(_) => {}
+            WalkEvent::Error { .. } => errors += 1,
+        });
+        (files, errors)
+    }
+
+    #[test]
+    fn honours_gitignore_without_git_and_hides_dotfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join(".gitignore"), "skip.txt\n").unwrap();
+        fs::write(root.join("keep.txt"), "a").unwrap();
+        fs::write(root.join("skip.txt"), "b").unwrap();
+        fs::create_dir(root.join(".secret")).unwrap();
+        fs::write(root.join(".secret/x.txt"), "c").unwrap();
+        let (files, _) = names(root, &WalkOptions::default());
+        assert_eq!(files, vec!["keep.txt"]);
+        let all = WalkOptions { hidden: true, no_ignore: true, ..Default::default() };
+        let (files, _) = names(root, &all);
+        assert_eq!(files, vec![".gitignore", ".secret/x.txt", "keep.txt", "skip.txt"]);
+    }
+
+    #[test]
+    fn symlink_loop_terminates_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("a")).unwrap();
+        fs::write(root.join("a/f.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/loop")).unwrap();
+        let follow = WalkOptions { follow_links: true, ..Default::default() };
+        let (files, errors) = names(root, &follow);
+        assert_eq!(files, vec!["a/f.txt"]);
+        assert_eq!(errors, 1, "the loop is reported once");
+        let (files, errors) = names(root, &WalkOptions::default());
+        assert_eq!((files, errors), (vec!["a/f.txt".to_string()], 0));
+    }
+
+    #[test]
+    fn large_files_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("big.txt"), vec![b'a'; 100]).unwrap();
+        let mut big = 0;
+        let opts = WalkOptions { max_file_size: 10, ..Default::default() };
+        walk(&[dir.path().to_path_buf()], &opts, |e| {
+            if let WalkEvent::TooLarge(c) = e {
+                assert_eq!(c.size, 100);
+                big += 1;
+            }
+        });
+        assert_eq!(big, 1);
+    }
+}

@@ -1,0 +1,24 @@
+//! Turns a person's files into chunks of text that know where they came from.
+//!
+//! The stages are discovery ([`discover`]), format detection ([`kind`]),
+//! per-format extraction ([`extract`]) and token-sized chunking ([`chunk`]).
+//! Nothing here loads a model or opens a database, so this crate builds and
+//! tests in seconds and the binary can decide, per file, whether the heavy
+//! stages are needed at all.
+#![deny(missing_docs)]
+
+pub mod chunk;
+pub mod discover;
+pub mod extract;
+pub mod kind;
+
+pub use chunk::{Chunk, Chunker};
+pub use discover::{Candidate, WalkEvent, WalkOptions};
+pub use extract::{Document, ExtractError, Section};
+pub use kind::Kind;
+
+/// Content hash of a file's bytes (BLAKE3, hex): cheap enough to compute on
+/// every changed file and strong enough to tell a touched file from an edited one.
+pub fn content_hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
