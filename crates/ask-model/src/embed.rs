@@ -1,0 +1,365 @@
+//! Sentence embeddings with a BERT-family encoder (all-MiniLM-L6-v2, bge,
+//! e5, gte, …) from `model.safetensors` + `tokenizer.json` + `config.json`.
+//!
+//! Inputs are sorted by length and batched so that little padding is
+//! computed; padding is masked out of the pooling; vectors are L2-normalised
+//! so that a dot product is the cosine similarity. Pooling (mean or CLS) and
+//! query/passage prompts come from the sentence-transformers files beside the
+//! model when they exist.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::ModelError;
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean of the non-padding token vectors (sentence-transformers default).
+    Mean,
+    /// The first ([CLS]) token's vector (bge).
+    Cls,
+}
+
+/// What ask records about an encoder: enough to refuse mixing vectors from
+/// different models in one index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderInfo {
+    /// The model directory's name, e.g. `all-MiniLM-L6-v2`.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Longest input in tokens, special tokens included; longer inputs are truncated.
+    pub max_tokens: usize,
+    /// Pooling method.
+    pub pooling: Pooling,
+    /// Text put before a query (e5's `query: `), often empty.
+    pub query_prefix: String,
+    /// Text put before a passage (e5's `passage: `), often empty.
+    pub passage_prefix: String,
+}
+
+/// A loaded sentence encoder.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    info: EncoderInfo,
+    batch_size: usize,
+}
+
+#[derive(Deserialize)]
+struct ArchProbe {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct SentenceTransformersConfig {
+    #[serde(default)]
+    prompts: std::collections::HashMap<String, String>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) -> Result<T, ModelError> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into(), what },
+        _ => ModelError::Invalid { path: path.into(), message: e.to_string() },
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ModelError::Invalid { path: path.into(), message: format!("invalid {what}: {e}") })
+}
+
+fn optional_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) -> Result<Option<T>, ModelError> {
+    if path.exists() {
+        read_json(path, what).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads `tokenizer.json` of a model directory, without loading weights.
+/// Chunking needs only this, so an incremental run that finds nothing to
+/// embed never pays for the model.
+pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
+    let path = dir.join("tokenizer.json");
+    if !path.exists() {
+        return Err(ModelError::Missing { path, what: "encoder tokenizer" });
+    }
+    Tokenizer::from_file(&path).map_err(|e| ModelError::Invalid { path, message: e.to_string() })
+}
+
+/// Reads what an encoder directory says about the model, without weights.
+pub fn probe(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
+    let config_path = dir.join("config.json");
+    let arch: ArchProbe = read_json(&config_path, "encoder config")?;
+    let model_type = arch.model_type.clone().unwrap_or_default();
+    let is_bert = model_type == "bert" || arch.architectures.iter().any(|a| a.starts_with("Bert"));
+    if !is_bert {
+        return Err(ModelError::Unsupported {
+            path: config_path,
+            arch: if model_type.is_empty() { arch.architectures.join(",") } else { model_type },
+            supported: "ask runs BERT-family encoders (model_type \"bert\": MiniLM, bge, e5, gte)",
+        });
+    }
+    let config: BertConfig = read_json(&config_path, "encoder config")?;
+    let pooling = match optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"), "pooling config")? {
+        Some(p) if p.pooling_mode_cls_token => Pooling::Cls,
+        _ => Pooling::Mean,
+    };
+    let st_max = optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"), "sentence-bert config")?
+        .and_then(|c| c.max_seq_length);
+    let max_tokens = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+    let prompts = optional_json::<SentenceTransformersConfig>(
+        &dir.join("config_sentence_transformers.json"),
+        "sentence-transformers config",
+    )?
+    .unwrap_or_default()
+    .prompts;
+    let prompt = |keys: &[&str]| keys.iter().find_map(|k| prompts.get(*k).cloned()).unwrap_or_default();
+    let name = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "encoder".into());
+    let info = EncoderInfo {
+        name,
+        dim: config.hidden_size,
+        max_tokens,
+        pooling,
+        query_prefix: prompt(&["query"]),
+        passage_prefix: prompt(&["passage", "document"]),
+    };
+    Ok((info, config))
+}
+
+impl Embedder {
+    /// Loads an encoder directory on the CPU.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let (info, config) = probe(dir)?;
+        let weights: PathBuf = dir.join("model.safetensors");
+        if !weights.exists() {
+            return Err(ModelError::Missing { path: weights, what: "encoder weights" });
+        }
+        let mut tokenizer = load_tokenizer(dir)?;
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: info.max_tokens, ..Default::default() }))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let device = Device::Cpu;
+        // SAFETY: the file is memory-mapped read-only; ask never writes model files.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+            .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
+        let model = BertModel::load(vb, &config)
+            .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
+        Ok(Embedder { model, tokenizer, device, info, batch_size: 32 })
+    }
+
+    /// What this encoder is.
+    pub fn info(&self) -> &EncoderInfo {
+        &self.info
+    }
+
+    /// The encoder's tokenizer, truncating at the model's maximum length.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Embeds one search query (with the model's query prompt).
+    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>, ModelError> {
+        let text = format!("{}{}", self.info.query_prefix, query);
+        Ok(self.embed_raw(&[text.as_str()])?.remove(0))
+    }
+
+    /// Embeds passages for the index (with the model's passage prompt).
+    /// Returns the vectors in input order and the number of tokens computed.
+    pub fn embed_passages(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, usize), ModelError> {
+        if self.info.passage_prefix.is_empty() {
+            return self.embed_counted(texts);
+        }
+        let prefixed: Vec<String> = texts.iter().map(|t| format!("{}{}", self.info.passage_prefix, t)).collect();
+        let refs: Vec<&str> = prefixed.iter().map(String::as_str).collect();
+        self.embed_counted(&refs)
+    }
+
+    /// Embeds texts as given, without any prompt.
+    pub fn embed_raw(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.embed_counted(texts)?.0)
+    }
+
+    /// Tokenize, sort by length, batch, pool, normalise; also returns the
+    /// number of tokens that went through the model (for throughput).
+    fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, usize), ModelError> {
+        let ids: Vec<Vec<u32>> = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect();
+        let tokens = ids.iter().map(Vec::len).sum();
+        // Sorting by length means each batch pads to nearly its own length:
+        // padding costs as much as real tokens in the forward pass.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); ids.len()];
+        for batch in order.chunks(self.batch_size) {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+            let vectors = self.forward_batch(&seqs)?;
+            for (&i, v) in batch.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok((out, tokens))
+    }
+
+    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+        let n = seqs.len();
+        let mut input = vec![0u32; n * len];
+        let mut mask = vec![0u32; n * len];
+        for (row, seq) in seqs.iter().enumerate() {
+            input[row * len..row * len + seq.len()].copy_from_slice(seq);
+            mask[row * len..row * len + seq.len()].fill(1);
+        }
+        let input = Tensor::from_vec(input, (n, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
+        let token_types = input.zeros_like()?;
+        let hidden = self.model.forward(&input, &token_types, Some(&mask))?;
+        let pooled = pool(&hidden, &mask, self.info.pooling)?;
+        Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
+    }
+}
+
+/// Pools token vectors `[batch, seq, hidden]` into `[batch, hidden]`,
+/// ignoring positions where `mask` is 0.
+pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    match pooling {
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
+        Pooling::Mean => {
+            let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+            summed.broadcast_div(&counts)
+        }
+    }
+}
+
+/// Scales each row to unit length.
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+    x.broadcast_div(&norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_pooling_ignores_padding() {
+        let dev = Device::Cpu;
+        // Two sequences of length 3; the second has one padding position
+        // holding a large value that must not leak into its mean.
+        let hidden = Tensor::new(
+            &[[[1f32, 2.], [3., 4.], [5., 6.]], [[2., 2.], [4., 6.], [100., 100.]]],
+            &dev,
+        )
+        .unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &dev).unwrap();
+        let pooled = pool(&hidden, &mask, Pooling::Mean).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(pooled, vec![vec![3., 4.], vec![3., 4.]]);
+        let cls = pool(&hidden, &mask, Pooling::Cls).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(cls, vec![vec![1., 2.], vec![2., 2.]]);
+    }
+
+    #[test]
+    fn normalised_rows_have_unit_length() {
+        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
+        let n = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(n[0], vec![0.6, 0.8]);
+        assert_eq!(n[1], vec![0., 0.]);
+    }
+
+    #[test]
+    fn non_bert_encoders_are_refused_by_architecture() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("config.json"), r#"{"model_type":"xlm-roberta","architectures":["XLMRobertaModel"]}"#).unwrap();
+        let err = probe(&dir).unwrap_err().to_string();
+        assert!(err.contains("unsupported architecture 'xlm-roberta'"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn missing_directory_names_the_file_and_the_fix() {
+        let err = Embedder::load(Path::new("/nonexistent/encoder")).err().unwrap().to_string();
+        assert!(err.contains("/nonexistent/encoder/config.json"), "{err}");
+        assert!(err.contains("fetch-models"), "{err}");
+    }
+
+    /// The models placed by scripts/fetch-models (ASK_TEST_MODELS overrides).
+    fn fetched_encoder() -> PathBuf {
+        let models = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+            let data = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
+            data.join("ask/models")
+        });
+        let dir = models.join("all-MiniLM-L6-v2");
+        assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/fetch-models", dir.display());
+        dir
+    }
+
+    /// Vectors from an independent NumPy BERT (scripts/reference-embedding.py).
+    #[test]
+    fn matches_reference_embeddings_of_an_independent_implementation() {
+        #[derive(Deserialize)]
+        struct Reference {
+            embeddings: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            text: String,
+            vector: Vec<f32>,
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/minilm.json");
+        let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let embedder = Embedder::load(&fetched_encoder()).unwrap();
+        assert_eq!(embedder.info().dim, 384);
+        assert_eq!(embedder.info().max_tokens, 256);
+        // One batch of different lengths: padding and re-ordering must not leak.
+        let texts: Vec<&str> = reference.embeddings.iter().map(|e| e.text.as_str()).collect();
+        let got = embedder.embed_raw(&texts).unwrap();
+        for (entry, vector) in reference.embeddings.iter().zip(&got) {
+            let cos: f32 = entry.vector.iter().zip(vector).map(|(a, b)| a * b).sum();
+            let max_diff = entry.vector.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(cos > 0.9999 && max_diff < 1e-3, "{:?}: cos {cos}, max diff {max_diff}", entry.text);
+        }
+        // Alone, a text gets the same vector as in a padded batch.
+        let alone = embedder.embed_raw(&texts[2..]).unwrap();
+        let diff = alone[0].iter().zip(&got[2]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "padding changed the vector by {diff}");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ask-model-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,48 @@
+//! The local models ask runs with candle: a sentence encoder that turns text
+//! into vectors ([`embed`]).
+//!
+//! Models are loaded from files the user already has; nothing here opens a
+//! network connection. Families are recognised by architecture (the
+//! encoder's `config.json`), never by model name.
+#![deny(missing_docs)]
+
+pub mod embed;
+
+pub use embed::{Embedder, EncoderInfo, Pooling};
+
+/// Errors loading or running a model. Each names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A model file is missing.
+    #[error("{path}: not found ({what}); run scripts/fetch-models or point ask at a model directory")]
+    Missing {
+        /// The missing file.
+        path: std::path::PathBuf,
+        /// Which part of the model it is.
+        what: &'static str,
+    },
+    /// A model file exists but cannot be used.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The model's architecture is not one ask can run.
+    #[error("{path}: unsupported architecture '{arch}'; {supported}")]
+    Unsupported {
+        /// The file that names the architecture.
+        path: std::path::PathBuf,
+        /// The architecture it names.
+        arch: String,
+        /// What ask supports instead.
+        supported: &'static str,
+    },
+    /// The tokenizer failed on some input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The tensor computation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
