@@ -1,0 +1,454 @@
+//! The on-disk index: one LanceDB database directory per index, with a
+//! `chunks` table (text, location, vector) and a `files` table (path, size,
+//! mtime, hash, status) that makes re-indexing incremental.
+//!
+//! Crash safety comes from LanceDB's versioned commits plus an ordering rule:
+//! a file's chunks are written first and its `files` row last, so the row is
+//! the commit marker. A run killed in between leaves a file whose row is
+//! missing or stale; the next run re-indexes it, replacing whatever chunks
+//! the dead run left. Nothing already committed is lost.
+#![deny(missing_docs)]
+
+mod arrow;
+pub mod lock;
+pub mod meta;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{RecordBatch, RecordBatchIterator};
+use arrow_schema::SchemaRef;
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::table::{CompactionOptions, Duration, OptimizeAction, OptimizeOptions};
+use lancedb::{DistanceType, Table};
+
+pub use lock::{IndexLock, LockError};
+pub use meta::IndexMeta;
+
+const CHUNKS: &str = "chunks";
+const FILES: &str = "files";
+
+/// Errors from the store. Each names the index directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No index has been created at this location yet.
+    #[error("no index at {0}; run `ask index PATH` first")]
+    Missing(PathBuf),
+    /// The index was built with a different embedding model.
+    #[error("index at {dir} holds {have}-dimensional vectors but the encoder makes {want}; re-index into a new index (--index NAME) or use the encoder it was built with")]
+    Dimension {
+        /// The index directory.
+        dir: PathBuf,
+        /// Dimension in the index.
+        have: usize,
+        /// Dimension of the encoder in use.
+        want: usize,
+    },
+    /// LanceDB failed.
+    #[error("index at {dir}: {source}")]
+    Lance {
+        /// The index directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: lancedb::Error,
+    },
+    /// Arrow data did not have the expected shape.
+    #[error("index at {dir}: unexpected data: {message}")]
+    Data {
+        /// The index directory.
+        dir: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the index knows about one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    /// The file's path (absolute).
+    pub path: String,
+    /// Size in bytes when indexed.
+    pub size: u64,
+    /// Modification time (ns since the epoch) when indexed.
+    pub mtime_ns: i64,
+    /// Content hash (BLAKE3 hex).
+    pub hash: String,
+    /// Document kind (`md`, `pdf`, …), if it was recognised.
+    pub kind: Option<String>,
+    /// `ok`, `failed` or `skipped`.
+    pub status: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// How many chunks it has in the index.
+    pub chunks: u32,
+    /// When it was indexed (ms since the epoch).
+    pub indexed_at: i64,
+}
+
+/// One chunk to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    /// The file's path.
+    pub path: String,
+    /// Position of the chunk in its file (0-based).
+    pub chunk: u32,
+    /// Document kind.
+    pub kind: String,
+    /// The chunk's text.
+    pub text: String,
+    /// First line (1-based).
+    pub line_start: u32,
+    /// Last line (1-based, inclusive).
+    pub line_end: u32,
+    /// Page (1-based) for paged formats.
+    pub page: Option<u32>,
+    /// Byte range start within its section.
+    pub byte_start: u64,
+    /// Byte range end.
+    pub byte_end: u64,
+    /// The file's modification time (ns), for date filters.
+    pub mtime_ns: i64,
+    /// The embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The file's path.
+    pub path: String,
+    /// Position of the chunk in its file.
+    pub chunk: u32,
+    /// Document kind.
+    pub kind: String,
+    /// The chunk's text.
+    pub text: String,
+    /// First line.
+    pub line_start: u32,
+    /// Last line.
+    pub line_end: u32,
+    /// Page, for paged formats.
+    pub page: Option<u32>,
+    /// Cosine similarity to the query (higher is better).
+    pub score: f32,
+}
+
+/// Counts for `ask status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Files indexed successfully.
+    pub files: usize,
+    /// Files that failed to extract.
+    pub failed: usize,
+    /// Chunks stored.
+    pub chunks: usize,
+}
+
+/// An open index.
+pub struct Store {
+    dir: PathBuf,
+    chunks: Table,
+    files: Table,
+    dim: usize,
+}
+
+/// True when a LanceDB index exists at `dir`.
+pub fn exists(dir: &Path) -> bool {
+    dir.join(format!("{FILES}.lance")).exists()
+}
+
+impl Store {
+    fn lance(&self, source: lancedb::Error) -> StoreError {
+        StoreError::Lance { dir: self.dir.clone(), source }
+    }
+
+    /// Opens the index at `dir`, creating it for `dim`-dimensional vectors
+    /// if it does not exist yet.
+    pub async fn open_or_create(dir: &Path, dim: usize) -> Result<Store> {
+        let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
+        let uri = dir.to_str().ok_or_else(|| StoreError::Data {
+            dir: dir.into(),
+            message: "index path is not valid UTF-8".into(),
+        })?;
+        let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
+        let names = conn.table_names().execute().await.map_err(lance)?;
+        let chunks = if names.iter().any(|n| n == CHUNKS) {
+            conn.open_table(CHUNKS).execute().await.map_err(lance)?
+        } else {
+            conn.create_empty_table(CHUNKS, arrow::chunks_schema(dim)).execute().await.map_err(lance)?
+        };
+        let files = if names.iter().any(|n| n == FILES) {
+            conn.open_table(FILES).execute().await.map_err(lance)?
+        } else {
+            conn.create_empty_table(FILES, arrow::files_schema()).execute().await.map_err(lance)?
+        };
+        let schema = chunks.schema().await.map_err(lance)?;
+        let have = arrow::vector_dim(&schema).unwrap_or(dim);
+        if have != dim {
+            return Err(StoreError::Dimension { dir: dir.into(), have, want: dim });
+        }
+        Ok(Store { dir: dir.into(), chunks, files, dim })
+    }
+
+    /// Opens an existing index for reading.
+    pub async fn open(dir: &Path) -> Result<Store> {
+        if !exists(dir) {
+            return Err(StoreError::Missing(dir.into()));
+        }
+        let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
+        let conn = lancedb::connect(dir.to_string_lossy().as_ref()).execute().await.map_err(lance)?;
+        let chunks = conn.open_table(CHUNKS).execute().await.map_err(lance)?;
+        let files = conn.open_table(FILES).execute().await.map_err(lance)?;
+        let schema = chunks.schema().await.map_err(lance)?;
+        let dim = arrow::vector_dim(&schema).ok_or_else(|| StoreError::Data {
+            dir: dir.into(),
+            message: "chunks table has no vector column".into(),
+        })?;
+        Ok(Store { dir: dir.into(), chunks, files, dim })
+    }
+
+    /// Vector dimension of this index.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Every file the index knows, by path.
+    pub async fn file_records(&self) -> Result<HashMap<String, FileRecord>> {
+        let batches: Vec<RecordBatch> = self
+            .files
+            .query()
+            .execute()
+            .await
+            .map_err(|e| self.lance(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.lance(e))?;
+        let mut out = HashMap::new();
+        for batch in &batches {
+            for rec in arrow::read_files(batch).map_err(|message| self.data(message))? {
+                out.insert(rec.path.clone(), rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn data(&self, message: String) -> StoreError {
+        StoreError::Data { dir: self.dir.clone(), message }
+    }
+
+    /// Replaces everything stored for `files` with `chunks`, then records
+    /// the files. The file rows are written last: they mark the work done.
+    pub async fn write_files(&self, files: &[FileRecord], chunks: &[ChunkRecord]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        self.delete_chunks(&paths).await?;
+        if !chunks.is_empty() {
+            let batch = arrow::chunks_batch(self.dim, chunks).map_err(|e| self.data(e.to_string()))?;
+            self.chunks.add(batch).execute().await.map_err(|e| self.lance(e))?;
+        }
+        self.upsert_files(files).await
+    }
+
+    /// Updates file rows only (a touched file whose content did not change).
+    pub async fn upsert_files(&self, files: &[FileRecord]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow::files_batch(files).map_err(|e| self.data(e.to_string()))?;
+        let schema: SchemaRef = batch.schema();
+        let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+        let mut merge = self.files.merge_insert(&["path"]);
+        merge.when_matched_update_all(None).when_not_matched_insert_all();
+        merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
+        Ok(())
+    }
+
+    /// Removes files and their chunks.
+    pub async fn remove_files(&self, paths: &[String]) -> Result<()> {
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        for group in paths.chunks(500) {
+            self.delete_chunks(group).await?;
+            self.files.delete(&in_list("path", group)).await.map_err(|e| self.lance(e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_chunks(&self, paths: &[&str]) -> Result<()> {
+        for group in paths.chunks(500) {
+            self.chunks.delete(&in_list("path", group)).await.map_err(|e| self.lance(e))?;
+        }
+        Ok(())
+    }
+
+    /// The `k` chunks nearest to `vector` by cosine similarity.
+    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
+        if vector.len() != self.dim {
+            return Err(StoreError::Dimension { dir: self.dir.clone(), have: self.dim, want: vector.len() });
+        }
+        let batches: Vec<RecordBatch> = self
+            .chunks
+            .query()
+            .nearest_to(vector)
+            .map_err(|e| self.lance(e))?
+            .distance_type(DistanceType::Cosine)
+            .select(Select::columns(&arrow::HIT_COLUMNS))
+            .limit(k)
+            .execute()
+            .await
+            .map_err(|e| self.lance(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.lance(e))?;
+        let mut hits = Vec::new();
+        for batch in &batches {
+            hits.extend(arrow::read_hits(batch).map_err(|m| self.data(m))?);
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// How many files and chunks the index holds.
+    pub async fn counts(&self) -> Result<Counts> {
+        let chunks = self.chunks.count_rows(None).await.map_err(|e| self.lance(e))?;
+        let files = self.files.count_rows(Some("status = 'ok'".into())).await.map_err(|e| self.lance(e))?;
+        let failed = self.files.count_rows(Some("status = 'failed'".into())).await.map_err(|e| self.lance(e))?;
+        Ok(Counts { files, failed, chunks })
+    }
+
+    /// Merges small fragments left by incremental runs and drops table
+    /// versions older than `keep`, so the directory does not grow with
+    /// every run. Callers hold the index lock.
+    pub async fn optimize(&self, keep: std::time::Duration) -> Result<()> {
+        let keep = Duration::from_std(keep).unwrap_or(Duration::zero());
+        for table in [&self.chunks, &self.files] {
+            table
+                .optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None })
+                .await
+                .map_err(|e| self.lance(e))?;
+            table
+                .optimize(OptimizeAction::Prune {
+                    older_than: Some(keep),
+                    delete_unverified: Some(false),
+                    error_if_tagged_old_versions: None,
+                })
+                .await
+                .map_err(|e| self.lance(e))?;
+            table
+                .optimize(OptimizeAction::Index(OptimizeOptions::default()))
+                .await
+                .map_err(|e| self.lance(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `column IN ('a', 'b')` with SQL string quoting (a quote is doubled).
+fn in_list(column: &str, values: &[&str]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+    format!("{column} IN ({})", quoted.join(", "))
+}
+
+/// Total size in bytes of the files below `dir`.
+pub fn disk_usage(dir: &Path) -> u64 {
+    fn walk(dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, chunks: u32) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            size: 1,
+            mtime_ns: 1,
+            hash: "h".into(),
+            kind: Some("text".into()),
+            status: "ok".into(),
+            error: None,
+            chunks,
+            indexed_at: 0,
+        }
+    }
+
+    fn chunk(path: &str, n: u32, vector: [f32; 3]) -> ChunkRecord {
+        ChunkRecord {
+            path: path.into(),
+            chunk: n,
+            kind: "text".into(),
+            text: format!("{path} {n}"),
+            line_start: n + 1,
+            line_end: n + 1,
+            page: None,
+            byte_start: 0,
+            byte_end: 1,
+            mtime_ns: 1,
+            vector: vector.to_vec(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_search_replace_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        store
+            .write_files(
+                &[file("/a", 2), file("/it's", 1)],
+                &[chunk("/a", 0, [1., 0., 0.]), chunk("/a", 1, [0., 1., 0.]), chunk("/it's", 0, [0., 0., 1.])],
+            )
+            .await
+            .unwrap();
+        let hits = store.search(&[0., 0.9, 0.1], 2).await.unwrap();
+        assert_eq!((hits[0].path.as_str(), hits[0].chunk), ("/a", 1));
+        assert!(hits[0].score > hits[1].score);
+        // Re-writing a file replaces its chunks rather than adding to them.
+        store.write_files(&[file("/a", 1)], &[chunk("/a", 0, [1., 0., 0.])]).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), Counts { files: 2, failed: 0, chunks: 2 });
+        store.remove_files(&["/it's".to_string()]).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), Counts { files: 1, failed: 0, chunks: 1 });
+        assert_eq!(store.file_records().await.unwrap().keys().collect::<Vec<_>>(), vec!["/a"]);
+        store.optimize(std::time::Duration::ZERO).await.unwrap();
+        drop(store);
+        let err = Store::open_or_create(dir.path(), 4).await.err().unwrap();
+        assert!(matches!(err, StoreError::Dimension { have: 3, want: 4, .. }), "{err}");
+        let reopened = Store::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.counts().await.unwrap().chunks, 1);
+    }
+
+    #[tokio::test]
+    async fn opening_a_missing_index_says_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(&dir.path().join("nope")).await.err().unwrap().to_string();
+        assert!(err.contains("run `ask index PATH` first"), "{err}");
+    }
+
+    #[test]
+    fn quotes_are_doubled_in_predicates() {
+        assert_eq!(in_list("path", &["/a/it's", "/b"]), "path IN ('/a/it''s', '/b')");
+    }
+}

@@ -1,0 +1,79 @@
+//! `index.json`: which encoder and chunking an index was built with, and
+//! when it was last updated. Written to a temporary file and renamed into
+//! place, so a crash never leaves half a file.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// What an index was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// Layout version of the index directory.
+    pub format: u32,
+    /// The encoder's name (its directory name).
+    pub encoder: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Chunk size in encoder tokens.
+    pub chunk_tokens: usize,
+    /// Chunk overlap in encoder tokens.
+    pub chunk_overlap: usize,
+    /// When the index was created (seconds since the epoch).
+    pub created_at: i64,
+    /// When a run last finished (seconds since the epoch).
+    pub indexed_at: Option<i64>,
+}
+
+const FILE: &str = "index.json";
+
+impl IndexMeta {
+    /// Reads the metadata of the index in `dir`, if any.
+    pub fn load(dir: &Path) -> Result<Option<IndexMeta>, StoreError> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Data {
+                dir: dir.into(),
+                message: format!("{}: {e}", path.display()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Writes the metadata atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        let path = dir.join(FILE);
+        let tmp = dir.join(format!(".{FILE}.{}", std::process::id()));
+        let io = |source| StoreError::Io { path: path.clone(), source };
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&serde_json::to_vec_pretty(self).expect("meta serialises")).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(IndexMeta::load(dir.path()).unwrap(), None);
+        let meta = IndexMeta {
+            format: 1,
+            encoder: "enc".into(),
+            dim: 3,
+            chunk_tokens: 256,
+            chunk_overlap: 32,
+            created_at: 1,
+            indexed_at: Some(2),
+        };
+        meta.save(dir.path()).unwrap();
+        assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));
+    }
+}
