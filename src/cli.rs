@@ -1,0 +1,169 @@
+//! The command line as parsed, before anything is resolved (ripgrep's
+//! "low args"). Each field's doc comment is its `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ask questions about your own files, fully offline.
+///
+/// ask indexes text, Markdown, code, HTML and PDF files into a local vector
+/// index and finds the passages that answer a question. Models run on this
+/// machine; nothing is sent anywhere.
+#[derive(Debug, Parser)]
+#[command(name = "ask", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Index to use: a directory under $ASK_HOME/indexes [default: default]
+    #[arg(long, global = true, env = "ASK_INDEX", value_name = "NAME")]
+    pub index: Option<String>,
+
+    /// Encoder model directory (config.json, tokenizer.json, model.safetensors)
+    /// [default: $ASK_HOME/models/all-MiniLM-L6-v2]
+    #[arg(long, global = true, env = "ASK_EMBED_MODEL", value_name = "DIR")]
+    pub embed_model: Option<PathBuf>,
+
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add files and folders to the index, or bring it up to date
+    ///
+    /// Re-running is incremental: unchanged files are skipped without being
+    /// read, changed files are re-embedded, deleted files are removed.
+    Index(IndexArgs),
+    /// Find the passages most relevant to a query
+    Search(SearchArgs),
+    /// Show what an index holds and which models built it
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Files and folders to index
+    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    pub paths: Vec<PathBuf>,
+
+    /// Read paths to index from standard input, one per line
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Include hidden files and folders
+    #[arg(long)]
+    pub hidden: bool,
+
+    /// Follow symbolic links (loops are detected and reported)
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+
+    /// Do not honour .gitignore, .ignore and git exclude files
+    #[arg(long)]
+    pub no_ignore: bool,
+
+    /// Skip files larger than this (bytes, or with K, M, G: 500K, 50M)
+    #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    /// Chunk size in tokens of the encoder's tokenizer
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub chunk_tokens: usize,
+
+    /// Tokens shared by consecutive chunks
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub chunk_overlap: usize,
+
+    /// Exit with code 3 when any file failed
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Wait for another run on the same index to finish instead of exiting with code 75
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print the summary as one JSON object on standard output
+    #[arg(long)]
+    pub json: bool,
+
+    /// Chunks embedded and committed together (tests use small values)
+    #[arg(long, value_name = "N", default_value_t = 512, hide = true)]
+    pub commit_every: usize,
+
+    /// Print the summary line and skipped files even when not on a terminal
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for (several words are joined with spaces)
+    #[arg(value_name = "QUERY", required = true)]
+    pub query: Vec<String>,
+
+    /// How many passages to show
+    #[arg(short = 'k', long, value_name = "N", default_value_t = 10)]
+    pub limit: usize,
+
+    /// Print one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `50M`, `500K`, `1G`, `1024` (powers of 1000, like `ls --si` and
+/// disk vendors; `Ki`, `Mi`, `Gi` for powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("'{s}' is not a size (try 50M or 500K)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "ki" => 1024.0,
+        "mi" => 1024.0 * 1024.0,
+        "gi" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("unknown size unit in '{s}' (use K, M or G)")),
+    };
+    Ok((num * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50M"), Ok(50_000_000));
+        assert_eq!(parse_size("500k"), Ok(500_000));
+        assert_eq!(parse_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5MB"), Ok(1_500_000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+}

@@ -1,0 +1,462 @@
+//! `ask index`: walk, extract, chunk, embed, store, incrementally.
+//!
+//! The pipeline has two threads. A producer reads, hashes, extracts and
+//! chunks files; the main thread embeds chunks in batches and commits them.
+//! A bounded channel between them keeps memory flat on a large tree and lets
+//! extraction overlap with the model's forward passes.
+//!
+//! Unchanged files (same size and mtime as recorded) are never opened, and
+//! the encoder is loaded only when some chunk needs embedding, so an hourly
+//! cron run over an unchanged tree costs a directory walk.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ask_ingest::discover::{self, WalkEvent, WalkOptions};
+use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
+use ask_model::embed::{load_tokenizer, probe};
+use ask_model::Embedder;
+use ask_store::{ChunkRecord, FileRecord, IndexLock, IndexMeta, LockError, Store};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::{now_secs, Run};
+use crate::cli::IndexArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::progress::Ui;
+
+/// Table versions younger than this survive pruning, so a concurrent
+/// `ask search` never finds its snapshot's files gone.
+const KEEP_VERSIONS: Duration = Duration::from_secs(60);
+
+/// The run's outcome, printed as a line or as JSON.
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    index: String,
+    new: usize,
+    changed: usize,
+    unchanged: usize,
+    removed: usize,
+    failed: usize,
+    skipped: usize,
+    chunks: usize,
+    tokens: usize,
+    seconds: f64,
+    embed_seconds: f64,
+}
+
+/// What the producer made of one file.
+enum Prepared {
+    /// Extracted and chunked: needs embedding.
+    Chunks { record: FileRecord, chunks: Vec<Chunk>, is_new: bool },
+    /// Same bytes as recorded: only size/mtime are updated.
+    Touched(FileRecord),
+    /// Recorded without chunks: failed (with its reason) or skipped (not a document).
+    NoChunks { record: FileRecord, is_new: bool },
+    /// Could not even be read; nothing is recorded so the next run retries.
+    Unreadable { path: String, reason: String },
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn path_key(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl Run for IndexArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let started = Instant::now();
+        let ui = Ui::new(cfg.quiet, self.verbose);
+        let mut summary = Summary { index: cfg.index_name.clone(), ..Default::default() };
+
+        let roots = self.roots()?;
+        let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
+        let chunk_tokens = self.chunk_tokens.min(info.max_tokens.saturating_sub(2)).max(1);
+        if self.chunk_overlap >= chunk_tokens {
+            anyhow::bail!("--chunk-overlap ({}) must be smaller than the chunk size ({chunk_tokens})", self.chunk_overlap);
+        }
+
+        cfg.create_index_dir()?;
+        let _lock = match IndexLock::acquire(&cfg.index_dir, self.wait) {
+            Ok(lock) => lock,
+            Err(e @ LockError::Busy { .. }) => {
+                ui.error(&e.to_string());
+                return Ok(Exit::Busy);
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        let mut meta = match IndexMeta::load(&cfg.index_dir)? {
+            Some(meta) => {
+                if meta.encoder != info.name || meta.dim != info.dim {
+                    anyhow::bail!(
+                        "index '{}' was built with encoder {} ({} dims) but this run uses {} ({} dims); \
+                         index into another index with --index NAME, or delete {} to rebuild",
+                        cfg.index_name, meta.encoder, meta.dim, info.name, info.dim, cfg.index_dir.display()
+                    );
+                }
+                meta
+            }
+            None => IndexMeta {
+                format: 1,
+                encoder: info.name.clone(),
+                dim: info.dim,
+                chunk_tokens,
+                chunk_overlap: self.chunk_overlap,
+                created_at: now_secs(),
+                indexed_at: None,
+            },
+        };
+
+        let store = rt.block_on(Store::open_or_create(&cfg.index_dir, info.dim))?;
+        let known = rt.block_on(store.file_records())?;
+
+        // Discover.
+        let scan = ui.spinner("scanning");
+        let opts = WalkOptions {
+            hidden: self.hidden,
+            follow_links: self.follow,
+            no_ignore: self.no_ignore,
+            max_file_size: self.max_file_size,
+        };
+        let mut work: Vec<Candidate> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
+        let mut walk_roots = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        for root in &roots {
+            if root.exists() {
+                walk_roots.push(root.clone());
+            } else {
+                // A root that is gone: forget what was indexed below it, or
+                // report it if nothing was (most likely a typo).
+                let below: Vec<String> = known.keys().filter(|k| is_below(Path::new(k), root)).cloned().collect();
+                if below.is_empty() {
+                    ui.error(&format!("{}: no such file or directory", root.display()));
+                    summary.failed += 1;
+                } else {
+                    removed.extend(below);
+                }
+            }
+        }
+        discover::walk(&walk_roots, &opts, |event| match event {
+            WalkEvent::File(c) => {
+                let key = path_key(&c.path);
+                let unchanged = known.get(&key).is_some_and(|r| r.size == c.size && r.mtime_ns == c.mtime_ns);
+                seen.insert(key);
+                if unchanged {
+                    summary.unchanged += 1;
+                } else {
+                    work.push(c);
+                }
+                if seen.len() % 1024 == 0 {
+                    scan.set_message(format!("scanning: {} files", seen.len()));
+                }
+            }
+            WalkEvent::TooLarge(c) => {
+                summary.skipped += 1;
+                ui.info(&format!(
+                    "skipped {}: {} bytes is over --max-file-size ({} bytes)",
+                    c.path.display(),
+                    c.size,
+                    self.max_file_size
+                ));
+            }
+            WalkEvent::Error { path, message } => {
+                ui.error(&message);
+                summary.failed += 1;
+                if let Some(p) = path {
+                    unreadable_dirs.push(p);
+                }
+            }
+        });
+        scan.finish_and_clear();
+        removed.extend(
+            known
+                .keys()
+                .filter(|k| !seen.contains(*k))
+                .filter(|k| walk_roots.iter().any(|r| is_below(Path::new(k), r)))
+                .filter(|k| !unreadable_dirs.iter().any(|d| is_below(Path::new(k), d)))
+                .cloned(),
+        );
+        removed.sort();
+        removed.dedup();
+
+        let mut wrote = false;
+        if !work.is_empty() {
+            wrote = true;
+            self.process(cfg, rt, &ui, &store, &known, work, chunk_tokens, &mut summary)?;
+        }
+        if !removed.is_empty() {
+            wrote = true;
+            summary.removed = removed.len();
+            rt.block_on(store.remove_files(&removed))?;
+        }
+        if wrote {
+            let spinner = ui.spinner("optimizing index");
+            rt.block_on(store.optimize(KEEP_VERSIONS))?;
+            spinner.finish_and_clear();
+        }
+        meta.indexed_at = Some(now_secs());
+        meta.save(&cfg.index_dir)?;
+
+        summary.seconds = started.elapsed().as_secs_f64();
+        self.report(&ui, &summary)?;
+        Ok(if self.strict && summary.failed > 0 { Exit::FilesFailed } else { Exit::Success })
+    }
+}
+
+/// `path` is `root` or inside it (component-wise, so /a/bc is not below /a/b).
+fn is_below(path: &Path, root: &Path) -> bool {
+    path.starts_with(root)
+}
+
+impl IndexArgs {
+    /// The roots to walk, absolute and with symlinks in the root resolved so
+    /// that the same file always has the same key.
+    fn roots(&self) -> Result<Vec<PathBuf>> {
+        let mut raw: Vec<PathBuf> = self.paths.clone();
+        if self.stdin {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("cannot read paths from standard input")?;
+                let line = line.trim_end_matches('\r');
+                if !line.is_empty() {
+                    raw.push(PathBuf::from(line));
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        for p in raw {
+            let abs = std::path::absolute(&p).with_context(|| format!("{}: invalid path", p.display()))?;
+            roots.push(abs.canonicalize().unwrap_or(abs));
+        }
+        Ok(roots)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &self,
+        cfg: &Config,
+        rt: &Runtime,
+        ui: &Ui,
+        store: &Store,
+        known: &HashMap<String, FileRecord>,
+        work: Vec<Candidate>,
+        chunk_tokens: usize,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let tokenizer = load_tokenizer(&cfg.embed_model)?;
+        let chunker = Chunker::new(tokenizer, chunk_tokens, self.chunk_overlap)?;
+        let bar = ui.bar(work.len() as u64, "files");
+        let mut embedder: Option<Embedder> = None;
+        // Chunks embedded and committed together (--commit-every, 512 by
+        // default): large enough that LanceDB commits stay few, small enough
+        // that a killed run loses little work.
+        let mut batch = Batch { limit: self.commit_every.max(1), ..Default::default() };
+        let max_size = self.max_file_size;
+
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = sync_channel::<Prepared>(64);
+            let chunker = &chunker;
+            scope.spawn(move || {
+                for candidate in work {
+                    let prepared = prepare(candidate, known, chunker, max_size);
+                    if tx.send(prepared).is_err() {
+                        break; // the consumer stopped on an error
+                    }
+                }
+            });
+            for prepared in rx {
+                bar.inc(1);
+                match prepared {
+                    Prepared::Chunks { record, chunks, is_new } => {
+                        if is_new { summary.new += 1 } else { summary.changed += 1 }
+                        batch.add(record, chunks);
+                    }
+                    Prepared::Touched(record) => {
+                        summary.unchanged += 1;
+                        batch.touched.push(record);
+                    }
+                    Prepared::NoChunks { record, is_new } => {
+                        if record.status == "failed" {
+                            summary.failed += 1;
+                            ui.error(&format!("{}: {}", record.path, record.error.as_deref().unwrap_or("failed")));
+                        } else {
+                            summary.skipped += 1;
+                            if !is_new {
+                                summary.changed += 1;
+                            }
+                        }
+                        batch.add(record, Vec::new());
+                    }
+                    Prepared::Unreadable { path, reason } => {
+                        summary.failed += 1;
+                        ui.error(&format!("{path}: {reason}"));
+                    }
+                }
+                if batch.full() {
+                    self.flush(cfg, rt, store, &mut embedder, &mut batch, summary, &bar)?;
+                }
+            }
+            self.flush(cfg, rt, store, &mut embedder, &mut batch, summary, &bar)
+        })?;
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn flush(
+        &self,
+        cfg: &Config,
+        rt: &Runtime,
+        store: &Store,
+        embedder: &mut Option<Embedder>,
+        batch: &mut Batch,
+        summary: &mut Summary,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        if !batch.touched.is_empty() {
+            rt.block_on(store.upsert_files(&batch.touched))?;
+            batch.touched.clear();
+        }
+        if batch.files.is_empty() {
+            return Ok(());
+        }
+        let mut records: Vec<ChunkRecord> = Vec::with_capacity(batch.chunks.len());
+        if !batch.chunks.is_empty() {
+            if embedder.is_none() {
+                bar.set_message("loading encoder");
+                *embedder = Some(Embedder::load(&cfg.embed_model).context("cannot load the encoder")?);
+            }
+            let model = embedder.as_ref().expect("just loaded");
+            let texts: Vec<&str> = batch.chunks.iter().map(|(_, _, c)| c.text.as_str()).collect();
+            let t = Instant::now();
+            let (vectors, tokens) = model.embed_passages(&texts)?;
+            summary.embed_seconds += t.elapsed().as_secs_f64();
+            summary.tokens += tokens;
+            summary.chunks += texts.len();
+            for ((file, n, chunk), vector) in batch.chunks.drain(..).zip(vectors) {
+                let f = &batch.files[file];
+                records.push(ChunkRecord {
+                    path: f.path.clone(),
+                    chunk: n,
+                    kind: f.kind.clone().unwrap_or_default(),
+                    text: chunk.text,
+                    line_start: chunk.line_start,
+                    line_end: chunk.line_end,
+                    page: chunk.page,
+                    byte_start: chunk.byte_start as u64,
+                    byte_end: chunk.byte_end as u64,
+                    mtime_ns: f.mtime_ns,
+                    vector,
+                });
+            }
+            let rate = summary.tokens as f64 / summary.embed_seconds.max(1e-9);
+            bar.set_message(format!("{} chunks, {rate:.0} tokens/s", summary.chunks));
+        }
+        rt.block_on(store.write_files(&batch.files, &records))?;
+        batch.files.clear();
+        Ok(())
+    }
+
+    fn report(&self, ui: &Ui, s: &Summary) -> Result<()> {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, s)?;
+            writeln!(out)?;
+        }
+        ui.info(&format!(
+            "{}: {} new, {} changed, {} unchanged, {} removed, {} failed, {} skipped; {} chunks embedded in {:.1}s",
+            s.index, s.new, s.changed, s.unchanged, s.removed, s.failed, s.skipped, s.chunks, s.seconds
+        ));
+        Ok(())
+    }
+}
+
+/// Files and chunks waiting to be embedded and committed together.
+#[derive(Default)]
+struct Batch {
+    files: Vec<FileRecord>,
+    /// (index into `files`, chunk number in its file, chunk)
+    chunks: Vec<(usize, u32, Chunk)>,
+    touched: Vec<FileRecord>,
+    /// Commit when this many chunks, or files, are waiting.
+    limit: usize,
+}
+
+impl Batch {
+    fn add(&mut self, record: FileRecord, chunks: Vec<Chunk>) {
+        let file = self.files.len();
+        self.files.push(record);
+        self.chunks.extend(chunks.into_iter().enumerate().map(|(n, c)| (file, n as u32, c)));
+    }
+
+    fn full(&self) -> bool {
+        self.chunks.len() >= self.limit || self.files.len() + self.touched.len() >= self.limit
+    }
+}
+
+/// Reads, hashes, classifies, extracts and chunks one file.
+fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker, max_size: u64) -> Prepared {
+    let path = path_key(&c.path);
+    let bytes = match std::fs::read(&c.path) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Unreadable { path, reason: e.to_string() },
+    };
+    let old = known.get(&path);
+    let is_new = old.is_none();
+    let hash = content_hash(&bytes);
+    // Sizes from the read, not the earlier stat: the file may have changed since.
+    let size = bytes.len() as u64;
+    let mtime_ns = std::fs::metadata(&c.path).map(|m| discover::candidate(&c.path, &m).mtime_ns).unwrap_or(c.mtime_ns);
+    if let Some(old) = old.filter(|o| o.hash == hash) {
+        return Prepared::Touched(FileRecord { size, mtime_ns, ..old.clone() });
+    }
+    let mut record = FileRecord {
+        path,
+        size,
+        mtime_ns,
+        hash,
+        kind: None,
+        status: "ok".into(),
+        error: None,
+        chunks: 0,
+        indexed_at: now_ms(),
+    };
+    if size > max_size {
+        record.status = "skipped".into();
+        return Prepared::NoChunks { record, is_new };
+    }
+    let kind = match kind::classify(&c.path, &bytes) {
+        Ok(Some(kind)) => kind,
+        Ok(None) => {
+            record.status = "skipped".into();
+            return Prepared::NoChunks { record, is_new };
+        }
+        Err(reason) => {
+            record.status = "failed".into();
+            record.error = Some(reason.into());
+            return Prepared::NoChunks { record, is_new };
+        }
+    };
+    record.kind = Some(kind.as_str().into());
+    match extract::extract(kind, &bytes) {
+        Ok(doc) => {
+            let chunks = chunker.chunk(kind, &doc);
+            record.chunks = chunks.len() as u32;
+            Prepared::Chunks { record, chunks, is_new }
+        }
+        Err(e) => {
+            record.status = "failed".into();
+            record.error = Some(e.to_string());
+            Prepared::NoChunks { record, is_new }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! One module per subcommand (zoxide's layout); the enum dispatches through
+//! [`Run`].
+
+mod index;
+mod search;
+mod status;
+
+use anyhow::Result;
+use tokio::runtime::Runtime;
+
+use crate::cli::Command;
+use crate::config::Config;
+use crate::exit::Exit;
+
+/// What every subcommand does.
+pub trait Run {
+    /// Runs the subcommand; errors that stop the run are returned, errors
+    /// about single items are reported and reflected in the exit status.
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit>;
+}
+
+impl Run for Command {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        match self {
+            Command::Index(args) => args.run(cfg, rt),
+            Command::Search(args) => args.run(cfg, rt),
+            Command::Status(args) => args.run(cfg, rt),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// RFC 3339 for a Unix time in seconds.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()
+}

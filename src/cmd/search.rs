@@ -1,0 +1,134 @@
+//! `ask search`: the passages nearest to a query, for people and pipelines.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use ask_model::Embedder;
+use ask_store::{Hit, IndexMeta, Store};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::Run;
+use crate::cli::SearchArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+
+/// One line of `--json` output.
+#[derive(Serialize)]
+struct JsonHit<'a> {
+    rank: usize,
+    score: f32,
+    path: &'a str,
+    kind: &'a str,
+    chunk: u32,
+    line_start: u32,
+    line_end: u32,
+    page: Option<u32>,
+    text: &'a str,
+}
+
+/// Opens an index for reading, checking it was built with `cfg`'s encoder,
+/// and loads that encoder.
+pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime) -> Result<(Store, Embedder)> {
+    let Some(meta) = IndexMeta::load(&cfg.index_dir)? else {
+        anyhow::bail!(
+            "no index '{}' yet (looked in {}); run `ask index PATH` first",
+            cfg.index_name,
+            cfg.index_dir.display()
+        );
+    };
+    let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
+    let info = embedder.info();
+    if meta.encoder != info.name || meta.dim != info.dim {
+        anyhow::bail!(
+            "index '{}' was built with encoder {} but {} was given; pass --embed-model for {}",
+            cfg.index_name, meta.encoder, info.name, meta.encoder
+        );
+    }
+    let store = rt.block_on(Store::open(&cfg.index_dir))?;
+    Ok((store, embedder))
+}
+
+/// `path:12-30`, or `path:12` for one line, with the page for paged formats.
+pub(crate) fn location(hit: &Hit) -> String {
+    let lines = if hit.line_start == hit.line_end {
+        format!("{}", hit.line_start)
+    } else {
+        format!("{}-{}", hit.line_start, hit.line_end)
+    };
+    match hit.page {
+        Some(p) => format!("{} (page {p}, lines {lines})", hit.path),
+        None => format!("{}:{lines}", hit.path),
+    }
+}
+
+/// The first few lines of a passage, whitespace folded, for a terminal.
+fn snippet(text: &str, max_chars: usize) -> String {
+    let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max_chars {
+        folded
+    } else {
+        let cut: String = folded.chars().take(max_chars).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+impl Run for SearchArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let query = self.query.join(" ");
+        if query.trim().is_empty() {
+            anyhow::bail!("the query is empty");
+        }
+        let (store, embedder) = open_for_query(cfg, rt)?;
+        let vector = embedder.embed_query(&query)?;
+        let hits = rt.block_on(store.search(&vector, self.limit))?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (i, hit) in hits.iter().enumerate() {
+            if self.json {
+                let line = JsonHit {
+                    rank: i + 1,
+                    score: hit.score,
+                    path: &hit.path,
+                    kind: &hit.kind,
+                    chunk: hit.chunk,
+                    line_start: hit.line_start,
+                    line_end: hit.line_end,
+                    page: hit.page,
+                    text: &hit.text,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.score, location(hit))?;
+                writeln!(out, "    {}", snippet(&hit.text, 240))?;
+            }
+        }
+        out.flush()?;
+        if hits.is_empty() && !cfg.quiet {
+            eprintln!("ask: the index '{}' is empty", cfg.index_name);
+        }
+        Ok(Exit::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(page: Option<u32>, a: u32, b: u32) -> Hit {
+        Hit { path: "/d/f".into(), chunk: 0, kind: "text".into(), text: String::new(), line_start: a, line_end: b, page, score: 0.5 }
+    }
+
+    #[test]
+    fn locations_read_like_grep() {
+        assert_eq!(location(&hit(None, 3, 9)), "/d/f:3-9");
+        assert_eq!(location(&hit(None, 4, 4)), "/d/f:4");
+        assert_eq!(location(&hit(Some(2), 1, 5)), "/d/f (page 2, lines 1-5)");
+    }
+
+    #[test]
+    fn snippets_fold_whitespace_and_cut_on_characters() {
+        assert_eq!(snippet("a\n\n  b\tc", 100), "a b c");
+        assert_eq!(snippet("ééééé", 3), "ééé…");
+    }
+}

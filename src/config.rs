@@ -1,0 +1,154 @@
+//! From parsed flags to a resolved configuration (ripgrep's "high args").
+//!
+//! Precedence: flags, then environment (clap reads `ASK_*` variables for the
+//! flags that have one), then the config file, then defaults. Library code
+//! receives plain paths and never sees clap.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+
+/// Name of the default encoder directory under `<home>/models`.
+pub const DEFAULT_ENCODER: &str = "all-MiniLM-L6-v2";
+
+/// The config file's keys. Unknown keys are an error, so a typo is caught.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Index used when --index is not given.
+    index: Option<String>,
+    /// Encoder directory.
+    embed_model: Option<PathBuf>,
+}
+
+/// Where things are, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `$ASK_HOME`, else `$XDG_DATA_HOME/ask`, else `~/.local/share/ask`.
+    pub home: PathBuf,
+    /// The index name.
+    pub index_name: String,
+    /// `<home>/indexes/<name>`.
+    pub index_dir: PathBuf,
+    /// Encoder directory.
+    pub embed_model: PathBuf,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+fn home_dir() -> Option<PathBuf> {
+    env_path("HOME")
+}
+
+/// The data directory.
+pub fn data_home() -> Result<PathBuf> {
+    if let Some(home) = env_path("ASK_HOME") {
+        return Ok(home);
+    }
+    if let Some(xdg) = env_path("XDG_DATA_HOME") {
+        return Ok(xdg.join("ask"));
+    }
+    match home_dir() {
+        Some(h) => Ok(h.join(".local/share/ask")),
+        None => bail!("could not find a data directory: HOME is not set; set ASK_HOME to where ask should keep its indexes and models"),
+    }
+}
+
+/// The config file path (it need not exist).
+pub fn config_file() -> Option<PathBuf> {
+    if let Some(p) = env_path("ASK_CONFIG") {
+        return Some(p);
+    }
+    if let Some(xdg) = env_path("XDG_CONFIG_HOME") {
+        return Some(xdg.join("ask/config.toml"));
+    }
+    home_dir().map(|h| h.join(".config/ask/config.toml"))
+}
+
+fn load_file_config() -> Result<FileConfig> {
+    let Some(path) = config_file() else { return Ok(FileConfig::default()) };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("ASK_CONFIG").is_none() => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
+/// Index names become directory names: keep them to one safe component.
+fn check_index_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("invalid index name '{name}': use letters, digits, '-', '_' and '.', not starting with '.'");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Resolves the global options.
+    pub fn resolve(global: &GlobalArgs) -> Result<Config> {
+        let file = load_file_config()?;
+        let home = data_home()?;
+        let index_name = global.index.clone().or(file.index).unwrap_or_else(|| "default".into());
+        check_index_name(&index_name)?;
+        let index_dir = home.join("indexes").join(&index_name);
+        let embed_model = global
+            .embed_model
+            .clone()
+            .or(file.embed_model)
+            .unwrap_or_else(|| home.join("models").join(DEFAULT_ENCODER));
+        Ok(Config { home, index_name, index_dir, embed_model, quiet: global.quiet })
+    }
+
+    /// Creates the index directory, owner-only: it holds private text.
+    pub fn create_index_dir(&self) -> Result<()> {
+        create_private_dir(&self.index_dir)
+    }
+}
+
+/// Creates `dir` and any missing parents with mode 0700, and tightens `dir`
+/// itself to 0700 if it already existed.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set permissions on {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_cannot_escape_the_indexes_dir() {
+        assert!(check_index_name("notes-2024").is_ok());
+        for bad in ["", "..", "../x", "a/b", ".hidden"] {
+            assert!(check_index_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_dirs_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b");
+        create_private_dir(&target).unwrap();
+        for d in [dir.path().join("a"), target] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Exit codes that scripts and cron can trust.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything worked (individual files may have failed without --strict).
+    Success,
+    /// The run could not proceed: no index, missing model, unwritable directory.
+    Error,
+    /// Bad command line (clap exits with this code itself).
+    Usage,
+    /// With --strict: the run finished but some files failed.
+    FilesFailed,
+    /// Another `ask index` holds the index lock (EX_TEMPFAIL: try again later).
+    Busy,
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Error => 1,
+            Exit::Usage => 2,
+            Exit::FilesFailed => 3,
+            Exit::Busy => 75,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn codes_are_distinct_and_stable() {
+        let all = [Exit::Success, Exit::Error, Exit::Usage, Exit::FilesFailed, Exit::Busy];
+        let codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, vec![0, 1, 2, 3, 75]);
+        // clap uses 2 for usage errors; ours must agree.
+        assert_eq!(Exit::Usage.code() as i32, clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::InvalidValue).exit_code());
+    }
+}
