@@ -1,0 +1,132 @@
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::io::Write;
+
+use crate::util::*;
+
+/// An encoder directory with the real config and tokenizer but no weights:
+/// any run that tries to load the model fails.
+fn weightless_encoder(env: &Env) -> std::path::PathBuf {
+    let dir = env.path("weightless/all-MiniLM-L6-v2");
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.json"] {
+        std::fs::copy(env.encoder.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn unchanged_rerun_reads_nothing_and_never_loads_the_model() {
+    let env = Env::new();
+    env.copy_docs();
+    let first = env.index(&["docs"]);
+    assert_eq!(first["new"], 5);
+    // Touch a file without changing it: its hash is checked, nothing re-embedded.
+    let f = File::options().write(true).open(env.path("docs/sourdough.txt")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    drop(f);
+    let weightless = weightless_encoder(&env);
+    let out = env.cmd().args(["index", "--json", "docs"]).env("ASK_EMBED_MODEL", &weightless).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = json(&out.stdout);
+    assert_eq!((second["new"].as_u64(), second["changed"].as_u64()), (Some(0), Some(0)), "{second}");
+    assert_eq!(second["unchanged"], 5, "{second}");
+    assert_eq!(second["chunks"], 0, "{second}");
+}
+
+#[test]
+fn changed_files_are_reembedded_and_deleted_files_removed() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    let before = json(&env.ok(&["status", "--json"]).stdout)["chunks"].as_u64().unwrap();
+    let mut f = File::options().append(true).open(env.path("docs/sourdough.txt")).unwrap();
+    writeln!(f, "\nVariation: fold 100 g of toasted walnuts and cranberries into the dough.").unwrap();
+    drop(f);
+    std::fs::remove_file(env.path("docs/code/retry.rs")).unwrap();
+    env.write("docs/new-note.txt", "The dentist appointment moved to Thursday at 9.");
+
+    let s = env.index(&["docs"]);
+    assert_eq!((s["new"].as_u64(), s["changed"].as_u64(), s["removed"].as_u64()), (Some(1), Some(1), Some(1)), "{s}");
+    assert_eq!(s["unchanged"], 3, "{s}");
+
+    let hit = &env.search("walnuts and cranberries", 1)[0];
+    assert_eq!(file_name(hit), "sourdough.txt");
+    assert!(hit["text"].as_str().unwrap().contains("walnuts"));
+    assert_eq!(file_name(&env.search("when is the dentist", 1)[0]), "new-note.txt");
+    for hit in env.search("exponential backoff reconnect", 10) {
+        assert_ne!(file_name(&hit), "retry.rs", "deleted file still in the index");
+    }
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!(status["files"], 5);
+    // The changed file's old chunks were replaced, not added to.
+    let after = status["chunks"].as_u64().unwrap();
+    assert!(after <= before + 2, "chunks grew from {before} to {after}");
+}
+
+#[test]
+fn paths_from_stdin() {
+    let env = Env::new();
+    env.copy_docs();
+    let mut child = env
+        .cmd()
+        .args(["index", "--stdin", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"docs/sourdough.txt\ndocs/tenancy-notes.md\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let s = json(&out.stdout);
+    assert_eq!(s["new"], 2, "{s}");
+    assert_eq!(json(&env.ok(&["status", "--json"]).stdout)["files"], 2);
+}
+
+#[test]
+fn index_directories_are_owner_only() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    for dir in [env.home.clone(), env.home.join("indexes"), env.index_dir("default")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}
+
+#[test]
+fn named_indexes_are_separate() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["--index", "recipes", "docs/sourdough.txt"]);
+    env.index(&["docs/tenancy-notes.md"]);
+    let recipes = json(&env.ok(&["status", "--json", "--index", "recipes"]).stdout);
+    let default = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!((recipes["files"].as_u64(), default["files"].as_u64()), (Some(1), Some(1)));
+    let out = env.ok(&["search", "--index", "recipes", "--json", "deposit"]);
+    for hit in json_lines(&out.stdout) {
+        assert_eq!(file_name(&hit), "sourdough.txt");
+    }
+}
+
+#[test]
+fn quiet_when_not_a_terminal() {
+    let env = Env::new();
+    env.copy_docs();
+    let out = env.ok(&["index", "docs"]);
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let out = env.ok(&["index", "-v", "docs"]);
+    assert!(stderr(&out).contains("0 new, 0 changed, 5 unchanged"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let env = Env::new();
+    env.copy_docs();
+    let out = env.cmd().args(["index", "docs"]).env("ASK_EMBED_MODEL", env.path("nowhere")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("nowhere/config.json") && err.contains("scripts/fetch-models"), "{err}");
+}

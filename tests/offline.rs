@@ -1,0 +1,64 @@
+//! Proof that ask never touches the network: once with no network at all,
+//! once watching every socket it opens.
+
+use std::process::Command;
+
+use crate::util::*;
+
+/// Runs `ask ARGS` inside a new network namespace (no interfaces but a down
+/// loopback): any connection attempt would fail.
+fn ask_unshared(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("unshare");
+    cmd.arg("-n").arg(env!("CARGO_BIN_EXE_ask")).args(args);
+    let template = env.cmd();
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.current_dir(&env.root).output().expect("unshare is installed (util-linux)")
+}
+
+#[test]
+fn index_and_search_work_without_a_network() {
+    let env = Env::new();
+    env.copy_docs();
+    let out = ask_unshared(&env, &["index", "--json", "docs"]);
+    assert!(out.status.success(), "unshare -n ask index: {}", stderr(&out));
+    assert_eq!(json(&out.stdout)["new"], 5);
+    let out = ask_unshared(&env, &["search", "--json", "deposit", "-k", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(file_name(&json_lines(&out.stdout)[0]), "tenancy-notes.md");
+    let out = ask_unshared(&env, &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Runs `ask ARGS` under strace and returns every socket/connect call made
+/// by any of its threads or children.
+fn socket_calls(env: &Env, args: &[&str]) -> Vec<String> {
+    let log = env.path(&format!("strace-{}.log", args[0]));
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-e", "trace=socket,connect", "-o"]).arg(&log).arg(env!("CARGO_BIN_EXE_ask")).args(args);
+    for (k, v) in env.cmd().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.current_dir(&env.root).output().expect("strace is installed");
+    assert!(out.status.success(), "strace ask {args:?}: {}", stderr(&out));
+    std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn no_inet_socket_is_ever_opened() {
+    let env = Env::new();
+    env.copy_docs();
+    let mut calls = socket_calls(&env, &["index", "docs"]);
+    calls.extend(socket_calls(&env, &["search", "deposit"]));
+    calls.extend(socket_calls(&env, &["status"]));
+    let inet: Vec<&String> = calls.iter().filter(|l| l.contains("AF_INET") || l.contains("AF_INET6")).collect();
+    assert!(inet.is_empty(), "network sockets opened:\n{}", inet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+    // strace did trace the process (guards against a silently empty log).
+    assert!(calls.iter().any(|l| l.contains("+++ exited with 0 +++")), "{calls:?}");
+}

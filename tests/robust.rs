@@ -1,0 +1,183 @@
+use std::fs::File;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::util::*;
+
+/// Writes the bad inputs of every kind into `bad/`, plus one good file.
+fn bad_inputs(env: &Env) {
+    let bad = fixtures().join("bad");
+    env.write("bad/truncated.pdf", std::fs::read(bad.join("truncated.pdf")).unwrap());
+    env.write("bad/encrypted.pdf", std::fs::read(bad.join("encrypted.pdf")).unwrap());
+    // An ELF header and NUL bytes behind a .txt name.
+    env.write("bad/program.txt", b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0");
+    // ISO-8859-1 text: not UTF-8, must still be indexed.
+    env.write("bad/latin1.txt", b"Recette: cr\xe8me br\xfbl\xe9e au caramel, servie froide apr\xe8s le d\xeener.\n");
+    // Invalid UTF-8 in the middle of otherwise fine text.
+    env.write("bad/mixed.md", b"# Mixed\n\nThe harbour master logs every \xff\xfe arrival in the ledger.\n");
+    // A symlink pointing nowhere (only looked at with --follow).
+    std::os::unix::fs::symlink(env.path("bad/nowhere"), env.path("bad/dangling.txt")).unwrap();
+    env.write("bad/good.txt", "The orchard's apple harvest was picked in late September.");
+}
+
+#[test]
+fn bad_files_are_reported_counted_and_skipped() {
+    let env = Env::new();
+    bad_inputs(&env);
+    let out = env.run(&["index", "--json", "--follow", "bad"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    for (name, reason) in [
+        ("truncated.pdf", "PDF"),
+        ("encrypted.pdf", "encrypted"),
+        ("program.txt", "binary"),
+        ("dangling.txt", "No such file"),
+    ] {
+        let line = err.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported:\n{err}"));
+        assert!(line.contains(reason), "{name}: {line}");
+        assert!(line.contains(&env.path("bad").display().to_string()), "path missing: {line}");
+    }
+    let s = json(&out.stdout);
+    assert_eq!(s["failed"], 4, "{s}");
+    assert_eq!(s["new"], 3, "latin1, mixed and good are indexed: {s}");
+
+    // The text in a non-UTF-8 file is decoded, not dropped or mangled.
+    let hit = &env.search("crème brûlée", 1)[0];
+    assert_eq!(file_name(hit), "latin1.txt");
+    assert!(hit["text"].as_str().unwrap().contains("crème brûlée"), "{hit}");
+    assert_eq!(file_name(&env.search("harbour master ledger", 1)[0]), "mixed.md");
+
+    // --strict turns file failures into exit code 3; failures are not re-reported
+    // for unchanged files, but a changed bad file is.
+    env.write("bad/program.txt", b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x02");
+    let out = env.run(&["index", "--strict", "bad"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("program.txt"));
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!(status["files"], 3, "{status}");
+}
+
+#[cfg(unix)]
+#[test]
+fn unreadable_directory_is_reported_and_its_files_kept() {
+    if unsafe_is_root() {
+        // root reads everything; the walker never sees a permission error.
+        eprintln!("skipped: running as root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write("notes/locked/secret.txt", "The vault code is in the blue notebook.");
+    env.write("notes/open.txt", "Open notes about the garden.");
+    env.index(&["notes"]);
+    std::fs::set_permissions(env.path("notes/locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = env.run(&["index", "--json", "notes"]);
+    std::fs::set_permissions(env.path("notes/locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    let s = json(&out.stdout);
+    assert_eq!((s["failed"].as_u64(), s["removed"].as_u64()), (Some(1), Some(0)), "{s}");
+}
+
+fn unsafe_is_root() -> bool {
+    // Avoids a libc dependency: root's uid is 0 in /proc/self/status.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+#[test]
+fn symlink_loops_terminate() {
+    let env = Env::new();
+    env.write("tree/a/note.txt", "Loops must not hang the walker.");
+    std::os::unix::fs::symlink(env.path("tree"), env.path("tree/a/back-to-top")).unwrap();
+    let out = env.run(&["index", "--json", "--follow", "tree"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("loop"), "{}", stderr(&out));
+    assert_eq!(json(&out.stdout)["new"], 1);
+    // Without --follow the link is not a file to index and not an error.
+    let out = env.run(&["index", "--json", "tree"]);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn oversized_files_are_skipped() {
+    let env = Env::new();
+    env.write("d/big.txt", "word ".repeat(2000));
+    env.write("d/small.txt", "A small file.");
+    let s = env.index(&["--max-file-size", "5K", "d"]);
+    assert_eq!((s["new"].as_u64(), s["skipped"].as_u64()), (Some(1), Some(1)), "{s}");
+}
+
+#[test]
+fn a_held_lock_makes_a_second_run_exit_75_or_wait() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs/sourdough.txt"]);
+    let lock = File::options().read(true).write(true).open(env.index_dir("default").join("lock")).unwrap();
+    lock.lock().unwrap();
+    let out = env.run(&["index", "docs"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another `ask index`"), "{}", stderr(&out));
+    // With --wait it blocks until the lock is released, then does the work.
+    let child = env.cmd().args(["index", "--wait", "--json", "docs"]).stdout(Stdio::piped()).spawn().unwrap();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(json(&out.stdout)["new"], 4);
+}
+
+#[test]
+fn concurrent_runs_never_corrupt_the_index() {
+    let env = Env::new();
+    env.copy_docs();
+    let children: Vec<_> = (0..3).map(|_| env.cmd().args(["index", "docs"]).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(matches!(out.status.code(), Some(0) | Some(75)), "{}", stderr(&out));
+    }
+    let s = env.index(&["docs"]);
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!(status["files"], 5, "{status} after {s}");
+    assert_eq!(file_name(&env.search("security deposit", 1)[0]), "tenancy-notes.md");
+}
+
+/// Counts the committed versions of a LanceDB table.
+fn versions(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_versions")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_is_continued_without_losing_committed_work() {
+    let env = Env::new();
+    for i in 0..120 {
+        env.write(&format!("many/note-{i:03}.txt"), format!("Note {i}: the meeting about topic {i} moved to room {}.", i * 7));
+    }
+    let mut child = env.cmd().args(["index", "--commit-every", "8", "many"]).stderr(Stdio::null()).spawn().unwrap();
+    // Wait (on the file system, not the clock) for some files to be committed, then SIGKILL.
+    let files_table = env.index_dir("default").join("files.lance");
+    loop {
+        if versions(&files_table) >= 3 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("finished before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The kernel released the dead run's lock: this run does not exit 75.
+    let s = env.index(&["many"]);
+    let new = s["new"].as_u64().unwrap();
+    assert!(new < 120, "work committed before the kill was lost: {s}");
+    assert_eq!(s["unchanged"].as_u64().unwrap() + new, 120, "{s}");
+    // Same content as an index built without interruption.
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    let clean = env.index(&["--index", "clean", "many"]);
+    let clean_status = json(&env.ok(&["status", "--json", "--index", "clean"]).stdout);
+    assert_eq!(clean["new"], 120);
+    assert_eq!(status["files"], 120);
+    assert_eq!(status["chunks"], clean_status["chunks"], "duplicate or missing chunks after the kill");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `ask` binary, real models from
+//! scripts/fetch-models, real files. One test binary holds them all.
+
+mod util;
+
+mod index;
+mod offline;
+mod robust;
+mod search;

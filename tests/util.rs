@@ -1,0 +1,134 @@
+//! Helpers for the integration tests: a fresh temporary directory per test,
+//! the real `ask` binary, and the real models placed by scripts/fetch-models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The models directory filled by scripts/fetch-models (or ASK_TEST_MODELS).
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".local/share"));
+        data.join("ask/models")
+    });
+    assert!(
+        dir.join("all-MiniLM-L6-v2/model.safetensors").exists(),
+        "the real models are missing from {}: run scripts/fetch-models first",
+        dir.display()
+    );
+    dir
+}
+
+/// The repository's fixtures directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A sandbox: its own ASK_HOME, config dir and documents.
+pub struct Env {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub encoder: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        Env { home: root.join("ask-home"), encoder: models_dir().join("all-MiniLM-L6-v2"), root, _tmp: tmp }
+    }
+
+    /// `ask` with a clean environment pointing at this sandbox.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ask"));
+        cmd.current_dir(&self.root)
+            .env_remove("ASK_INDEX")
+            .env_remove("ASK_CONFIG")
+            .env("ASK_HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("ASK_EMBED_MODEL", &self.encoder)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `ask ARGS`, returning its output whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `ask ARGS` and fails the test unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "ask {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// `ask index ARGS --json`, parsed.
+    pub fn index(&self, args: &[&str]) -> Value {
+        let mut all = vec!["index", "--json"];
+        all.extend_from_slice(args);
+        json(&self.ok(&all).stdout)
+    }
+
+    /// `ask search QUERY --json -k K`, parsed.
+    pub fn search(&self, query: &str, k: usize) -> Vec<Value> {
+        let k = k.to_string();
+        json_lines(&self.ok(&["search", query, "--json", "-k", &k]).stdout)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Copies the fixture documents to `docs/` in the sandbox.
+    pub fn copy_docs(&self) -> PathBuf {
+        let dest = self.path("docs");
+        copy_dir(&fixtures().join("docs"), &dest);
+        dest
+    }
+
+    pub fn index_dir(&self, name: &str) -> PathBuf {
+        self.home.join("indexes").join(name)
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec()).unwrap().lines().map(|l| json(l.as_bytes())).collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The file name of a search hit's path.
+pub fn file_name(hit: &Value) -> String {
+    Path::new(hit["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned()
+}
