@@ -1,0 +1,19 @@
+# Shared by scripts/setup and scripts/test: one build directory outside the
+# clone (so every clone and CI reuse one build of lancedb + candle) and the
+# system packages the build and the tests need.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ask/target}"
+
+# Installs Debian packages whose command is missing: `need_pkg CMD PACKAGE`.
+need_pkg() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ -z "${ASK_APT_UPDATED:-}" ]; then
+        echo "setup: apt-get update" >&2
+        $sudo apt-get update -qq
+        export ASK_APT_UPDATED=1
+    fi
+    echo "setup: installing $2 (for $1)" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
