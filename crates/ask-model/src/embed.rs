@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
+
+use crate::bert::Bert;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -44,13 +46,17 @@ pub struct EncoderInfo {
     pub passage_prefix: String,
 }
 
+/// Padded tokens per forward pass: 16 inputs of 256 tokens, 64 of 64.
+const BATCH_TOKENS: usize = 4096;
+/// Rows per forward pass, however short the inputs.
+const MAX_BATCH_ROWS: usize = 64;
+
 /// A loaded sentence encoder.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     info: EncoderInfo,
-    batch_size: usize,
 }
 
 #[derive(Deserialize)]
@@ -167,9 +173,9 @@ impl Embedder {
         // SAFETY: the file is memory-mapped read-only; ask never writes model files.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
-        let model = BertModel::load(vb, &config)
+        let model = Bert::load(vb, &config)
             .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
-        Ok(Embedder { model, tokenizer, device, info, batch_size: 32 })
+        Ok(Embedder { model, tokenizer, device, info })
     }
 
     /// What this encoder is.
@@ -215,19 +221,34 @@ impl Embedder {
             .map(|e| e.get_ids().to_vec())
             .collect();
         let tokens = ids.iter().map(Vec::len).sum();
+        Ok((self.embed_token_ids(&ids)?, tokens))
+    }
+
+    /// Embeds already tokenized inputs (special tokens included), in input order.
+    pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         // Sorting by length means each batch pads to nearly its own length:
         // padding costs as much as real tokens in the forward pass.
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let mut out = vec![Vec::new(); ids.len()];
-        for batch in order.chunks(self.batch_size) {
+        let mut rest = order.as_slice();
+        while !rest.is_empty() {
+            // Sorted ascending, so the batch's longest input decides its rows:
+            // a token budget keeps the [rows, heads, len, len] attention
+            // tensors, and so peak memory, the same for short and long inputs.
+            let mut rows = 1;
+            while rows < rest.len() && rows < MAX_BATCH_ROWS && (rows + 1) * ids[rest[rows]].len() <= BATCH_TOKENS {
+                rows += 1;
+            }
+            let (batch, tail) = rest.split_at(rows);
+            rest = tail;
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             let vectors = self.forward_batch(&seqs)?;
             for (&i, v) in batch.iter().zip(vectors) {
                 out[i] = v;
             }
         }
-        Ok((out, tokens))
+        Ok(out)
     }
 
     fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
@@ -239,10 +260,10 @@ impl Embedder {
             input[row * len..row * len + seq.len()].copy_from_slice(seq);
             mask[row * len..row * len + seq.len()].fill(1);
         }
+        let padded = seqs.iter().any(|s| s.len() != len);
         let input = Tensor::from_vec(input, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let token_types = input.zeros_like()?;
-        let hidden = self.model.forward(&input, &token_types, Some(&mask))?;
+        let hidden = self.model.forward(&input, padded.then_some(&mask))?;
         let pooled = pool(&hidden, &mask, self.info.pooling)?;
         Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
     }

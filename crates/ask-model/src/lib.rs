@@ -6,6 +6,7 @@
 //! encoder's `config.json`), never by model name.
 #![deny(missing_docs)]
 
+pub mod bert;
 pub mod embed;
 
 pub use embed::{Embedder, EncoderInfo, Pooling};
