@@ -130,3 +130,17 @@ fn missing_model_is_a_clear_error() {
     let err = stderr(&out);
     assert!(err.contains("nowhere/config.json") && err.contains("scripts/fetch-models"), "{err}");
 }
+
+#[test]
+fn asks_own_data_is_never_indexed() {
+    let env = Env::new();
+    env.write("note.txt", "A note beside the data directory.");
+    env.index(&["note.txt"]);
+    // The sandbox root holds ASK_HOME; walking it with --hidden must skip it.
+    let s = env.index(&["--hidden", "--no-ignore", "."]);
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    for hit in env.search("index.json lock chunks", 10) {
+        assert!(!hit["path"].as_str().unwrap().contains("ask-home"), "{hit} after {s}");
+    }
+    assert_eq!(status["files"], 1, "only note.txt: {status}");
+}

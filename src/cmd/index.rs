@@ -131,6 +131,8 @@ impl Run for IndexArgs {
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut walk_roots = Vec::new();
         let mut removed: Vec<String> = Vec::new();
+        // ask's own data (indexes, models) is never indexed, even with --hidden.
+        let own_data = cfg.home.canonicalize().unwrap_or_else(|_| cfg.home.clone());
         for root in &roots {
             if root.exists() {
                 walk_roots.push(root.clone());
@@ -147,6 +149,7 @@ impl Run for IndexArgs {
             }
         }
         discover::walk(&walk_roots, &opts, |event| match event {
+            WalkEvent::File(c) if c.path.starts_with(&own_data) => {}
             WalkEvent::File(c) => {
                 let key = path_key(&c.path);
                 let unchanged = known.get(&key).is_some_and(|r| r.size == c.size && r.mtime_ns == c.mtime_ns);
