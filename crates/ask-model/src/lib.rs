@@ -8,8 +8,10 @@
 
 pub mod bert;
 pub mod embed;
+pub mod generate;
 
 pub use embed::{Embedder, EncoderInfo, Pooling};
+pub use generate::{Generator, SamplingParams, Timings};
 
 /// Errors loading or running a model. Each names the file involved.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,333 @@
+//! Text generation with quantized GGUF models, run by candle-transformers.
+//!
+//! The family is chosen by the file's `general.architecture` (llama, qwen2,
+//! qwen3, gemma3, phi3), never by its name. The tokenizer comes from the
+//! GGUF's own `tokenizer.ggml.*` metadata (byte-level BPE), or from a
+//! `tokenizer.json` beside the file; the chat template from
+//! `tokenizer.chat_template`, rendered with minijinja. Text is streamed as
+//! it is generated, decoded so that no UTF-8 character is ever split.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file;
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3};
+use tokenizers::Tokenizer;
+
+use crate::ModelError;
+
+const SUPPORTED: &str = "ask runs llama (Llama 2/3, Mistral, SmolLM2), qwen2, qwen3, gemma3 and phi3 GGUF files";
+
+/// Longest context ask uses, whatever the model allows: RAG prompts are a
+/// few thousand tokens, and a longer window only costs memory.
+pub const MAX_CONTEXT: usize = 4096;
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(m) => m.forward(x, pos),
+            Weights::Qwen2(m) => m.forward(x, pos),
+            Weights::Qwen3(m) => m.forward(x, pos),
+            Weights::Gemma3(m) => m.forward(x, pos),
+            Weights::Phi3(m) => m.forward(x, pos),
+        }
+    }
+}
+
+/// How to pick each next token.
+#[derive(Debug, Clone)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f64,
+    /// Nucleus sampling threshold.
+    pub top_p: Option<f64>,
+    /// Keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Random seed, for reproducible sampling.
+    pub seed: u64,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Penalty for repeating recent tokens (1.0 = none).
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64 }
+    }
+}
+
+/// Counts and rates of one generation.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Prompt processing speed.
+    pub prefill_tokens_per_s: f64,
+    /// Generation speed.
+    pub decode_tokens_per_s: f64,
+}
+
+/// A loaded generative model with its tokenizer and chat template.
+pub struct Generator {
+    weights: Weights,
+    tokenizer: Tokenizer,
+    template: Option<String>,
+    /// `general.architecture` of the file.
+    pub architecture: String,
+    /// The file's name, for reports.
+    pub name: String,
+    stop: Vec<u32>,
+    bos: String,
+    eos: String,
+    context: usize,
+    device: Device,
+}
+
+fn invalid(path: &Path, message: impl std::fmt::Display) -> ModelError {
+    ModelError::Invalid { path: path.to_path_buf(), message: message.to_string() }
+}
+
+fn meta_str(ct: &gguf_file::Content, key: &str) -> Option<String> {
+    ct.metadata.get(key).and_then(|v| v.to_string().ok()).cloned()
+}
+
+fn meta_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+impl Generator {
+    /// Loads a GGUF file on the CPU.
+    pub fn load(path: &Path) -> Result<Generator, ModelError> {
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into(), what: "GGUF model" },
+            _ => invalid(path, e),
+        })?;
+        let mut reader = BufReader::new(file);
+        let ct = gguf_file::Content::read(&mut reader).map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
+        let arch = meta_str(&ct, "general.architecture").ok_or_else(|| invalid(path, "no general.architecture in the GGUF metadata"))?;
+        let context = meta_u32(&ct, &format!("{arch}.context_length")).map(|c| c as usize).unwrap_or(2048).min(MAX_CONTEXT);
+        let tokenizer = load_tokenizer(path, &ct)?;
+        let template = meta_str(&ct, "tokenizer.chat_template");
+        let token_text = |key: &str| meta_u32(&ct, key).and_then(|id| tokenizer.id_to_token(id));
+        let bos = token_text("tokenizer.ggml.bos_token_id").unwrap_or_default();
+        let eos = token_text("tokenizer.ggml.eos_token_id").unwrap_or_default();
+        // End of turn: the declared EOS plus the chat markers families use.
+        let mut stop: Vec<u32> = meta_u32(&ct, "tokenizer.ggml.eos_token_id").into_iter().collect();
+        for marker in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>"] {
+            if let Some(id) = tokenizer.token_to_id(marker) {
+                stop.push(id);
+            }
+        }
+        let device = Device::Cpu;
+        let load = |e: candle_core::Error| invalid(path, format!("cannot load {arch} weights: {e}"));
+        let weights = match arch.as_str() {
+            "llama" | "mistral" => Weights::Llama(quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
+            "qwen2" => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
+            "qwen3" => Weights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
+            "gemma3" => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
+            "phi3" => Weights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, ct, &mut reader, &device).map_err(load)?),
+            other => return Err(ModelError::Unsupported { path: path.into(), arch: other.into(), supported: SUPPORTED }),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Generator { weights, tokenizer, template, architecture: arch, name, stop, bos, eos, context, device })
+    }
+
+    /// Tokens the model can attend to (capped at [`MAX_CONTEXT`]).
+    pub fn context_length(&self) -> usize {
+        self.context
+    }
+
+    /// Number of tokens `text` encodes to.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        Ok(self.tokenizer.encode_fast(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.len())
+    }
+
+    /// The prompt for a system instruction and a user message, through the
+    /// model's chat template (or ChatML when the file has none).
+    pub fn chat_prompt(&self, system: &str, user: &str) -> Result<String, ModelError> {
+        let Some(template) = &self.template else {
+            return Ok(format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"));
+        };
+        render_template(template, system, user, &self.bos, &self.eos)
+    }
+
+    /// Generates a continuation of `prompt`, calling `on_text` with each
+    /// piece of decoded text as soon as it is complete; `on_text` returning
+    /// false stops generation (Ctrl-C, a closed pipe).
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &SamplingParams,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Timings, ModelError> {
+        let tok = |e: tokenizers::Error| ModelError::Tokenizer(e.to_string());
+        let prompt_ids = self.tokenizer.encode(prompt, false).map_err(tok)?.get_ids().to_vec();
+        if prompt_ids.len() + 1 >= self.context {
+            return Err(ModelError::Tokenizer(format!(
+                "prompt of {} tokens does not fit the context of {} tokens",
+                prompt_ids.len(),
+                self.context
+            )));
+        }
+        let sampling = if params.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            let temperature = params.temperature;
+            match (params.top_k, params.top_p) {
+                (None, None) => Sampling::All { temperature },
+                (Some(k), None) => Sampling::TopK { k, temperature },
+                (None, Some(p)) => Sampling::TopP { p, temperature },
+                (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
+        let mut timings = Timings { prompt_tokens: prompt_ids.len(), ..Default::default() };
+
+        // Prefill at position 0, which also starts every family's KV cache anew.
+        let start = Instant::now();
+        let input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, 0)?;
+        timings.prefill_tokens_per_s = prompt_ids.len() as f64 / start.elapsed().as_secs_f64();
+
+        let mut all = prompt_ids.clone();
+        let mut stream = TokenStream::default();
+        let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
+        let decode_start = Instant::now();
+        let mut logits = last_logits(&logits)?;
+        for i in 0..budget {
+            if params.repeat_penalty != 1.0 {
+                let from = all.len().saturating_sub(params.repeat_last_n);
+                logits = candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, &all[from..])?;
+            }
+            let next = sampler.sample(&logits)?;
+            if self.stop.contains(&next) {
+                break;
+            }
+            all.push(next);
+            timings.generated_tokens += 1;
+            if let Some(text) = stream.push(&self.tokenizer, next)? {
+                if !on_text(&text) {
+                    break;
+                }
+            }
+            if i + 1 == budget {
+                break;
+            }
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            logits = last_logits(&self.weights.forward(&input, all.len() - 1)?)?;
+        }
+        let decode_secs = decode_start.elapsed().as_secs_f64();
+        timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
+        Ok(timings)
+    }
+}
+
+/// The logits of the last position, as a vector, whatever the family's output rank.
+fn last_logits(logits: &Tensor) -> candle_core::Result<Tensor> {
+    let vocab = *logits.dims().last().unwrap_or(&0);
+    let flat = logits.flatten_all()?;
+    let n = flat.dims1()?;
+    flat.narrow(0, n - vocab, vocab)?.to_dtype(candle_core::DType::F32)
+}
+
+fn load_tokenizer(path: &Path, ct: &gguf_file::Content) -> Result<Tokenizer, ModelError> {
+    let beside: PathBuf = path.with_file_name("tokenizer.json");
+    if beside.exists() {
+        return Tokenizer::from_file(&beside).map_err(|e| invalid(&beside, e));
+    }
+    Tokenizer::from_gguf(ct).map_err(|e| {
+        invalid(path, format!("cannot build its tokenizer ({e}); put the model's tokenizer.json beside the GGUF file"))
+    })
+}
+
+/// Renders a Hugging Face chat template for one system and one user turn.
+pub fn render_template(template: &str, system: &str, user: &str, bos: &str, eos: &str) -> Result<String, ModelError> {
+    let mut env = minijinja::Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    });
+    let err = |e: minijinja::Error| ModelError::Tokenizer(format!("chat template: {e}"));
+    env.add_template("chat", template).map_err(err)?;
+    let messages = minijinja::context! {
+        messages => vec![
+            minijinja::context! { role => "system", content => system },
+            minijinja::context! { role => "user", content => user },
+        ],
+        add_generation_prompt => true,
+        bos_token => bos,
+        eos_token => eos,
+    };
+    env.get_template("chat").map_err(err)?.render(messages).map_err(err)
+}
+
+/// Incremental decoding: text is released only when the tokens so far
+/// decode to complete characters, so a multi-byte character split across
+/// byte-level tokens is never printed in halves.
+#[derive(Default)]
+struct TokenStream {
+    tokens: Vec<u32>,
+    printed: usize,
+}
+
+impl TokenStream {
+    fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> Result<Option<String>, ModelError> {
+        self.tokens.push(token);
+        let text = tokenizer.decode(&self.tokens, true).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        if text.ends_with('\u{FFFD}') || text.len() <= self.printed || !text.is_char_boundary(self.printed) {
+            return Ok(None);
+        }
+        let new = text[self.printed..].to_owned();
+        self.printed = text.len();
+        Ok(Some(new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_template_renders_system_user_and_generation_prompt() {
+        let tpl = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+        let out = render_template(tpl, "Be brief.", "Hi?", "", "").unwrap();
+        assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn templates_may_use_python_string_methods_and_raise() {
+        let tpl = "{{ bos_token }}{% for m in messages %}{{ m['content'].strip() }}|{% endfor %}";
+        assert_eq!(render_template(tpl, " a ", "b ", "<s>", "").unwrap(), "<s>a|b|");
+        let raising = "{{ raise_exception('no system role') }}";
+        assert!(render_template(raising, "", "", "", "").unwrap_err().to_string().contains("no system role"));
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("ask-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broken.gguf");
+        std::fs::write(&path, b"GGUF\x03\0\0\0").unwrap();
+        let err = Generator::load(&path).err().unwrap().to_string();
+        assert!(err.contains("broken.gguf"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
