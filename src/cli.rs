@@ -45,6 +45,11 @@ pub enum Command {
     Index(IndexArgs),
     /// Find the passages most relevant to a query
     Search(SearchArgs),
+    /// Answer a question from the indexed files, citing them
+    ///
+    /// Retrieves the best passages, asks the local model to answer only from
+    /// them, streams the answer and lists the sources.
+    Query(QueryArgs),
     /// Show what an index holds and which models built it
     Status(StatusArgs),
 }
@@ -115,6 +120,57 @@ pub struct SearchArgs {
     pub limit: usize,
 
     /// Print one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The question (read from standard input when absent)
+    #[arg(value_name = "QUESTION")]
+    pub question: Vec<String>,
+
+    /// Passages to retrieve
+    #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
+    pub limit: usize,
+
+    /// Passages scoring below this cosine similarity are not used
+    #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
+    pub min_score: f32,
+
+    /// GGUF model [default: $ASK_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf]
+    #[arg(long, env = "ASK_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+
+    /// Sampling temperature; 0 picks the most likely token every time
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    pub temperature: f64,
+
+    /// Nucleus sampling: keep the smallest set of tokens with this total probability
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Keep only the K most likely tokens
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+
+    /// Random seed for sampling
+    #[arg(long, value_name = "N", default_value_t = 299_792_458)]
+    pub seed: u64,
+
+    /// Most tokens to generate
+    #[arg(long, value_name = "N", default_value_t = 384)]
+    pub max_tokens: usize,
+
+    /// Penalty for repeating recent tokens (1 = none)
+    #[arg(long, value_name = "X", default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+
+    /// Print the assembled prompt context and stop (no model is loaded)
+    #[arg(long)]
+    pub context_only: bool,
+
+    /// Print one JSON object: answer, sources, model, timings
     #[arg(long)]
     pub json: bool,
 }

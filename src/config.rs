@@ -14,6 +14,8 @@ use crate::cli::GlobalArgs;
 
 /// Name of the default encoder directory under `<home>/models`.
 pub const DEFAULT_ENCODER: &str = "all-MiniLM-L6-v2";
+/// Name of the default GGUF model under `<home>/models`.
+pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The config file's keys. Unknown keys are an error, so a typo is caught.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,8 @@ struct FileConfig {
     index: Option<String>,
     /// Encoder directory.
     embed_model: Option<PathBuf>,
+    /// GGUF model for answers.
+    model: Option<PathBuf>,
 }
 
 /// Where things are, resolved.
@@ -36,6 +40,8 @@ pub struct Config {
     pub index_dir: PathBuf,
     /// Encoder directory.
     pub embed_model: PathBuf,
+    /// GGUF model from the config file or the default (a flag or ASK_MODEL wins).
+    pub model: PathBuf,
     /// Print nothing but errors.
     pub quiet: bool,
 }
@@ -108,7 +114,8 @@ impl Config {
             .clone()
             .or(file.embed_model)
             .unwrap_or_else(|| home.join("models").join(DEFAULT_ENCODER));
-        Ok(Config { home, index_name, index_dir, embed_model, quiet: global.quiet })
+        let model = file.model.unwrap_or_else(|| home.join("models").join(DEFAULT_MODEL));
+        Ok(Config { home, index_name, index_dir, embed_model, model, quiet: global.quiet })
     }
 
     /// Creates the index directory, owner-only: it holds private text.

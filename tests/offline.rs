@@ -32,6 +32,9 @@ fn index_and_search_work_without_a_network() {
     assert_eq!(file_name(&json_lines(&out.stdout)[0]), "tenancy-notes.md");
     let out = ask_unshared(&env, &["status", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = ask_unshared(&env, &["query", "--json", "--max-tokens", "8", "-k", "1", "when is the deposit returned"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!json(&out.stdout)["answer"].as_str().unwrap().is_empty());
 }
 
 /// Runs `ask ARGS` under strace and returns every socket/connect call made
@@ -57,6 +60,7 @@ fn no_inet_socket_is_ever_opened() {
     let mut calls = socket_calls(&env, &["index", "docs"]);
     calls.extend(socket_calls(&env, &["search", "deposit"]));
     calls.extend(socket_calls(&env, &["status"]));
+    calls.extend(socket_calls(&env, &["query", "--max-tokens", "8", "-k", "1", "when is the deposit returned"]));
     let inet: Vec<&String> = calls.iter().filter(|l| l.contains("AF_INET") || l.contains("AF_INET6")).collect();
     assert!(inet.is_empty(), "network sockets opened:\n{}", inet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
     // strace did trace the process (guards against a silently empty log).

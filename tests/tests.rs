@@ -5,5 +5,6 @@ mod util;
 
 mod index;
 mod offline;
+mod query;
 mod robust;
 mod search;

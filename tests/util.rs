@@ -51,6 +51,7 @@ impl Env {
             .env("ASK_HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.root.join("config"))
             .env("ASK_EMBED_MODEL", &self.encoder)
+            .env("ASK_MODEL", models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
             .stdin(Stdio::null());
         cmd
     }

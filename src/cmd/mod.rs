@@ -2,6 +2,7 @@
 //! [`Run`].
 
 mod index;
+mod query;
 mod search;
 mod status;
 
@@ -24,6 +25,7 @@ impl Run for Command {
         match self {
             Command::Index(args) => args.run(cfg, rt),
             Command::Search(args) => args.run(cfg, rt),
+            Command::Query(args) => args.run(cfg, rt),
             Command::Status(args) => args.run(cfg, rt),
         }
     }

@@ -1,0 +1,204 @@
+//! `ask query`: retrieve, build a grounded prompt, generate, cite.
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ask_model::{Generator, SamplingParams};
+use ask_store::Hit;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::search::{location, open_for_query};
+use super::Run;
+use crate::cli::QueryArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+
+/// Small models repeat a long system prompt back; they follow an
+/// instruction placed after the context and just before the question.
+const SYSTEM: &str = "You are a helpful assistant that answers from the user's documents.";
+const INSTRUCTION: &str = "Answer the question using only the passages above, and cite the \
+passages you use by number, like [1]. If they do not contain the answer, say you do not know.";
+
+#[derive(Serialize)]
+struct Source<'a> {
+    n: usize,
+    path: &'a str,
+    location: String,
+    line_start: u32,
+    line_end: u32,
+    page: Option<u32>,
+    score: f32,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonTimings {
+    retrieval_ms: f64,
+    prompt_tokens: usize,
+    generated_tokens: usize,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct JsonAnswer<'a> {
+    answer: Option<String>,
+    sources: Vec<Source<'a>>,
+    model: String,
+    timings: JsonTimings,
+}
+
+/// The user message: numbered passages, then the question.
+fn user_message(hits: &[Hit], question: &str) -> String {
+    let mut out = String::from("Context:\n\n");
+    for (i, hit) in hits.iter().enumerate() {
+        out.push_str(&format!("[{}] {}\n{}\n\n", i + 1, location(hit), hit.text.trim()));
+    }
+    out.push_str(&format!("{INSTRUCTION}\n\nQuestion: {question}"));
+    out
+}
+
+impl QueryArgs {
+    fn question(&self) -> Result<String> {
+        let q = if self.question.is_empty() {
+            if std::io::stdin().is_terminal() {
+                anyhow::bail!("no question: give one as an argument or on standard input");
+            }
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("cannot read the question from standard input")?;
+            s
+        } else {
+            self.question.join(" ")
+        };
+        let q = q.trim().to_owned();
+        if q.is_empty() {
+            anyhow::bail!("the question is empty");
+        }
+        Ok(q)
+    }
+}
+
+impl Run for QueryArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let question = self.question()?;
+        let started = Instant::now();
+        let (store, embedder) = open_for_query(cfg, rt)?;
+        let vector = embedder.embed_query(&question)?;
+        let mut hits = rt.block_on(store.search(&vector, self.limit))?;
+        hits.retain(|h| h.score >= self.min_score);
+        let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
+        drop(embedder);
+
+        let model_path = self.model.clone().unwrap_or_else(|| cfg.model.clone());
+        if hits.is_empty() {
+            let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
+            return self.finish(None, &[], &model_path.display().to_string(), retrieval_ms, None, msg);
+        }
+        if self.context_only {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", user_message(&hits, &question))?;
+            return Ok(Exit::Success);
+        }
+
+        let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
+        // Fit the passages into the context window: room is kept for the
+        // answer, whole passages only, lowest-ranked dropped first.
+        let budget = model.context_length().saturating_sub(self.max_tokens.min(model.context_length() / 2));
+        while hits.len() > 1 {
+            let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
+            if model.count_tokens(&prompt)? < budget {
+                break;
+            }
+            hits.pop();
+        }
+        let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
+        let params = SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            repeat_penalty: self.repeat_penalty,
+            ..Default::default()
+        };
+        let mut answer = String::new();
+        let mut out = std::io::stdout().lock();
+        let mut write_err = None;
+        let timings = model.generate(&prompt, &params, |piece| {
+            answer.push_str(piece);
+            if self.json {
+                return true;
+            }
+            match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    write_err = Some(e);
+                    false
+                }
+            }
+        })?;
+        drop(out);
+        if let Some(e) = write_err {
+            return Err(e.into());
+        }
+        let name = model.name.clone();
+        self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")
+    }
+}
+
+impl QueryArgs {
+    fn finish(
+        &self,
+        answer: Option<String>,
+        hits: &[Hit],
+        model: &str,
+        retrieval_ms: f64,
+        timings: Option<ask_model::Timings>,
+        no_answer: &str,
+    ) -> Result<Exit> {
+        let mut out = std::io::stdout().lock();
+        let sources: Vec<Source> = hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Source {
+                n: i + 1,
+                path: &h.path,
+                location: location(h),
+                line_start: h.line_start,
+                line_end: h.line_end,
+                page: h.page,
+                score: h.score,
+                text: &h.text,
+            })
+            .collect();
+        if self.json {
+            let t = timings.unwrap_or_default();
+            let json = JsonAnswer {
+                answer,
+                sources,
+                model: model.to_owned(),
+                timings: JsonTimings {
+                    retrieval_ms,
+                    prompt_tokens: t.prompt_tokens,
+                    generated_tokens: t.generated_tokens,
+                    prefill_tokens_per_s: t.prefill_tokens_per_s,
+                    decode_tokens_per_s: t.decode_tokens_per_s,
+                },
+            };
+            serde_json::to_writer(&mut out, &json)?;
+            writeln!(out)?;
+            return Ok(Exit::Success);
+        }
+        if answer.is_none() {
+            writeln!(out, "{no_answer}")?;
+            return Ok(Exit::Success);
+        }
+        writeln!(out, "\n\nSources:")?;
+        for s in &sources {
+            writeln!(out, "[{}] {}", s.n, s.location)?;
+        }
+        Ok(Exit::Success)
+    }
+}
