@@ -31,6 +31,19 @@ impl Run for Command {
     }
 }
 
+/// The metadata of the configured index, or an error telling the user how
+/// to create it.
+pub(crate) fn index_meta(cfg: &Config) -> Result<ask_store::IndexMeta> {
+    match ask_store::IndexMeta::load(&cfg.index_dir)? {
+        Some(meta) => Ok(meta),
+        None => anyhow::bail!(
+            "no index '{}' yet (looked in {}); run `ask index PATH` first",
+            cfg.index_name,
+            cfg.index_dir.display()
+        ),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> i64 {
     jiff::Timestamp::now().as_second()

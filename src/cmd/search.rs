@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use ask_model::Embedder;
-use ask_store::{Hit, IndexMeta, Store};
+use ask_store::{Hit, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -30,13 +30,7 @@ struct JsonHit<'a> {
 /// Opens an index for reading, checking it was built with `cfg`'s encoder,
 /// and loads that encoder.
 pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime) -> Result<(Store, Embedder)> {
-    let Some(meta) = IndexMeta::load(&cfg.index_dir)? else {
-        anyhow::bail!(
-            "no index '{}' yet (looked in {}); run `ask index PATH` first",
-            cfg.index_name,
-            cfg.index_dir.display()
-        );
-    };
+    let meta = super::index_meta(cfg)?;
     let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
     let info = embedder.info();
     if meta.encoder != info.name || meta.dim != info.dim {

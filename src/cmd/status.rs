@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use ask_store::{disk_usage, IndexMeta, Store};
+use ask_store::{disk_usage, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -42,13 +42,7 @@ fn human_bytes(n: u64) -> String {
 
 impl Run for StatusArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-        let Some(meta) = IndexMeta::load(&cfg.index_dir)? else {
-            anyhow::bail!(
-                "no index '{}' yet (looked in {}); run `ask index PATH` first",
-                cfg.index_name,
-                cfg.index_dir.display()
-            );
-        };
+        let meta = super::index_meta(cfg)?;
         let store = rt.block_on(Store::open(&cfg.index_dir))?;
         let counts = rt.block_on(store.counts())?;
         let status = Status {
