@@ -1,6 +1,5 @@
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::io::Write;
 
 use crate::util::*;
@@ -69,16 +68,8 @@ fn changed_files_are_reembedded_and_deleted_files_removed() {
 fn paths_from_stdin() {
     let env = Env::new();
     env.copy_docs();
-    let mut child = env
-        .cmd()
-        .args(["index", "--stdin", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"docs/sourdough.txt\ndocs/tenancy-notes.md\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = env.run_with_stdin(&["index", "--stdin", "--json"], b"docs/sourdough.txt\ndocs/tenancy-notes.md\n");
+    assert!(out.status.success(), "{}", stderr(&out));
     let s = json(&out.stdout);
     assert_eq!(s["new"], 2, "{s}");
     assert_eq!(json(&env.ok(&["status", "--json"]).stdout)["files"], 2);

@@ -1,6 +1,3 @@
-use std::io::Write;
-use std::process::Stdio;
-
 use crate::util::*;
 
 fn indexed() -> Env {
@@ -40,16 +37,8 @@ fn json_has_answer_sources_model_and_timings() {
 #[test]
 fn question_from_stdin_and_context_only() {
     let env = indexed();
-    let mut child = env
-        .cmd()
-        .args(["query", "--context-only", "-k", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"how long does the bread bake\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = env.run_with_stdin(&["query", "--context-only", "-k", "1"], b"how long does the bread bake\n");
+    assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("Context:\n\n[1] ") && text.contains("sourdough.txt:"), "{text}");
     assert!(text.contains("Dutch oven") && text.ends_with("Question: how long does the bread bake\n"), "{text}");

@@ -60,7 +60,7 @@ fn bad_files_are_reported_counted_and_skipped() {
 #[cfg(unix)]
 #[test]
 fn unreadable_directory_is_reported_and_its_files_kept() {
-    if unsafe_is_root() {
+    if running_as_root() {
         // root reads everything; the walker never sees a permission error.
         eprintln!("skipped: running as root");
         return;
@@ -79,7 +79,7 @@ fn unreadable_directory_is_reported_and_its_files_kept() {
     assert_eq!((s["failed"].as_u64(), s["removed"].as_u64()), (Some(1), Some(0)), "{s}");
 }
 
-fn unsafe_is_root() -> bool {
+fn running_as_root() -> bool {
     // Avoids a libc dependency: root's uid is 0 in /proc/self/status.
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))

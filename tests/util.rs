@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: a fresh temporary directory per test,
 //! the real `ask` binary, and the real models placed by scripts/fetch-models.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -59,6 +60,13 @@ impl Env {
     /// Runs `ask ARGS`, returning its output whatever the exit status.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `ask ARGS` with `input` on its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs `ask ARGS` and fails the test unless it exits 0.
