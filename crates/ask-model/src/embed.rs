@@ -334,15 +334,8 @@ mod tests {
         assert!(err.contains("fetch-models"), "{err}");
     }
 
-    /// The models placed by scripts/fetch-models (ASK_TEST_MODELS overrides).
     fn fetched_encoder() -> PathBuf {
-        let models = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-            let data = std::env::var_os("XDG_DATA_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
-            data.join("ask/models")
-        });
-        let dir = models.join("all-MiniLM-L6-v2");
+        let dir = crate::fetched_model("all-MiniLM-L6-v2");
         assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/fetch-models", dir.display());
         dir
     }

@@ -16,9 +16,9 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3};
 use tokenizers::Tokenizer;
 
+use crate::decoder::Decoder;
 use crate::ModelError;
 
 const SUPPORTED: &str = "ask runs llama (Llama 2/3, Mistral, SmolLM2), qwen2, qwen3, gemma3 and phi3 GGUF files";
@@ -26,26 +26,6 @@ const SUPPORTED: &str = "ask runs llama (Llama 2/3, Mistral, SmolLM2), qwen2, qw
 /// Longest context ask uses, whatever the model allows: RAG prompts are a
 /// few thousand tokens, and a longer window only costs memory.
 pub const MAX_CONTEXT: usize = 4096;
-
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-    Qwen3(quantized_qwen3::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
-    Phi3(quantized_phi3::ModelWeights),
-}
-
-impl Weights {
-    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Weights::Llama(m) => m.forward(x, pos),
-            Weights::Qwen2(m) => m.forward(x, pos),
-            Weights::Qwen3(m) => m.forward(x, pos),
-            Weights::Gemma3(m) => m.forward(x, pos),
-            Weights::Phi3(m) => m.forward(x, pos),
-        }
-    }
-}
 
 /// How to pick each next token.
 #[derive(Debug, Clone)]
@@ -87,7 +67,7 @@ pub struct Timings {
 
 /// A loaded generative model with its tokenizer and chat template.
 pub struct Generator {
-    weights: Weights,
+    weights: Decoder,
     tokenizer: Tokenizer,
     template: Option<String>,
     /// `general.architecture` of the file.
@@ -137,15 +117,11 @@ impl Generator {
             }
         }
         let device = Device::Cpu;
-        let load = |e: candle_core::Error| invalid(path, format!("cannot load {arch} weights: {e}"));
-        let weights = match arch.as_str() {
-            "llama" | "mistral" => Weights::Llama(quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
-            "qwen2" => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
-            "qwen3" => Weights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
-            "gemma3" => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(ct, &mut reader, &device).map_err(load)?),
-            "phi3" => Weights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, ct, &mut reader, &device).map_err(load)?),
-            other => return Err(ModelError::Unsupported { path: path.into(), arch: other.into(), supported: SUPPORTED }),
-        };
+        if !matches!(arch.as_str(), "llama" | "mistral" | "qwen2" | "qwen3" | "gemma3" | "phi3") {
+            return Err(ModelError::Unsupported { path: path.into(), arch, supported: SUPPORTED });
+        }
+        let weights = Decoder::from_gguf(&ct, &mut reader, &arch, context)
+            .map_err(|e| invalid(path, format!("cannot load {arch} weights: {e}")))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Generator { weights, tokenizer, template, architecture: arch, name, stop, bos, eos, context, device })
     }
@@ -211,7 +187,7 @@ impl Generator {
         let mut stream = TokenStream::default();
         let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
         let decode_start = Instant::now();
-        let mut logits = last_logits(&logits)?;
+        let mut logits = logits;
         for i in 0..budget {
             if params.repeat_penalty != 1.0 {
                 let from = all.len().saturating_sub(params.repeat_last_n);
@@ -232,20 +208,12 @@ impl Generator {
                 break;
             }
             let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = last_logits(&self.weights.forward(&input, all.len() - 1)?)?;
+            logits = self.weights.forward(&input, all.len() - 1)?;
         }
         let decode_secs = decode_start.elapsed().as_secs_f64();
         timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
         Ok(timings)
     }
-}
-
-/// The logits of the last position, as a vector, whatever the family's output rank.
-fn last_logits(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let vocab = *logits.dims().last().unwrap_or(&0);
-    let flat = logits.flatten_all()?;
-    let n = flat.dims1()?;
-    flat.narrow(0, n - vocab, vocab)?.to_dtype(candle_core::DType::F32)
 }
 
 fn load_tokenizer(path: &Path, ct: &gguf_file::Content) -> Result<Tokenizer, ModelError> {

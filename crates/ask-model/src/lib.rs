@@ -8,7 +8,9 @@
 
 pub mod bert;
 pub mod embed;
+mod decoder;
 pub mod generate;
+mod quant;
 
 pub use embed::{Embedder, EncoderInfo, Pooling};
 pub use generate::{Generator, SamplingParams, Timings};
@@ -48,4 +50,20 @@ pub enum ModelError {
     /// The tensor computation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// A model placed by scripts/fetch-models (`ASK_TEST_MODELS` overrides the
+/// directory), for tests that run the real models.
+#[cfg(test)]
+pub(crate) fn fetched_model(name: &str) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let models = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".local/share"));
+        data.join("ask/models")
+    });
+    let path = models.join(name);
+    assert!(path.exists(), "{} is missing: run scripts/fetch-models", path.display());
+    path
 }

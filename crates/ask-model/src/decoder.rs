@@ -1,0 +1,555 @@
+//! One decoder-only transformer for every GGUF family ask runs.
+//!
+//! llama, qwen2, qwen3, phi3 and gemma3 differ in a handful of switches
+//! (RoPE layout, biases, per-head Q/K norms, fused projections, extra
+//! norms, the MLP's activation, sliding-window layers), so they share this
+//! forward pass instead of five copies of it. Owning it lets ask:
+//! - run prefill through f32 sgemm and decode through quantized kernels
+//!   ([`crate::quant::Linear`]);
+//! - size RoPE tables and the KV cache to the context ask uses, not to
+//!   the model's 128K maximum;
+//! - start every prompt from an empty cache, for every family;
+//! - share one K/V head among its query heads without copying it.
+//!
+//! Its logits are checked against candle-transformers' own implementation
+//! of each family in the tests of `generate.rs`.
+
+use std::io::{Read, Seek};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Result, Tensor, D};
+
+use crate::quant::{dequantize, Linear};
+
+/// Prompt tokens run through the model at once.
+pub const PREFILL_CHUNK: usize = 512;
+
+/// The switches that tell one family from another.
+#[derive(Debug, Clone)]
+struct Config {
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rope_dim: usize,
+    rope_base: f32,
+    /// Gemma 3: RoPE base of the sliding-window layers.
+    rope_base_local: Option<f32>,
+    /// RoPE pairs (i, i + d/2) rather than (2i, 2i + 1).
+    neox: bool,
+    eps: f64,
+    /// Gemma: embeddings are scaled by sqrt(hidden).
+    embed_scale: Option<f64>,
+    /// Gemma: tanh-GELU gate; everyone else SiLU.
+    gelu: bool,
+    /// Gemma 3: window of the local layers, and which layers are global.
+    sliding_window: Option<usize>,
+    global_every: usize,
+    /// Attention scale.
+    scale: f64,
+}
+
+struct Norm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+    }
+}
+
+enum Qkv {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+}
+
+enum GateUp {
+    Separate { gate: Linear, up: Linear },
+    /// phi3: one matrix, gate rows first.
+    Fused(Linear),
+}
+
+struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Appends (1, kv_heads, s, d) keys and values; returns all of them.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = k.dim(2)?;
+        let need = self.len + s;
+        let cap = self.k.as_ref().map(|t| t.dim(2)).transpose()?.unwrap_or(0);
+        if need > cap {
+            // Grow by doubling (in steps of 256 positions) so that decode
+            // copies the cache only a logarithmic number of times.
+            let new_cap = need.max(cap * 2).next_multiple_of(256);
+            let (_, h, _, d) = k.dims4()?;
+            let grow = |old: &Option<Tensor>| -> Result<Tensor> {
+                let t = Tensor::zeros((1, h, new_cap, d), k.dtype(), k.device())?;
+                if let Some(old) = old {
+                    t.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(t)
+            };
+            self.k = Some(grow(&self.k)?);
+            self.v = Some(grow(&self.v)?);
+        }
+        let (kc, vc) = (self.k.as_ref().expect("allocated"), self.v.as_ref().expect("allocated"));
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = need;
+        Ok((kc.narrow(2, 0, need)?, vc.narrow(2, 0, need)?))
+    }
+}
+
+struct Layer {
+    attn_norm: Norm,
+    qkv: Qkv,
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
+    o: Linear,
+    post_attn_norm: Option<Norm>,
+    ffn_norm: Norm,
+    gate_up: GateUp,
+    down: Linear,
+    post_ffn_norm: Option<Norm>,
+    /// Some(window) for a sliding-window layer.
+    window: Option<usize>,
+    /// Index into `Decoder::ropes`.
+    rope: usize,
+    cache: KvCache,
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// A loaded decoder with its KV cache.
+pub struct Decoder {
+    cfg: Config,
+    embed: QTensor,
+    layers: Vec<Layer>,
+    norm: Norm,
+    output: Linear,
+    ropes: Vec<Rope>,
+    max_positions: usize,
+}
+
+/// Reads tensors and metadata of one family from a GGUF file.
+struct Gguf<'a, R> {
+    ct: &'a gguf_file::Content,
+    reader: &'a mut R,
+    arch: &'a str,
+    requantize: bool,
+}
+
+impl<R: Read + Seek> Gguf<'_, R> {
+    fn meta(&self, key: &str) -> Option<&Value> {
+        self.ct.metadata.get(&format!("{}.{key}", self.arch))
+    }
+    fn u32(&self, key: &str) -> Result<usize> {
+        match self.meta(key) {
+            Some(v) => Ok(v.to_u32()? as usize),
+            None => candle_core::bail!("no {}.{key} in the GGUF metadata", self.arch),
+        }
+    }
+    fn f32_or(&self, key: &str, default: f32) -> Result<f32> {
+        self.meta(key).map(|v| v.to_f32()).transpose().map(|v| v.unwrap_or(default))
+    }
+    fn has(&self, name: &str) -> bool {
+        self.ct.tensor_infos.contains_key(name)
+    }
+    fn tensor(&mut self, name: &str) -> Result<QTensor> {
+        self.ct.tensor(self.reader, name, &Device::Cpu)
+    }
+    fn f32(&mut self, name: &str) -> Result<Tensor> {
+        dequantize(&self.tensor(name)?)
+    }
+    fn norm(&mut self, name: &str, eps: f64) -> Result<Norm> {
+        Ok(Norm { weight: self.f32(name)?, eps: eps as f32 })
+    }
+    fn opt_norm(&mut self, name: &str, eps: f64) -> Result<Option<Norm>> {
+        if self.has(name) { self.norm(name, eps).map(Some) } else { Ok(None) }
+    }
+    fn linear(&mut self, name: &str) -> Result<Linear> {
+        let bias_name = name.replace(".weight", ".bias");
+        let bias = if self.has(&bias_name) { Some(self.f32(&bias_name)?) } else { None };
+        Linear::new(self.tensor(name)?, bias, self.requantize)
+    }
+}
+
+impl Decoder {
+    /// Builds the model of `arch` (llama, mistral, qwen2, qwen3, phi3,
+    /// gemma3) with positions up to `max_positions`.
+    pub fn from_gguf<R: Read + Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        arch: &str,
+        max_positions: usize,
+    ) -> Result<Decoder> {
+        Self::load(ct, reader, arch, max_positions, true)
+    }
+
+    fn load<R: Read + Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        arch: &str,
+        max_positions: usize,
+        requantize: bool,
+    ) -> Result<Decoder> {
+        let mut g = Gguf { ct, reader, arch, requantize };
+        let hidden = g.u32("embedding_length")?;
+        let heads = g.u32("attention.head_count")?;
+        let kv_heads = g.u32("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = g.u32("attention.key_length").unwrap_or(hidden / heads);
+        let rope_dim = g.u32("rope.dimension_count").unwrap_or(head_dim).min(head_dim);
+        let gemma = arch == "gemma3";
+        let cfg = Config {
+            layers: g.u32("block_count")?,
+            heads,
+            kv_heads,
+            head_dim,
+            rope_dim,
+            rope_base: g.f32_or("rope.freq_base", if gemma { 1_000_000.0 } else { 10_000.0 })?,
+            rope_base_local: gemma.then(|| g.f32_or("rope.local_freq_base", 10_000.0)).transpose()?,
+            // llama.cpp's llama_model_rope_type: GGUF llama weights are
+            // permuted for interleaved pairs, the others are not.
+            neox: arch != "llama" && arch != "mistral",
+            eps: g.f32_or("attention.layer_norm_rms_epsilon", 1e-6)? as f64,
+            embed_scale: gemma.then(|| (hidden as f64).sqrt()),
+            gelu: gemma,
+            sliding_window: if gemma { g.u32("attention.sliding_window").ok() } else { None },
+            global_every: if gemma { g.u32("attention.sliding_window_type").unwrap_or(6) } else { 1 },
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        };
+        if heads % kv_heads != 0 {
+            candle_core::bail!("{heads} attention heads do not divide into {kv_heads} key/value heads");
+        }
+        // Llama 3.1+ ship per-frequency scaling factors as a tensor.
+        let rope_factors = if g.has("rope_freqs.weight") { Some(g.f32("rope_freqs.weight")?.to_vec1::<f32>()?) } else { None };
+        let mut ropes = vec![rope_tables(cfg.rope_dim, cfg.rope_base, rope_factors.as_deref(), max_positions)?];
+        if let Some(base) = cfg.rope_base_local {
+            ropes.push(rope_tables(cfg.rope_dim, base, None, max_positions)?);
+        }
+
+        let eps = cfg.eps;
+        let embed = g.tensor("token_embd.weight")?;
+        let norm = g.norm("output_norm.weight", eps)?;
+        let output = if g.has("output.weight") { g.linear("output.weight")? } else { Linear::new(g.tensor("token_embd.weight")?, None, requantize)? };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let p = format!("blk.{i}");
+            let qkv = if g.has(&format!("{p}.attn_qkv.weight")) {
+                Qkv::Fused(g.linear(&format!("{p}.attn_qkv.weight"))?)
+            } else {
+                Qkv::Separate {
+                    q: g.linear(&format!("{p}.attn_q.weight"))?,
+                    k: g.linear(&format!("{p}.attn_k.weight"))?,
+                    v: g.linear(&format!("{p}.attn_v.weight"))?,
+                }
+            };
+            let gate_up = if g.has(&format!("{p}.ffn_gate.weight")) {
+                GateUp::Separate { gate: g.linear(&format!("{p}.ffn_gate.weight"))?, up: g.linear(&format!("{p}.ffn_up.weight"))? }
+            } else {
+                GateUp::Fused(g.linear(&format!("{p}.ffn_up.weight"))?)
+            };
+            let global = (i + 1) % cfg.global_every == 0;
+            let window = if global { None } else { cfg.sliding_window };
+            layers.push(Layer {
+                attn_norm: g.norm(&format!("{p}.attn_norm.weight"), eps)?,
+                qkv,
+                q_norm: g.opt_norm(&format!("{p}.attn_q_norm.weight"), eps)?,
+                k_norm: g.opt_norm(&format!("{p}.attn_k_norm.weight"), eps)?,
+                o: g.linear(&format!("{p}.attn_output.weight"))?,
+                post_attn_norm: g.opt_norm(&format!("{p}.post_attention_norm.weight"), eps)?,
+                ffn_norm: g.norm(&format!("{p}.ffn_norm.weight"), eps)?,
+                gate_up,
+                down: g.linear(&format!("{p}.ffn_down.weight"))?,
+                post_ffn_norm: g.opt_norm(&format!("{p}.post_ffw_norm.weight"), eps)?,
+                window,
+                rope: if window.is_some() && ropes.len() > 1 { 1 } else { 0 },
+                cache: KvCache { k: None, v: None, len: 0 },
+            });
+        }
+        Ok(Decoder { cfg, embed, layers, norm, output, ropes, max_positions })
+    }
+
+    /// Forgets every cached position.
+    pub fn clear_cache(&mut self) {
+        for l in &mut self.layers {
+            l.cache = KvCache { k: None, v: None, len: 0 };
+        }
+    }
+
+    /// Runs `ids` (1, s) at position `pos`; returns the logits of the last
+    /// position, shape (vocab,). Position 0 starts a new sequence.
+    ///
+    /// Long prompts go through in chunks of [`PREFILL_CHUNK`] tokens, as
+    /// llama.cpp does: each chunk attends only to the keys before it, which
+    /// skips the half of the attention scores a causal mask would discard
+    /// and keeps the score matrix small.
+    pub fn forward(&mut self, ids: &Tensor, pos: usize) -> Result<Tensor> {
+        if pos == 0 {
+            self.clear_cache();
+        }
+        let (_, s) = ids.dims2()?;
+        if s == 0 {
+            candle_core::bail!("no tokens to run");
+        }
+        if pos + s > self.max_positions {
+            candle_core::bail!("{} positions exceed the context of {}", pos + s, self.max_positions);
+        }
+        let mut start = 0;
+        while s - start > PREFILL_CHUNK {
+            self.forward_chunk(&ids.narrow(1, start, PREFILL_CHUNK)?, pos + start, false)?;
+            start += PREFILL_CHUNK;
+        }
+        let logits = self.forward_chunk(&ids.narrow(1, start, s - start)?, pos + start, true)?;
+        Ok(logits.expect("asked for logits"))
+    }
+
+    fn forward_chunk(&mut self, ids: &Tensor, pos: usize, logits: bool) -> Result<Option<Tensor>> {
+        let (_, s) = ids.dims2()?;
+        let mut x = self.embed.embedding(ids)?;
+        if let Some(scale) = self.cfg.embed_scale {
+            x = (x * scale)?;
+        }
+        // One additive causal mask per kind of layer, shared by all layers.
+        let full_mask = (s > 1).then(|| causal_mask(s, pos, None)).transpose()?;
+        let local_mask = match self.cfg.sliding_window {
+            Some(w) if s > 1 || pos + s > w => Some(causal_mask(s, pos, Some(w))?),
+            _ => None,
+        };
+        for layer in &mut self.layers {
+            let rope = &self.ropes[layer.rope];
+            let mask = if layer.window.is_some() { local_mask.as_ref() } else { full_mask.as_ref() };
+            let h = layer.attn_norm.forward(&x)?;
+            let h = attention(&self.cfg, layer, rope, &h, pos, mask)?;
+            let h = match &layer.post_attn_norm {
+                Some(n) => n.forward(&h)?,
+                None => h,
+            };
+            x = (x + h)?;
+            let h = layer.ffn_norm.forward(&x)?;
+            let (gate, up) = match &layer.gate_up {
+                GateUp::Separate { gate, up } => (gate.forward(&h)?, up.forward(&h)?),
+                GateUp::Fused(w) => {
+                    let both = w.forward(&h)?;
+                    let i = w.out_features() / 2;
+                    (both.narrow(D::Minus1, 0, i)?, both.narrow(D::Minus1, i, i)?)
+                }
+            };
+            let act = if self.cfg.gelu { gate.gelu()? } else { candle_nn::ops::silu(&gate)? };
+            let h = layer.down.forward(&(act * up)?)?;
+            let h = match &layer.post_ffn_norm {
+                Some(n) => n.forward(&h)?,
+                None => h,
+            };
+            x = (x + h)?;
+        }
+        if !logits {
+            return Ok(None);
+        }
+        let last = x.narrow(1, s - 1, 1)?;
+        let logits = self.output.forward(&self.norm.forward(&last)?)?;
+        logits.flatten_all().map(Some)
+    }
+}
+
+fn attention(cfg: &Config, layer: &mut Layer, rope: &Rope, x: &Tensor, pos: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+    let (b, s, _) = x.dims3()?;
+    let (h, kvh, d) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
+    let (q, k, v) = match &layer.qkv {
+        Qkv::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+        Qkv::Fused(w) => {
+            let qkv = w.forward(x)?;
+            (qkv.narrow(D::Minus1, 0, h * d)?, qkv.narrow(D::Minus1, h * d, kvh * d)?, qkv.narrow(D::Minus1, (h + kvh) * d, kvh * d)?)
+        }
+    };
+    let mut q = q.reshape((b, s, h, d))?;
+    let mut k = k.reshape((b, s, kvh, d))?;
+    if let Some(n) = &layer.q_norm {
+        q = n.forward(&q.contiguous()?)?;
+    }
+    if let Some(n) = &layer.k_norm {
+        k = n.forward(&k.contiguous()?)?;
+    }
+    let q = apply_rope(cfg, rope, &q.transpose(1, 2)?.contiguous()?, pos)?;
+    let k = apply_rope(cfg, rope, &k.transpose(1, 2)?.contiguous()?, pos)?;
+    let v = v.reshape((b, s, kvh, d))?.transpose(1, 2)?;
+    let (k, v) = layer.cache.append(&k, &v)?;
+    let t = k.dim(2)?;
+
+    // Grouped-query attention without repeating K/V: the query heads that
+    // share a K/V head are stacked as extra rows of one matmul.
+    let groups = h / kvh;
+    let q = (q * cfg.scale)?.reshape((b, kvh, groups * s, d))?;
+    let att = q.matmul(&k.t()?)?;
+    let att = match mask {
+        Some(m) => att.reshape((b, kvh, groups, s, t))?.broadcast_add(m)?.reshape((b, kvh, groups * s, t))?,
+        None => att,
+    };
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    let y = att.matmul(&v)?; // (b, kvh, groups*s, d)
+    let y = y.reshape((b, h, s, d))?.transpose(1, 2)?.reshape((b, s, h * d))?;
+    layer.o.forward(&y)
+}
+
+fn apply_rope(cfg: &Config, rope: &Rope, x: &Tensor, pos: usize) -> Result<Tensor> {
+    let s = x.dim(2)?;
+    let cos = rope.cos.narrow(0, pos, s)?;
+    let sin = rope.sin.narrow(0, pos, s)?;
+    let rotate = |x: &Tensor| if cfg.neox { candle_nn::rotary_emb::rope(x, &cos, &sin) } else { candle_nn::rotary_emb::rope_i(x, &cos, &sin) };
+    if cfg.rope_dim == cfg.head_dim {
+        return rotate(x);
+    }
+    // Partial rotary embedding: only the first rope_dim features turn.
+    let turned = rotate(&x.narrow(D::Minus1, 0, cfg.rope_dim)?.contiguous()?)?;
+    Tensor::cat(&[&turned, &x.narrow(D::Minus1, cfg.rope_dim, cfg.head_dim - cfg.rope_dim)?], D::Minus1)?.contiguous()
+}
+
+fn rope_tables(dim: usize, base: f32, factors: Option<&[f32]>, positions: usize) -> Result<Rope> {
+    let inv: Vec<f32> = (0..dim / 2)
+        .map(|i| {
+            let f = 1.0 / base.powf(2.0 * i as f32 / dim as f32);
+            f / factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0)
+        })
+        .collect();
+    let mut angles = Vec::with_capacity(positions * inv.len());
+    for p in 0..positions {
+        angles.extend(inv.iter().map(|f| p as f32 * f));
+    }
+    let angles = Tensor::from_vec(angles, (positions, dim / 2), &Device::Cpu)?;
+    Ok(Rope { cos: angles.cos()?, sin: angles.sin()? })
+}
+
+/// Additive mask (s, pos + s): 0 where query i may see key j, -inf elsewhere.
+fn causal_mask(s: usize, pos: usize, window: Option<usize>) -> Result<Tensor> {
+    let t = pos + s;
+    let mut m = vec![0f32; s * t];
+    for i in 0..s {
+        let qi = pos + i;
+        for j in 0..t {
+            let visible = j <= qi && window.is_none_or(|w| qi - j < w);
+            if !visible {
+                m[i * t + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Tensor::from_vec(m, (s, t), &Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_transformers::models::quantized_llama;
+
+    #[test]
+    fn causal_mask_hides_the_future_and_keys_outside_the_window() {
+        let inf = f32::NEG_INFINITY;
+        // Two new queries at positions 2 and 3 over four keys.
+        let m = causal_mask(2, 2, None).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(m, vec![vec![0., 0., 0., inf], vec![0., 0., 0., 0.]]);
+        // A window of 2: position 3 sees keys 2 and 3 only.
+        let m = causal_mask(2, 2, Some(2)).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(m, vec![vec![inf, 0., 0., inf], vec![inf, inf, 0., 0.]]);
+    }
+
+    fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
+        let num: f32 = ours.iter().zip(theirs).map(|(a, b)| (a - b).powi(2)).sum();
+        let den: f32 = theirs.iter().map(|b| b * b).sum();
+        (num / den).sqrt()
+    }
+
+    fn argmax(v: &[f32]) -> usize {
+        v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap()
+    }
+
+    fn open(path: &std::path::Path) -> (gguf_file::Content, std::io::BufReader<std::fs::File>) {
+        let mut r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        (ct, r)
+    }
+
+    /// Loads on a new thread with candle's CANDLE_DEQUANTIZE_ALL switch on
+    /// (candle reads it once per thread): every matmul in f32.
+    fn load_f32<M: Send + 'static>(f: impl FnOnce() -> M + Send + 'static) -> M {
+        std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1");
+        let m = std::thread::spawn(f).join();
+        std::env::remove_var("CANDLE_DEQUANTIZE_ALL");
+        m.unwrap()
+    }
+
+    /// candle-transformers' llama, written independently of this file, is
+    /// the reference. With the same f32 weights the two agree exactly;
+    /// ask's fast paths (sgemm prefill, quantized decode, Q4_1 moved to
+    /// Q8_0) must pick the same next token with logits within a few percent.
+    #[test]
+    fn llama_logits_match_candle_transformers() {
+        let path = crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+        let p = path.clone();
+        let mut theirs = load_f32(move || {
+            let (ct, mut r) = open(&p);
+            quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap()
+        });
+        let p = path.clone();
+        let mut exact = load_f32(move || {
+            let (ct, mut r) = open(&p);
+            Decoder::load(&ct, &mut r, "llama", 256, false).unwrap()
+        });
+        let (ct, mut r) = open(&path);
+        let mut ours = Decoder::from_gguf(&ct, &mut r, "llama", 256).unwrap();
+
+        use candle_core::quantized::tokenizer::TokenizerFromGguf;
+        let tokenizer = tokenizers::Tokenizer::from_gguf(&ct).unwrap();
+        let text = "The lighthouse keeper kept a log of every ship that passed the rocks at night, and of the weather.";
+        let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+        assert!(ids.len() >= crate::quant::SGEMM_MIN_ROWS);
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let reference = theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let e = exact.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        assert!(relative_error(&e, &reference) < 1e-5, "same weights, different logits");
+        let a = ours.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(argmax(&a), argmax(&reference));
+        let err = relative_error(&a, &reference);
+        assert!(err < 0.05, "prefill logits differ by {err}");
+
+        // One decode step, through the KV cache.
+        let next = Tensor::new(&[argmax(&reference) as u32], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let reference = theirs.forward(&next, ids.len()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let e = exact.forward(&next, ids.len()).unwrap().to_vec1::<f32>().unwrap();
+        assert!(relative_error(&e, &reference) < 1e-5, "same weights, different logits");
+        let a = ours.forward(&next, ids.len()).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(argmax(&a), argmax(&reference));
+        let err = relative_error(&a, &reference);
+        assert!(err < 0.05, "decode logits differ by {err}");
+
+        // A new prompt at position 0 forgets the old one.
+        let again = ours.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        let (ct, mut r) = open(&path);
+        let first = Decoder::from_gguf(&ct, &mut r, "llama", 256).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(again, first);
+    }
+
+    /// A prompt longer than one chunk gives the logits it gives in one go.
+    #[test]
+    fn chunked_prefill_matches_one_pass() {
+        let (ct, mut r) = open(&crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf"));
+        let mut model = Decoder::from_gguf(&ct, &mut r, "llama", 2048).unwrap();
+        let n = PREFILL_CHUNK + 40;
+        let ids: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 20000).collect();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let chunked = model.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        // The same positions fed by hand as two uneven pieces.
+        model.forward(&input.narrow(1, 0, 300).unwrap(), 0).unwrap();
+        let pieces = model.forward(&input.narrow(1, 300, n - 300).unwrap(), 300).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(argmax(&chunked), argmax(&pieces));
+        assert!(relative_error(&chunked, &pieces) < 1e-3);
+    }
+}
