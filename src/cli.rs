@@ -50,6 +50,12 @@ pub enum Command {
     /// Retrieves the best passages, asks the local model to answer only from
     /// them, streams the answer and lists the sources.
     Query(QueryArgs),
+    /// Summarize a file or standard input with the local model
+    ///
+    /// Text longer than the model's context is summarized in pieces, and the
+    /// pieces' summaries are combined (map-reduce). Examples:
+    /// `ask summarize report.pdf`, `git log -50 | ask summarize -`.
+    Summarize(SummarizeArgs),
     /// Show what an index holds and which models built it
     Status(StatusArgs),
 }
@@ -138,6 +144,21 @@ pub struct QueryArgs {
     #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
     pub min_score: f32,
 
+    #[command(flatten)]
+    pub gen: GenArgs,
+
+    /// Print the assembled prompt context and stop (no model is loaded)
+    #[arg(long)]
+    pub context_only: bool,
+
+    /// Print one JSON object: answer, sources, model, timings
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the answer model is chosen and samples its text (query, summarize).
+#[derive(Debug, Args)]
+pub struct GenArgs {
     /// GGUF model [default: $ASK_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf]
     #[arg(long, env = "ASK_MODEL", value_name = "FILE")]
     pub model: Option<PathBuf>,
@@ -165,12 +186,33 @@ pub struct QueryArgs {
     /// Penalty for repeating recent tokens (1 = none)
     #[arg(long, value_name = "X", default_value_t = 1.1)]
     pub repeat_penalty: f32,
+}
 
-    /// Print the assembled prompt context and stop (no model is loaded)
-    #[arg(long)]
-    pub context_only: bool,
+impl GenArgs {
+    /// The sampling settings these options describe.
+    pub fn sampling(&self) -> ask_model::SamplingParams {
+        ask_model::SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            repeat_penalty: self.repeat_penalty,
+            ..Default::default()
+        }
+    }
+}
 
-    /// Print one JSON object: answer, sources, model, timings
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// File to summarize (any format ask indexes), or - for standard input
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+
+    #[command(flatten)]
+    pub gen: GenArgs,
+
+    /// Print one JSON object: summary, input, pieces, model, timings
     #[arg(long)]
     pub json: bool,
 }

@@ -15,6 +15,8 @@ pub enum Exit {
     FilesFailed,
     /// Another `ask index` holds the index lock (EX_TEMPFAIL: try again later).
     Busy,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted,
 }
 
 impl Exit {
@@ -26,6 +28,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::FilesFailed => 3,
             Exit::Busy => 75,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -42,9 +45,9 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_stable() {
-        let all = [Exit::Success, Exit::Error, Exit::Usage, Exit::FilesFailed, Exit::Busy];
+        let all = [Exit::Success, Exit::Error, Exit::Usage, Exit::FilesFailed, Exit::Busy, Exit::Interrupted];
         let codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 75]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 75, 130]);
         // clap uses 2 for usage errors; ours must agree.
         assert_eq!(Exit::Usage.code() as i32, clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::InvalidValue).exit_code());
     }

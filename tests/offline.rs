@@ -35,6 +35,9 @@ fn index_and_search_work_without_a_network() {
     let out = ask_unshared(&env, &["query", "--json", "--max-tokens", "8", "-k", "1", "when is the deposit returned"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!json(&out.stdout)["answer"].as_str().unwrap().is_empty());
+    let out = ask_unshared(&env, &["summarize", "--json", "--max-tokens", "8", "docs/sourdough.txt"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!json(&out.stdout)["summary"].as_str().unwrap().is_empty());
 }
 
 /// Runs `ask ARGS` under strace and returns every socket/connect call made
@@ -61,6 +64,7 @@ fn no_inet_socket_is_ever_opened() {
     calls.extend(socket_calls(&env, &["search", "deposit"]));
     calls.extend(socket_calls(&env, &["status"]));
     calls.extend(socket_calls(&env, &["query", "--max-tokens", "8", "-k", "1", "when is the deposit returned"]));
+    calls.extend(socket_calls(&env, &["summarize", "--max-tokens", "8", "docs/sourdough.txt"]));
     let inet: Vec<&String> = calls.iter().filter(|l| l.contains("AF_INET") || l.contains("AF_INET6")).collect();
     assert!(inet.is_empty(), "network sockets opened:\n{}", inet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
     // strace did trace the process (guards against a silently empty log).

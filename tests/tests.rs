@@ -8,3 +8,4 @@ mod offline;
 mod query;
 mod robust;
 mod search;
+mod summarize;

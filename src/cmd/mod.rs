@@ -5,6 +5,7 @@ mod index;
 mod query;
 mod search;
 mod status;
+mod summarize;
 
 use anyhow::Result;
 use tokio::runtime::Runtime;
@@ -27,6 +28,7 @@ impl Run for Command {
             Command::Search(args) => args.run(cfg, rt),
             Command::Query(args) => args.run(cfg, rt),
             Command::Status(args) => args.run(cfg, rt),
+            Command::Summarize(args) => args.run(cfg, rt),
         }
     }
 }
@@ -52,4 +54,22 @@ pub(crate) fn now_secs() -> i64 {
 /// RFC 3339 for a Unix time in seconds.
 pub(crate) fn rfc3339(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Catches Ctrl-C while a model generates: the first press sets the flag
+/// (generation stops after the current token, the text so far is kept and
+/// the run exits 130); a second press exits at once.
+pub fn interrupt_flag(rt: &Runtime) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            set.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Exit::Interrupted.code().into());
+            }
+        }
+    });
+    flag
 }

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ask_model::{Generator, SamplingParams};
+use ask_model::Generator;
 use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -91,7 +91,7 @@ impl Run for QueryArgs {
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
-        let model_path = self.model.clone().unwrap_or_else(|| cfg.model.clone());
+        let model_path = self.gen.model.clone().unwrap_or_else(|| cfg.model.clone());
         if hits.is_empty() {
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
             return self.finish(None, &[], &model_path.display().to_string(), retrieval_ms, None, msg);
@@ -105,7 +105,7 @@ impl Run for QueryArgs {
         let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
         // Fit the passages into the context window: room is kept for the
         // answer, whole passages only, lowest-ranked dropped first.
-        let budget = model.context_length().saturating_sub(self.max_tokens.min(model.context_length() / 2));
+        let budget = model.context_length().saturating_sub(self.gen.max_tokens.min(model.context_length() / 2));
         while hits.len() > 1 {
             let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
             if model.count_tokens(&prompt)? < budget {
@@ -114,20 +114,16 @@ impl Run for QueryArgs {
             hits.pop();
         }
         let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
-        let params = SamplingParams {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            seed: self.seed,
-            max_tokens: self.max_tokens,
-            repeat_penalty: self.repeat_penalty,
-            ..Default::default()
-        };
+        let params = self.gen.sampling();
+        let interrupted = super::interrupt_flag(rt);
         let mut answer = String::new();
         let mut out = std::io::stdout().lock();
         let mut write_err = None;
         let timings = model.generate(&prompt, &params, |piece| {
             answer.push_str(piece);
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
             if self.json {
                 return true;
             }
@@ -144,7 +140,12 @@ impl Run for QueryArgs {
             return Err(e.into());
         }
         let name = model.name.clone();
-        self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")
+        let exit = self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")?;
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("ask: interrupted");
+            return Ok(Exit::Interrupted);
+        }
+        Ok(exit)
     }
 }
 

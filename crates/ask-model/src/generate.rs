@@ -131,6 +131,11 @@ impl Generator {
         self.context
     }
 
+    /// The model's tokenizer (to cut text into pieces that fit).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     /// Number of tokens `text` encodes to.
     pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
         Ok(self.tokenizer.encode_fast(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.len())

@@ -1,0 +1,216 @@
+//! `ask summarize FILE|-`: a summary of one document or of standard input.
+//!
+//! Text that fits the model's context is summarized in one pass. Longer
+//! text is cut into pieces that fit (on paragraph and sentence boundaries,
+//! by the model's own tokenizer), each piece is summarized, and the
+//! pieces' summaries are combined; if even those do not fit, they are
+//! summarized again the same way (map-reduce).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ask_ingest::chunk::Chunker;
+use ask_ingest::extract::{self, Document};
+use ask_ingest::Kind;
+use ask_model::{Generator, SamplingParams};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::Run;
+use crate::cli::SummarizeArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::progress::Ui;
+
+const SYSTEM: &str = "You are a helpful assistant that summarizes documents faithfully.";
+/// Small models follow an instruction best when it comes after the text.
+const KEEP: &str = "Keep names, dates, numbers and decisions.";
+/// Tokens kept for the chat template and the instructions around a piece.
+const PROMPT_OVERHEAD: usize = 160;
+/// Longest summary of one piece in the map step.
+const PIECE_SUMMARY_TOKENS: usize = 200;
+/// Longest piece; shorter than the context allows, because a small model
+/// summarizes 1,500 tokens better than 3,500 and prefill grows with length.
+const MAX_PIECE_TOKENS: usize = 1536;
+
+#[derive(Serialize, Default)]
+struct JsonTimings {
+    seconds: f64,
+    prompt_tokens: usize,
+    generated_tokens: usize,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    summary: String,
+    input: String,
+    /// Pieces summarized separately (1 when the text fitted at once).
+    pieces: usize,
+    model: String,
+    timings: JsonTimings,
+}
+
+/// Reads the input and turns it into text, whatever its format.
+fn read_input(input: &Path) -> Result<(Kind, Document)> {
+    let (bytes, kind) = if input == Path::new("-") {
+        if std::io::stdin().is_terminal() {
+            bail!("nothing on standard input: pipe text in (git log | ask summarize -) or name a file");
+        }
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+        let kind = if bytes.starts_with(b"%PDF-") {
+            Kind::Pdf
+        } else if looks_html(&bytes) {
+            Kind::Html
+        } else if ask_ingest::kind::looks_binary(&bytes) {
+            bail!("standard input is binary data, not text ask can summarize");
+        } else {
+            Kind::Text
+        };
+        (bytes, kind)
+    } else {
+        let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+        let kind = match ask_ingest::kind::classify(input, &bytes) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => bail!("{}: not a format ask can read (text, Markdown, code, HTML, PDF)", input.display()),
+            Err(why) => bail!("{}: {why}", input.display()),
+        };
+        (bytes, kind)
+    };
+    let doc = extract::extract(kind, &bytes).with_context(|| format!("cannot extract text from {}", input.display()))?;
+    Ok((kind, doc))
+}
+
+fn looks_html(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).trim_start().to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
+}
+
+/// One model, its sampling settings, and what the run has spent so far.
+struct Summarizer<'a> {
+    model: Generator,
+    params: SamplingParams,
+    interrupted: &'a AtomicBool,
+    timings: JsonTimings,
+}
+
+impl Summarizer<'_> {
+    /// Generates from one user message; `stream` receives each piece of text.
+    fn run(&mut self, user: &str, max_tokens: usize, mut stream: impl FnMut(&str) -> Result<()>) -> Result<String> {
+        let prompt = self.model.chat_prompt(SYSTEM, user)?;
+        let params = SamplingParams { max_tokens, ..self.params.clone() };
+        let mut text = String::new();
+        let mut failed = None;
+        let t = self.model.generate(&prompt, &params, |piece| {
+            text.push_str(piece);
+            if let Err(e) = stream(piece) {
+                failed = Some(e);
+                return false;
+            }
+            !self.interrupted.load(Ordering::SeqCst)
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.timings.prompt_tokens += t.prompt_tokens;
+        self.timings.generated_tokens += t.generated_tokens;
+        Ok(text.trim().to_owned())
+    }
+
+    fn stopped(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+impl Run for SummarizeArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let started = Instant::now();
+        let (kind, doc) = read_input(&self.input)?;
+        let text: String = doc.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n\n");
+        if text.trim().is_empty() {
+            bail!("{}: no text to summarize", self.input.display());
+        }
+        let ui = Ui::new(cfg.quiet, false);
+        let model_path = self.gen.model.clone().unwrap_or_else(|| cfg.model.clone());
+        let spinner = ui.spinner("loading the model");
+        let model = Generator::load(&model_path).context("cannot load the summary model")?;
+        spinner.finish_and_clear();
+        let interrupted = super::interrupt_flag(rt);
+        let context = model.context_length();
+        let mut s = Summarizer { model, params: self.gen.sampling(), interrupted: &interrupted, timings: JsonTimings::default() };
+        let final_tokens = self.gen.max_tokens.min(context / 2);
+        let piece_tokens = context.saturating_sub(PROMPT_OVERHEAD + final_tokens.max(PIECE_SUMMARY_TOKENS)).min(MAX_PIECE_TOKENS).max(64);
+
+        // Map: summarize piece by piece until the whole fits in one prompt.
+        let mut body = text;
+        let mut pieces = 1;
+        let mut level = 0;
+        while s.model.count_tokens(&body)? > piece_tokens && !s.stopped() {
+            let chunker = Chunker::new(s.model.tokenizer().clone(), piece_tokens, 0).context("cannot split the text")?;
+            let doc = Document { sections: vec![extract::Section { text: body.clone(), page: None }], lossy: false };
+            let parts = chunker.chunk(if level == 0 { kind } else { Kind::Text }, &doc);
+            if level == 0 {
+                pieces = parts.len();
+            }
+            let bar = ui.bar(parts.len() as u64, "pieces");
+            let mut summaries = Vec::with_capacity(parts.len());
+            for (i, part) in parts.iter().enumerate() {
+                let user = format!(
+                    "This is part {} of {} of a longer text:\n\n{}\n\nSummarize this part in a few sentences. {KEEP}",
+                    i + 1,
+                    parts.len(),
+                    part.text
+                );
+                summaries.push(s.run(&user, PIECE_SUMMARY_TOKENS, |_| Ok(()))?);
+                bar.inc(1);
+                if s.stopped() {
+                    break;
+                }
+            }
+            bar.finish_and_clear();
+            // Plain bullets: small models copy "Part 2:" labels into the result.
+            body = summaries.iter().map(|t| format!("- {t}")).collect::<Vec<_>>().join("\n");
+            level += 1;
+        }
+
+        // Reduce (or the whole text when it fitted): streamed to stdout.
+        let user = if level == 0 {
+            format!("Text:\n\n{body}\n\nSummarize the text above in a few sentences. {KEEP}")
+        } else {
+            format!("These are summaries of the consecutive parts of one text:\n\n{body}\n\nCombine them into one summary of the whole text in a few sentences. {KEEP}")
+        };
+        let mut out = std::io::stdout().lock();
+        let summary = if s.stopped() {
+            String::new()
+        } else {
+            let json = self.json;
+            s.run(&user, final_tokens, |piece| {
+                if !json {
+                    out.write_all(piece.as_bytes())?;
+                    out.flush()?;
+                }
+                Ok(())
+            })?
+        };
+        if self.json {
+            s.timings.seconds = started.elapsed().as_secs_f64();
+            let json = JsonSummary {
+                summary,
+                input: self.input.display().to_string(),
+                pieces,
+                model: s.model.name.clone(),
+                timings: s.timings,
+            };
+            serde_json::to_writer(&mut out, &json)?;
+        }
+        writeln!(out)?;
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!("ask: interrupted");
+            return Ok(Exit::Interrupted);
+        }
+        Ok(Exit::Success)
+    }
+}
