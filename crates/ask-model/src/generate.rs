@@ -226,9 +226,68 @@ fn load_tokenizer(path: &Path, ct: &gguf_file::Content) -> Result<Tokenizer, Mod
     if beside.exists() {
         return Tokenizer::from_file(&beside).map_err(|e| invalid(&beside, e));
     }
-    Tokenizer::from_gguf(ct).map_err(|e| {
-        invalid(path, format!("cannot build its tokenizer ({e}); put the model's tokenizer.json beside the GGUF file"))
-    })
+    let model = meta_str(ct, "tokenizer.ggml.model").unwrap_or_default();
+    let built = if model == "llama" {
+        sentencepiece_from_gguf(ct).map_err(|e| e.to_string())
+    } else {
+        Tokenizer::from_gguf(ct).map_err(|e| e.to_string())
+    };
+    built.map_err(|e| invalid(path, format!("cannot build its tokenizer ({e}); put the model's tokenizer.json beside the GGUF file")))
+}
+
+/// A SentencePiece vocabulary (`tokenizer.ggml.model = "llama"`: Llama 2,
+/// Gemma, Phi-3, Mistral) as a Hugging Face tokenizer: pieces with their
+/// scores, "▁" for spaces, byte fallback, control tokens matched whole.
+///
+/// The pieces are segmented by the highest total score (unigram Viterbi).
+/// For SentencePiece BPE vocabularies, whose scores rank the merges, this
+/// nearly always gives BPE's result but is not guaranteed to; a
+/// `tokenizer.json` beside the GGUF file is used instead when present.
+fn sentencepiece_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, String> {
+    use tokenizers::decoders::{byte_fallback::ByteFallback, fuse::Fuse, sequence::Sequence, strip::Strip, DecoderWrapper};
+    use tokenizers::models::unigram::Unigram;
+    use tokenizers::normalizers::{prepend::Prepend, replace::Replace, utils::Sequence as Normalizers, NormalizerWrapper};
+    use tokenizers::AddedToken;
+
+    let array = |key: &str| ct.metadata.get(key).and_then(|v| v.to_vec().ok()).ok_or_else(|| format!("no {key} in the GGUF metadata"));
+    let tokens: Vec<String> = array("tokenizer.ggml.tokens")?.iter().map(|v| v.to_string().cloned().unwrap_or_default()).collect();
+    let scores: Vec<f64> = match array("tokenizer.ggml.scores") {
+        Ok(s) => s.iter().map(|v| v.to_f32().unwrap_or(0.0) as f64).collect(),
+        Err(_) => vec![0.0; tokens.len()],
+    };
+    // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+    let types: Vec<i32> = match array("tokenizer.ggml.token_type") {
+        Ok(t) => t.iter().map(|v| v.to_i32().unwrap_or(1)).collect(),
+        Err(_) => vec![1; tokens.len()],
+    };
+    let unk = meta_u32(ct, "tokenizer.ggml.unknown_token_id").map(|u| u as usize).or_else(|| types.iter().position(|&t| t == 2));
+    let vocab: Vec<(String, f64)> = tokens.iter().cloned().zip(scores).collect();
+    let model = Unigram::from(vocab, unk, true).map_err(|e| e.to_string())?;
+    let mut tokenizer = Tokenizer::new(model);
+    let add_prefix = ct.metadata.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.to_bool().ok()).unwrap_or(true);
+    let mut normalizers = Vec::new();
+    if add_prefix {
+        normalizers.push(NormalizerWrapper::Prepend(Prepend::new("▁".into())));
+    }
+    normalizers.push(NormalizerWrapper::Replace(Replace::new(" ", "▁").map_err(|e| e.to_string())?));
+    tokenizer.with_normalizer(Some(Normalizers::new(normalizers))).map_err(|e| e.to_string())?;
+    let mut decoders = vec![
+        DecoderWrapper::Replace(Replace::new("▁", " ").map_err(|e| e.to_string())?),
+        DecoderWrapper::ByteFallback(ByteFallback::default()),
+        DecoderWrapper::Fuse(Fuse::default()),
+    ];
+    if add_prefix {
+        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+    }
+    tokenizer.with_decoder(Some(Sequence::new(decoders)));
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(_, &t)| t == 3 || t == 4)
+        .map(|(tok, &t)| AddedToken::from(tok.clone(), t == 3))
+        .collect();
+    tokenizer.add_special_tokens(special).map_err(|e| e.to_string())?;
+    Ok(tokenizer)
 }
 
 /// Renders a Hugging Face chat template for one system and one user turn.
@@ -291,6 +350,37 @@ mod tests {
         assert_eq!(render_template(tpl, " a ", "b ", "<s>", "").unwrap(), "<s>a|b|");
         let raising = "{{ raise_exception('no system role') }}";
         assert!(render_template(raising, "", "", "", "").unwrap_err().to_string().contains("no system role"));
+    }
+
+    /// A toy SentencePiece vocabulary in GGUF metadata: whole words win
+    /// over pieces, unknown characters fall back to bytes, control tokens
+    /// are matched whole, and decoding gives the text back.
+    #[test]
+    fn sentencepiece_vocabularies_from_gguf_metadata() {
+        use candle_core::quantized::gguf_file::{Content, Value};
+        let mut tokens: Vec<String> = ["<unk>", "<s>", "<end_of_turn>", "▁", "▁he", "llo", "▁hello", "▁world", "h", "e", "l", "o", "w", "r", "d"]
+            .map(String::from)
+            .to_vec();
+        let mut types = vec![2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+        let mut scores = vec![0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -1.0, -1.0, -5.0, -5.0, -5.0, -5.0, -5.0, -5.0, -5.0];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+            scores.push(0.0);
+        }
+        let mut metadata = std::collections::HashMap::new();
+        metadata.insert("tokenizer.ggml.model".to_owned(), Value::String("llama".into()));
+        metadata.insert("tokenizer.ggml.tokens".to_owned(), Value::Array(tokens.iter().cloned().map(Value::String).collect()));
+        metadata.insert("tokenizer.ggml.scores".to_owned(), Value::Array(scores.into_iter().map(Value::F32).collect()));
+        metadata.insert("tokenizer.ggml.token_type".to_owned(), Value::Array(types.into_iter().map(Value::I32).collect()));
+        let ct = Content { magic: candle_core::quantized::gguf_file::VersionedMagic::GgufV3, metadata, tensor_infos: Default::default(), tensor_data_offset: 0 };
+        let tok = sentencepiece_from_gguf(&ct).unwrap();
+        let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+        let enc = tok.encode("hello world<end_of_turn>é", false).unwrap();
+        // "é" is U+00E9, UTF-8 C3 A9, and has no piece of its own.
+        let want = vec![id("▁hello"), id("▁world"), id("<end_of_turn>"), id("▁"), id("<0xC3>"), id("<0xA9>")];
+        assert_eq!(enc.get_ids(), want.as_slice());
+        assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), "hello world<end_of_turn> é");
     }
 
     #[test]
