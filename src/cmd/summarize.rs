@@ -143,6 +143,10 @@ impl Run for SummarizeArgs {
         let mut s = Summarizer { model, params: self.gen.sampling(), interrupted: &interrupted, timings: JsonTimings::default() };
         let final_tokens = self.gen.max_tokens.min(context / 2);
         let piece_tokens = context.saturating_sub(PROMPT_OVERHEAD + final_tokens.max(PIECE_SUMMARY_TOKENS)).min(MAX_PIECE_TOKENS).max(64);
+        // A piece's summary is at most a quarter of the piece, so every
+        // round shrinks the text and the loop below ends, even for models
+        // with a small context.
+        let summary_tokens = PIECE_SUMMARY_TOKENS.min(piece_tokens / 4).max(16);
 
         // Map: summarize piece by piece until the whole fits in one prompt.
         let mut body = text;
@@ -164,7 +168,7 @@ impl Run for SummarizeArgs {
                     parts.len(),
                     part.text
                 );
-                summaries.push(s.run(&user, PIECE_SUMMARY_TOKENS, |_| Ok(()))?);
+                summaries.push(s.run(&user, summary_tokens, |_| Ok(()))?);
                 bar.inc(1);
                 if s.stopped() {
                     break;
