@@ -15,12 +15,16 @@
 //! of each family in the tests of `generate.rs`.
 
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Result, Tensor, D};
 
 use crate::quant::{dequantize, Linear};
+
+/// The `general.architecture` values this decoder runs.
+pub const ARCHITECTURES: [&str; 6] = ["llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3"];
 
 /// Prompt tokens run through the model at once.
 pub const PREFILL_CHUNK: usize = 512;
@@ -133,7 +137,7 @@ struct Rope {
 /// A loaded decoder with its KV cache.
 pub struct Decoder {
     cfg: Config,
-    embed: QTensor,
+    embed: Arc<QTensor>,
     layers: Vec<Layer>,
     norm: Norm,
     output: Linear,
@@ -180,7 +184,7 @@ impl<R: Read + Seek> Gguf<'_, R> {
     fn linear(&mut self, name: &str) -> Result<Linear> {
         let bias_name = name.replace(".weight", ".bias");
         let bias = if self.has(&bias_name) { Some(self.f32(&bias_name)?) } else { None };
-        Linear::new(self.tensor(name)?, bias, self.requantize)
+        Linear::new(Arc::new(self.tensor(name)?), bias, self.requantize)
     }
 }
 
@@ -239,9 +243,9 @@ impl Decoder {
         }
 
         let eps = cfg.eps;
-        let embed = g.tensor("token_embd.weight")?;
+        let embed = Arc::new(g.tensor("token_embd.weight")?);
         let norm = g.norm("output_norm.weight", eps)?;
-        let output = if g.has("output.weight") { g.linear("output.weight")? } else { Linear::new(g.tensor("token_embd.weight")?, None, requantize)? };
+        let output = if g.has("output.weight") { g.linear("output.weight")? } else { Linear::new(embed.clone(), None, requantize)? };
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let p = format!("blk.{i}");

@@ -117,7 +117,7 @@ impl Generator {
             }
         }
         let device = Device::Cpu;
-        if !matches!(arch.as_str(), "llama" | "mistral" | "qwen2" | "qwen3" | "gemma3" | "phi3") {
+        if !crate::decoder::ARCHITECTURES.contains(&arch.as_str()) {
             return Err(ModelError::Unsupported { path: path.into(), arch, supported: SUPPORTED });
         }
         let weights = Decoder::from_gguf(&ct, &mut reader, &arch, context)
@@ -185,14 +185,13 @@ impl Generator {
         // Prefill at position 0, which also starts every family's KV cache anew.
         let start = Instant::now();
         let input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let logits = self.weights.forward(&input, 0)?;
+        let mut logits = self.weights.forward(&input, 0)?;
         timings.prefill_tokens_per_s = prompt_ids.len() as f64 / start.elapsed().as_secs_f64();
 
         let mut all = prompt_ids.clone();
         let mut stream = TokenStream::default();
         let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
         let decode_start = Instant::now();
-        let mut logits = logits;
         for i in 0..budget {
             if params.repeat_penalty != 1.0 {
                 let from = all.len().saturating_sub(params.repeat_last_n);

@@ -31,7 +31,7 @@ fn slow_on_cpu(dtype: GgmlDType) -> bool {
 /// A weight matrix (out × in) and an optional bias.
 #[derive(Clone)]
 pub struct Linear {
-    weight: Arc<QTensor>,
+    /// `QMatMul::QTensor` for quantized weights, `Tensor` for float ones.
     matmul: QMatMul,
     bias: Option<Tensor>,
     out_features: usize,
@@ -41,20 +41,21 @@ pub struct Linear {
 impl Linear {
     /// `requantize`: move types with scalar kernels to Q8_0 (always, but
     /// in tests that compare against other implementations bit for bit).
-    pub fn new(weight: QTensor, bias: Option<Tensor>, requantize: bool) -> Result<Linear> {
+    /// A weight that is kept as it is stays shared with other users (tied
+    /// embeddings) rather than copied.
+    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>, requantize: bool) -> Result<Linear> {
         let (out_features, in_features) = weight.shape().dims2()?;
         let weight = if requantize && slow_on_cpu(weight.dtype()) && in_features % 32 == 0 {
-            QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0)?
+            Arc::new(QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0)?)
         } else {
             weight
         };
-        let weight = Arc::new(weight);
         let matmul = match weight.dtype() {
             // Float weights: candle's plain matmul is already the fast path.
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => QMatMul::Tensor(dequantize(&weight)?),
-            _ => QMatMul::from_arc(weight.clone())?,
+            _ => QMatMul::from_arc(weight)?,
         };
-        Ok(Linear { weight, matmul, bias, out_features, in_features })
+        Ok(Linear { matmul, bias, out_features, in_features })
     }
 
     pub fn out_features(&self) -> usize {
@@ -64,10 +65,10 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.elem_count() / self.in_features;
         let y = match &self.matmul {
-            QMatMul::QTensor(_) if rows >= SGEMM_MIN_ROWS => {
+            QMatMul::QTensor(w) if rows >= SGEMM_MIN_ROWS => {
                 let mut out_dims = x.dims().to_vec();
                 *out_dims.last_mut().expect("rank >= 1") = self.out_features;
-                let w = dequantize(&self.weight)?;
+                let w = dequantize(w)?;
                 x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
             }
             m => m.forward(x)?,
@@ -150,7 +151,7 @@ mod tests {
         // One weight, two ways: sgemm on the dequantized weight (many rows)
         // and candle's quantized kernel (one row) must give the same row.
         let w = QTensor::quantize(&ramp(96, 256), GgmlDType::Q4_1).unwrap();
-        let lin = Linear::new(w, None, true).unwrap();
+        let lin = Linear::new(Arc::new(w), None, true).unwrap();
         let x = ramp(SGEMM_MIN_ROWS, 256);
         let many = lin.forward(&x).unwrap();
         let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
