@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Ask questions about your own files, fully offline.
 ///
@@ -58,6 +58,69 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Show what an index holds and which models built it
     Status(StatusArgs),
+    /// Measure retrieval quality on a BEIR-format judged dataset
+    ///
+    /// Indexes DATASET_DIR/corpus.jsonl into a scratch index (kept under
+    /// the cache directory and reused while the corpus and encoder are the
+    /// same), runs every query of qrels/test.tsv and reports nDCG@10,
+    /// recall@10, MRR@10 and the median query latency.
+    Eval(EvalArgs),
+}
+
+/// How passages are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchMode {
+    /// Nearest vectors (meaning)
+    Dense,
+    /// BM25 full-text ranking (exact words)
+    Bm25,
+    /// Both, fused by reciprocal rank fusion
+    Hybrid,
+}
+
+impl From<SearchMode> for ask_store::Mode {
+    fn from(m: SearchMode) -> Self {
+        match m {
+            SearchMode::Dense => ask_store::Mode::Dense,
+            SearchMode::Bm25 => ask_store::Mode::Bm25,
+            SearchMode::Hybrid => ask_store::Mode::Hybrid,
+        }
+    }
+}
+
+/// Kinds of document, as stored in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocType {
+    Pdf,
+    Md,
+    Html,
+    Text,
+    Code,
+    Mail,
+}
+
+/// Which indexed passages a search may return. Applied inside the search,
+/// so `-k 10` returns 10 passages whenever 10 match.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only files whose path matches GLOB (`*` also matches `/`; a glob
+    /// without `/` matches the file name, a relative one is taken from the
+    /// current directory)
+    #[arg(long = "path", value_name = "GLOB")]
+    pub path: Option<String>,
+
+    /// Only these kinds of document (comma-separated or repeated)
+    #[arg(long = "type", value_name = "TYPE", value_enum, value_delimiter = ',')]
+    pub types: Vec<DocType>,
+
+    /// Only files modified (mail: sent) at or after DATE: 2026-11-01,
+    /// 2026-11-01T09:30:00Z, or an age such as 12h, 7d, 2w
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// Only files modified (mail: sent) before DATE; a plain date includes that whole day
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +188,13 @@ pub struct SearchArgs {
     #[arg(short = 'k', long, value_name = "N", default_value_t = 10)]
     pub limit: usize,
 
+    /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
+    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+    pub mode: SearchMode,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
     /// Print one JSON object per line
     #[arg(long)]
     pub json: bool,
@@ -140,9 +210,16 @@ pub struct QueryArgs {
     #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
     pub limit: usize,
 
-    /// Passages scoring below this cosine similarity are not used
+    /// Passages whose cosine similarity to the question is below this are not used
     #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
     pub min_score: f32,
+
+    /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
+    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+    pub mode: SearchMode,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     #[command(flatten)]
     pub gen: GenArgs,
@@ -213,6 +290,21 @@ pub struct SummarizeArgs {
     pub gen: GenArgs,
 
     /// Print one JSON object: summary, input, pieces, model, timings
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A BEIR-format dataset: corpus.jsonl, queries.jsonl, qrels/test.tsv
+    #[arg(value_name = "DATASET_DIR")]
+    pub dataset: PathBuf,
+
+    /// Ranking to evaluate
+    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+    pub mode: SearchMode,
+
+    /// Print one JSON object: ndcg@10, recall@10, mrr@10, queries, median_ms
     #[arg(long)]
     pub json: bool,
 }

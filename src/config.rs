@@ -68,6 +68,18 @@ pub fn data_home() -> Result<PathBuf> {
     }
 }
 
+/// The cache directory, for data ask can rebuild (`ask eval`'s scratch
+/// indexes): `$XDG_CACHE_HOME/ask`, else `~/.cache/ask`.
+pub fn cache_home() -> Result<PathBuf> {
+    if let Some(xdg) = env_path("XDG_CACHE_HOME") {
+        return Ok(xdg.join("ask"));
+    }
+    match home_dir() {
+        Some(h) => Ok(h.join(".cache/ask")),
+        None => bail!("could not find a cache directory: HOME is not set; set XDG_CACHE_HOME"),
+    }
+}
+
 /// The config file path (it need not exist).
 pub fn config_file() -> Option<PathBuf> {
     if let Some(p) = env_path("ASK_CONFIG") {

@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod config;
 mod exit;
+mod filters;
 mod progress;
 
 use std::process::ExitCode;

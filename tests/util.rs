@@ -25,7 +25,9 @@ pub fn models_dir() -> PathBuf {
 
 /// The repository's fixtures directory.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    // Read at run time: a test binary reused from a clone elsewhere (one
+    // shared CARGO_TARGET_DIR) would carry that clone's path.
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("fixtures")
 }
 
 /// A sandbox: its own ASK_HOME, config dir and documents.
@@ -51,6 +53,7 @@ impl Env {
             .env_remove("ASK_CONFIG")
             .env("ASK_HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("XDG_CACHE_HOME", self.root.join("cache"))
             .env("ASK_EMBED_MODEL", &self.encoder)
             .env("ASK_MODEL", models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
             .stdin(Stdio::null());

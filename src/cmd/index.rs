@@ -202,11 +202,15 @@ impl Run for IndexArgs {
             summary.removed = removed.len();
             rt.block_on(store.remove_files(&removed))?;
         }
+        let spinner = ui.spinner("optimizing index");
         if wrote {
-            let spinner = ui.spinner("optimizing index");
             rt.block_on(store.optimize(KEEP_VERSIONS))?;
-            spinner.finish_and_clear();
+        } else {
+            // Nothing changed, but an index made by an older ask may still
+            // lack its full-text index: this costs one manifest read when not.
+            rt.block_on(store.ensure_indexes())?;
         }
+        spinner.finish_and_clear();
         meta.indexed_at = Some(now_secs());
         meta.save(&cfg.index_dir)?;
 

@@ -6,6 +6,7 @@ mod query;
 mod search;
 mod status;
 mod summarize;
+mod eval;
 
 use anyhow::Result;
 use tokio::runtime::Runtime;
@@ -29,6 +30,7 @@ impl Run for Command {
             Command::Query(args) => args.run(cfg, rt),
             Command::Status(args) => args.run(cfg, rt),
             Command::Summarize(args) => args.run(cfg, rt),
+            Command::Eval(args) => args.run(cfg, rt),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ask_model::Generator;
-use ask_store::Hit;
+use ask_store::{Hit, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -30,6 +30,7 @@ struct Source<'a> {
     line_end: u32,
     page: Option<u32>,
     score: f32,
+    similarity: Option<f32>,
     text: &'a str,
 }
 
@@ -84,10 +85,15 @@ impl Run for QueryArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let question = self.question()?;
         let started = Instant::now();
-        let (store, embedder) = open_for_query(cfg, rt)?;
+        let filter = self.filter.resolve_now()?;
+        let (store, embedder) = open_for_query(cfg, rt, true)?;
+        let embedder = embedder.expect("the encoder was asked for");
+        // The question's vector is used in every mode: BM25 hits get their
+        // cosine similarity from it, so --min-score means the same thing.
         let vector = embedder.embed_query(&question)?;
-        let mut hits = rt.block_on(store.search(&vector, self.limit))?;
-        hits.retain(|h| h.score >= self.min_score);
+        let req = Request { text: &question, vector: Some(&vector), k: self.limit, mode: self.mode.into(), filter: &filter };
+        let mut hits = rt.block_on(store.search(&req))?;
+        hits.retain(|h| h.similarity.is_none_or(|s| s >= self.min_score));
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
@@ -171,6 +177,7 @@ impl QueryArgs {
                 line_end: h.line_end,
                 page: h.page,
                 score: h.score,
+                similarity: h.similarity,
                 text: &h.text,
             })
             .collect();

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use ask_model::Embedder;
-use ask_store::{Hit, Store};
+use ask_store::{Hit, Mode, Request, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -18,6 +18,7 @@ use crate::exit::Exit;
 struct JsonHit<'a> {
     rank: usize,
     score: f32,
+    similarity: Option<f32>,
     path: &'a str,
     kind: &'a str,
     chunk: u32,
@@ -27,18 +28,23 @@ struct JsonHit<'a> {
     text: &'a str,
 }
 
-/// Opens an index for reading, checking it was built with `cfg`'s encoder,
-/// and loads that encoder.
-pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime) -> Result<(Store, Embedder)> {
+/// Opens an index for reading and, when `encoder` is set, loads the
+/// encoder after checking that the index was built with it.
+pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Result<(Store, Option<Embedder>)> {
     let meta = super::index_meta(cfg)?;
-    let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
-    let info = embedder.info();
-    if meta.encoder != info.name || meta.dim != info.dim {
-        anyhow::bail!(
-            "index '{}' was built with encoder {} but {} was given; pass --embed-model for {}",
-            cfg.index_name, meta.encoder, info.name, meta.encoder
-        );
-    }
+    let embedder = if encoder {
+        let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
+        let info = embedder.info();
+        if meta.encoder != info.name || meta.dim != info.dim {
+            anyhow::bail!(
+                "index '{}' was built with encoder {} but {} was given; pass --embed-model for {}",
+                cfg.index_name, meta.encoder, info.name, meta.encoder
+            );
+        }
+        Some(embedder)
+    } else {
+        None
+    };
     let store = rt.block_on(Store::open(&cfg.index_dir))?;
     Ok((store, embedder))
 }
@@ -73,15 +79,19 @@ impl Run for SearchArgs {
         if query.trim().is_empty() {
             anyhow::bail!("the query is empty");
         }
-        let (store, embedder) = open_for_query(cfg, rt)?;
-        let vector = embedder.embed_query(&query)?;
-        let hits = rt.block_on(store.search(&vector, self.limit))?;
+        let filter = self.filter.resolve_now()?;
+        let mode: Mode = self.mode.into();
+        let (store, embedder) = open_for_query(cfg, rt, mode.needs_vector())?;
+        let vector = embedder.map(|e| e.embed_query(&query)).transpose()?;
+        let req = Request { text: &query, vector: vector.as_deref(), k: self.limit, mode, filter: &filter };
+        let hits = rt.block_on(store.search(&req))?;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for (i, hit) in hits.iter().enumerate() {
             if self.json {
                 let line = JsonHit {
                     rank: i + 1,
                     score: hit.score,
+                    similarity: hit.similarity,
                     path: &hit.path,
                     kind: &hit.kind,
                     chunk: hit.chunk,
@@ -93,13 +103,18 @@ impl Run for SearchArgs {
                 serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.score, location(hit))?;
+                // Cosine similarity reads the same in every mode; BM25 alone has only its own score.
+                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.similarity.unwrap_or(hit.score), location(hit))?;
                 writeln!(out, "    {}", snippet(&hit.text, 240))?;
             }
         }
         out.flush()?;
         if hits.is_empty() && !cfg.quiet {
-            eprintln!("ask: the index '{}' is empty", cfg.index_name);
+            if filter.is_empty() && mode != Mode::Bm25 {
+                eprintln!("ask: the index '{}' is empty", cfg.index_name);
+            } else {
+                eprintln!("ask: no passage matches");
+            }
         }
         Ok(Exit::Success)
     }
@@ -110,7 +125,17 @@ mod tests {
     use super::*;
 
     fn hit(page: Option<u32>, a: u32, b: u32) -> Hit {
-        Hit { path: "/d/f".into(), chunk: 0, kind: "text".into(), text: String::new(), line_start: a, line_end: b, page, score: 0.5 }
+        Hit {
+            path: "/d/f".into(),
+            chunk: 0,
+            kind: "text".into(),
+            text: String::new(),
+            line_start: a,
+            line_end: b,
+            page,
+            score: 0.5,
+            similarity: None,
+        }
     }
 
     #[test]

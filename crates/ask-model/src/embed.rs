@@ -352,7 +352,10 @@ mod tests {
             text: String,
             vector: Vec<f32>,
         }
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/minilm.json");
+        // Read at run time: a test binary reused from a clone elsewhere (one
+        // shared CARGO_TARGET_DIR) would carry that clone's path.
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let path = manifest.join("../../fixtures/reference/minilm.json");
         let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let embedder = Embedder::load(&fetched_encoder()).unwrap();
         assert_eq!(embedder.info().dim, 384);

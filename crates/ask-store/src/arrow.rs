@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{
-    Array, ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
@@ -139,7 +139,16 @@ pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String>
         .collect())
 }
 
-pub(crate) fn read_hits(batch: &RecordBatch) -> Result<Vec<Hit>, String> {
+/// Which score column a result batch carries.
+#[derive(Clone, Copy)]
+pub(crate) enum Score {
+    /// `_distance` from a cosine vector search.
+    Distance,
+    /// `_score` from a BM25 full-text search.
+    Bm25,
+}
+
+pub(crate) fn read_hits(batch: &RecordBatch, score: Score) -> Result<Vec<Hit>, String> {
     let path = column::<StringArray>(batch, "path")?;
     let chunk = column::<UInt32Array>(batch, "chunk")?;
     let kind = column::<StringArray>(batch, "kind")?;
@@ -147,18 +156,39 @@ pub(crate) fn read_hits(batch: &RecordBatch) -> Result<Vec<Hit>, String> {
     let line_start = column::<UInt32Array>(batch, "line_start")?;
     let line_end = column::<UInt32Array>(batch, "line_end")?;
     let page = column::<UInt32Array>(batch, "page")?;
-    let distance = column::<Float32Array>(batch, "_distance")?;
+    let scores = column::<Float32Array>(batch, match score {
+        Score::Distance => "_distance",
+        Score::Bm25 => "_score",
+    })?;
     Ok((0..batch.num_rows())
-        .map(|i| Hit {
-            path: path.value(i).to_owned(),
-            chunk: chunk.value(i),
-            kind: kind.value(i).to_owned(),
-            text: text.value(i).to_owned(),
-            line_start: line_start.value(i),
-            line_end: line_end.value(i),
-            page: (!page.is_null(i)).then(|| page.value(i)),
-            // Cosine distance is 1 - cosine similarity.
-            score: 1.0 - distance.value(i),
+        .map(|i| {
+            let (score, similarity) = match score {
+                // Cosine distance is 1 - cosine similarity.
+                Score::Distance => (1.0 - scores.value(i), Some(1.0 - scores.value(i))),
+                Score::Bm25 => (scores.value(i), None),
+            };
+            Hit {
+                path: path.value(i).to_owned(),
+                chunk: chunk.value(i),
+                kind: kind.value(i).to_owned(),
+                text: text.value(i).to_owned(),
+                line_start: line_start.value(i),
+                line_end: line_end.value(i),
+                page: (!page.is_null(i)).then(|| page.value(i)),
+                score,
+                similarity,
+            }
         })
         .collect())
+}
+
+/// The `vector` column, flattened (`dim` values per row).
+pub(crate) fn read_vectors(batch: &RecordBatch, dim: usize) -> Result<Vec<f32>, String> {
+    let list = column::<FixedSizeListArray>(batch, "vector")?;
+    let values = list.values().as_any().downcast_ref::<Float32Array>().ok_or("vector values are not f32")?;
+    if list.value_length() as usize != dim {
+        return Err(format!("vectors of {} dimensions, expected {dim}", list.value_length()));
+    }
+    let start = list.offset() * dim;
+    Ok(values.values()[start..start + list.len() * dim].to_vec())
 }

@@ -12,19 +12,24 @@
 mod arrow;
 pub mod lock;
 pub mod meta;
+mod indexes;
+pub mod search;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
-use lancedb::query::{ExecutableQuery, QueryBase, Select};
-use lancedb::table::{CompactionOptions, Duration, OptimizeAction, OptimizeOptions};
-use lancedb::{DistanceType, Table};
+use lancedb::query::ExecutableQuery;
+use lancedb::table::{CompactionOptions, Duration, OptimizeAction};
+use lancedb::Table;
 
 pub use lock::{IndexLock, LockError};
 pub use meta::IndexMeta;
+pub use indexes::IndexWork;
+pub use search::{Filter, Mode, Request};
 
 const CHUNKS: &str = "chunks";
 const FILES: &str = "files";
@@ -61,6 +66,9 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
+    /// A search could not be run as asked (a bad filter, a missing index).
+    #[error("{0}")]
+    Query(String),
     /// File system error.
     #[error("{path}: {source}")]
     Io {
@@ -141,8 +149,11 @@ pub struct Hit {
     pub line_end: u32,
     /// Page, for paged formats.
     pub page: Option<u32>,
-    /// Cosine similarity to the query (higher is better).
+    /// The ranking score of the search mode (higher is better): cosine
+    /// similarity for dense, BM25 for bm25, the fused score for hybrid.
     pub score: f32,
+    /// Cosine similarity to the query, when the query had a vector.
+    pub similarity: Option<f32>,
 }
 
 /// Counts for `ask status`.
@@ -162,6 +173,9 @@ pub struct Store {
     chunks: Table,
     files: Table,
     dim: usize,
+    /// Whether the chunks table has a full-text index / an ANN vector index.
+    text_index: AtomicBool,
+    vector_index: AtomicBool,
 }
 
 /// True when a LanceDB index exists at `dir`.
@@ -199,7 +213,20 @@ impl Store {
         if have != dim {
             return Err(StoreError::Dimension { dir: dir.into(), have, want: dim });
         }
-        Ok(Store { dir: dir.into(), chunks, files, dim })
+        Store::new(dir, chunks, files, dim).await
+    }
+
+    async fn new(dir: &Path, chunks: Table, files: Table, dim: usize) -> Result<Store> {
+        let store = Store {
+            dir: dir.into(),
+            chunks,
+            files,
+            dim,
+            text_index: AtomicBool::new(false),
+            vector_index: AtomicBool::new(false),
+        };
+        store.refresh_index_flags().await?;
+        Ok(store)
     }
 
     /// Opens an existing index for reading.
@@ -216,7 +243,7 @@ impl Store {
             dir: dir.into(),
             message: "chunks table has no vector column".into(),
         })?;
-        Ok(Store { dir: dir.into(), chunks, files, dim })
+        Store::new(dir, chunks, files, dim).await
     }
 
     /// Vector dimension of this index.
@@ -294,33 +321,6 @@ impl Store {
         Ok(())
     }
 
-    /// The `k` chunks nearest to `vector` by cosine similarity.
-    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
-        if vector.len() != self.dim {
-            return Err(StoreError::Dimension { dir: self.dir.clone(), have: self.dim, want: vector.len() });
-        }
-        let batches: Vec<RecordBatch> = self
-            .chunks
-            .query()
-            .nearest_to(vector)
-            .map_err(|e| self.lance(e))?
-            .distance_type(DistanceType::Cosine)
-            .select(Select::columns(&arrow::HIT_COLUMNS))
-            .limit(k)
-            .execute()
-            .await
-            .map_err(|e| self.lance(e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.lance(e))?;
-        let mut hits = Vec::new();
-        for batch in &batches {
-            hits.extend(arrow::read_hits(batch).map_err(|m| self.data(m))?);
-        }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(hits)
-    }
-
     /// How many files and chunks the index holds.
     pub async fn counts(&self) -> Result<Counts> {
         let chunks = self.chunks.count_rows(None).await.map_err(|e| self.lance(e))?;
@@ -331,8 +331,9 @@ impl Store {
 
     /// Merges small fragments left by incremental runs and drops table
     /// versions older than `keep`, so the directory does not grow with
-    /// every run. Callers hold the index lock.
-    pub async fn optimize(&self, keep: std::time::Duration) -> Result<()> {
+    /// every run, then brings the search indexes up to date
+    /// ([`Store::ensure_indexes`]). Callers hold the index lock.
+    pub async fn optimize(&self, keep: std::time::Duration) -> Result<IndexWork> {
         let keep = Duration::from_std(keep).unwrap_or(Duration::zero());
         for table in [&self.chunks, &self.files] {
             table
@@ -347,12 +348,8 @@ impl Store {
                 })
                 .await
                 .map_err(|e| self.lance(e))?;
-            table
-                .optimize(OptimizeAction::Index(OptimizeOptions::default()))
-                .await
-                .map_err(|e| self.lance(e))?;
         }
-        Ok(())
+        self.ensure_indexes().await
     }
 }
 
@@ -423,7 +420,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let hits = store.search(&[0., 0.9, 0.1], 2).await.unwrap();
+        let filter = Filter::default();
+        let req = |v: &'static [f32]| Request { text: "", vector: Some(v), k: 2, mode: Mode::Dense, filter: &filter };
+        let hits = store.search(&req(&[0., 0.9, 0.1])).await.unwrap();
         assert_eq!((hits[0].path.as_str(), hits[0].chunk), ("/a", 1));
         assert!(hits[0].score > hits[1].score);
         // Re-writing a file replaces its chunks rather than adding to them.
@@ -438,6 +437,96 @@ mod tests {
         assert!(matches!(err, StoreError::Dimension { have: 3, want: 4, .. }), "{err}");
         let reopened = Store::open(dir.path()).await.unwrap();
         assert_eq!(reopened.counts().await.unwrap().chunks, 1);
+    }
+
+    fn doc(path: &str, kind: &str, mtime_ns: i64, text: &str, vector: [f32; 3]) -> (FileRecord, ChunkRecord) {
+        let mut f = file(path, 1);
+        f.kind = Some(kind.into());
+        let mut c = chunk(path, 0, vector);
+        c.kind = kind.into();
+        c.mtime_ns = mtime_ns;
+        c.text = text.into();
+        (f, c)
+    }
+
+    async fn write(store: &Store, docs: Vec<(FileRecord, ChunkRecord)>) {
+        let (files, chunks): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
+        store.write_files(&files, &chunks).await.unwrap();
+    }
+
+    fn paths(hits: &[Hit]) -> Vec<&str> {
+        hits.iter().map(|h| h.path.as_str()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_text_search_matches_words_in_any_script_and_sees_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        write(
+            &store,
+            vec![
+                doc("/en", "md", 1, "The deployment failed with ERR_CONN_RESET on Mondays.", [1., 0., 0.]),
+                doc("/de", "text", 1, "Die Donaudampfschifffahrtsgesellschaft fuhr los.", [0., 1., 0.]),
+                doc("/zh", "text", 1, "我喜欢北京的天气。", [0., 0., 1.]),
+            ],
+        )
+        .await;
+        assert!(!store.has_text_index());
+        store.ensure_indexes().await.unwrap();
+        assert!(store.has_text_index());
+        let filter = Filter::default();
+        let bm25 = |text: &'static str| Request { text, vector: None, k: 5, mode: Mode::Bm25, filter: &filter };
+        // Stemming: "deployments" and "deployment" share a stem; an error
+        // code matches whole.
+        assert_eq!(paths(&store.search(&bm25("deployments")).await.unwrap()), ["/en"]);
+        assert_eq!(paths(&store.search(&bm25("ERR_CONN_RESET")).await.unwrap()), ["/en"]);
+        assert_eq!(paths(&store.search(&bm25("Donaudampfschifffahrtsgesellschaft")).await.unwrap()), ["/de"]);
+        assert_eq!(paths(&store.search(&bm25("北京")).await.unwrap()), ["/zh"]);
+        assert!(store.search(&bm25("nothing-here")).await.unwrap().is_empty());
+        // A row written after the index was built is found before the next
+        // optimize folds it in.
+        write(&store, vec![doc("/late", "md", 1, "A late deployment note.", [1., 0., 0.])]).await;
+        let mut late = paths(&store.search(&bm25("deployment")).await.unwrap()).into_iter().map(String::from).collect::<Vec<_>>();
+        late.sort();
+        assert_eq!(late, ["/en", "/late"]);
+        // BM25 hits get their cosine similarity when the query has a vector.
+        let req = Request { text: "北京", vector: Some(&[0., 0., 1.]), k: 5, mode: Mode::Bm25, filter: &filter };
+        let hits = store.search(&req).await.unwrap();
+        assert!((hits[0].similarity.unwrap() - 1.0).abs() < 1e-6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn filters_apply_inside_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        // Twenty Markdown files closer to the query than any PDF, then
+        // three PDFs of different dates.
+        let mut docs: Vec<_> = (0..20).map(|i| doc(&format!("/notes/n{i}.md"), "md", 10, "quarterly report", [1., 0.01 * i as f32, 0.])).collect();
+        docs.push(doc("/papers/a_1.pdf", "pdf", 100, "quarterly report", [0., 1., 0.]));
+        docs.push(doc("/papers/b.pdf", "pdf", 200, "quarterly report", [0., 1., 0.1]));
+        docs.push(doc("/papers/c.pdf", "pdf", 300, "quarterly report", [0., 1., 0.2]));
+        write(&store, docs).await;
+        store.ensure_indexes().await.unwrap();
+        for mode in [Mode::Dense, Mode::Bm25, Mode::Hybrid] {
+            let search = |filter: Filter| {
+                let store = &store;
+                async move {
+                    let req = Request { text: "quarterly report", vector: Some(&[1., 0., 0.]), k: 2, mode, filter: &filter };
+                    let mut p: Vec<String> = paths(&store.search(&req).await.unwrap()).into_iter().map(String::from).collect();
+                    p.sort();
+                    p
+                }
+            };
+            let pdf = Filter { kinds: vec!["pdf".into()], ..Default::default() };
+            assert_eq!(search(pdf.clone()).await.len(), 2, "{mode:?}: k hits when k match");
+            let dated = Filter { since_ns: Some(150), until_ns: Some(300), ..pdf };
+            assert_eq!(search(dated).await, ["/papers/b.pdf"], "{mode:?}");
+            // `_` in a glob is a literal underscore, not LIKE's any-character.
+            let glob = Filter { path_glob: Some("*/a_?.pdf".into()), ..Default::default() };
+            assert_eq!(search(glob).await, ["/papers/a_1.pdf"], "{mode:?}");
+            let none = Filter { path_glob: Some("/papers/b_pdf".into()), ..Default::default() };
+            assert!(search(none).await.is_empty(), "{mode:?}");
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,208 @@
+//! `ask eval DATASET_DIR`: retrieval quality on BEIR-format judged data.
+//!
+//! The corpus goes through the real pipeline: each passage is written as a
+//! text file and indexed by `ask index`'s own code into a scratch index under
+//! the cache directory, keyed by the corpus's hash and the encoder, so a
+//! second run on the same data only re-walks the files. Each judged query is
+//! then searched exactly as `ask search` would.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ask_eval::{Dataset, Scores};
+use ask_model::embed::probe;
+use ask_store::{Filter, Mode, Request};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::search::open_for_query;
+use super::Run;
+use crate::cli::{EvalArgs, IndexArgs};
+use crate::config::{cache_home, create_private_dir, Config};
+use crate::exit::Exit;
+use crate::progress::Ui;
+
+/// Metrics are taken at this rank.
+const CUTOFF: usize = 10;
+/// Chunks retrieved per query, so that CUTOFF distinct passages remain when
+/// some passages were split into several chunks.
+const CHUNKS_PER_QUERY: usize = 3 * CUTOFF;
+
+#[derive(Serialize)]
+struct Report {
+    #[serde(rename = "ndcg@10")]
+    ndcg: f64,
+    #[serde(rename = "recall@10")]
+    recall: f64,
+    #[serde(rename = "mrr@10")]
+    mrr: f64,
+    queries: usize,
+    median_ms: f64,
+    mode: &'static str,
+    dataset: String,
+    passages: usize,
+}
+
+/// A corpus id as a file name: letters, digits, `-`, `_` and `.` are kept
+/// (a leading `.` is escaped, so no file is hidden), every other byte
+/// becomes `%XX`.
+fn file_name(id: &str) -> String {
+    let mut out = String::with_capacity(id.len() + 4);
+    for (i, b) in id.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(".txt");
+    out
+}
+
+/// Writes one file per passage (once: a marker records completion).
+fn write_corpus(ds: &Dataset, docs: &Path) -> Result<()> {
+    let marker = docs.join(".complete");
+    if marker.exists() {
+        return Ok(());
+    }
+    create_private_dir(docs)?;
+    for doc in &ds.corpus {
+        let path = docs.join(file_name(&doc.id));
+        std::fs::write(&path, doc.indexed_text() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(())
+}
+
+/// `ask index DIR` with every other option at its default.
+fn index_args(dir: &Path) -> Result<IndexArgs> {
+    use clap::{Args, FromArgMatches};
+    let cmd = IndexArgs::augment_args(clap::Command::new("index"));
+    let matches = cmd.try_get_matches_from([std::ffi::OsStr::new("index"), dir.as_os_str()])?;
+    Ok(IndexArgs::from_arg_matches(&matches)?)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+impl EvalArgs {
+    /// The scratch directory for this corpus and encoder.
+    fn scratch(&self, encoder: &str) -> Result<PathBuf> {
+        let corpus = self.dataset.join("corpus.jsonl");
+        let bytes = std::fs::read(&corpus).with_context(|| format!("{}: not a BEIR dataset", corpus.display()))?;
+        let hash = ask_ingest::content_hash(&[bytes.as_slice(), encoder.as_bytes()].concat());
+        let name = std::path::absolute(&self.dataset)?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into());
+        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        Ok(cache_home()?.join("eval").join(format!("{safe}-{}", &hash[..16])))
+    }
+}
+
+impl Run for EvalArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let ui = Ui::new(cfg.quiet, false);
+        let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
+        let scratch = self.scratch(&info.name)?;
+        let ds = Dataset::load(&self.dataset)?;
+        let queries = ds.judged_queries();
+        if queries.is_empty() {
+            anyhow::bail!("{}: no query in qrels/test.tsv has a relevant passage in queries.jsonl", self.dataset.display());
+        }
+
+        // Index the corpus with the real pipeline (incremental: a no-op
+        // when this scratch index is complete).
+        let docs = scratch.join("docs");
+        write_corpus(&ds, &docs)?;
+        let index_cfg = Config { index_name: "eval".into(), index_dir: scratch.join("index"), ..cfg.clone() };
+        match index_args(&docs)?.run(&index_cfg, rt)? {
+            Exit::Success => {}
+            other => return Ok(other),
+        }
+
+        let id_of: HashMap<String, &str> =
+            ds.corpus.iter().map(|d| (docs.join(file_name(&d.id)).to_string_lossy().into_owned(), d.id.as_str())).collect();
+        let mode: Mode = self.mode.into();
+        let (store, embedder) = open_for_query(&index_cfg, rt, mode.needs_vector())?;
+        let filter = Filter::default();
+        let bar = ui.bar(queries.len() as u64, "queries");
+        let mut scores = Scores::default();
+        let mut latencies = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = Instant::now();
+            let vector = embedder.as_ref().map(|e| e.embed_query(&q.text)).transpose()?;
+            let req = Request { text: &q.text, vector: vector.as_deref(), k: CHUNKS_PER_QUERY, mode, filter: &filter };
+            let hits = rt.block_on(store.search(&req))?;
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            let mut seen = HashSet::new();
+            let ranked: Vec<&str> = hits
+                .iter()
+                .filter_map(|h| id_of.get(&h.path).copied())
+                .filter(|id| seen.insert(*id))
+                .take(CUTOFF)
+                .collect();
+            scores.add(&ranked, &ds.qrels[&q.id], CUTOFF);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let m = scores.mean();
+        let report = Report {
+            ndcg: m.ndcg,
+            recall: m.recall,
+            mrr: m.mrr,
+            queries: m.queries,
+            median_ms: median(latencies),
+            mode: mode.as_str(),
+            dataset: self.dataset.display().to_string(),
+            passages: ds.corpus.len(),
+        };
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{} ({} passages, {} judged queries), mode {}", report.dataset, report.passages, report.queries, report.mode)?;
+            writeln!(out, "  nDCG@10    {:.3}", report.ndcg)?;
+            writeln!(out, "  recall@10  {:.3}", report.recall)?;
+            writeln!(out, "  MRR@10     {:.3}", report.mrr)?;
+            writeln!(out, "  median query latency {:.1} ms (embedding and search, warm)", report.median_ms)?;
+        }
+        Ok(Exit::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_safe_distinct_file_names() {
+        assert_eq!(file_name("4380635"), "4380635.txt");
+        assert_eq!(file_name("a/b c"), "a%2Fb%20c.txt");
+        assert_eq!(file_name(".hidden"), "%2Ehidden.txt");
+        assert_eq!(file_name("x.y"), "x.y.txt");
+        assert_ne!(file_name("a%2F"), file_name("a/"));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+    }
+}
