@@ -529,6 +529,39 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_narrow_filter_finds_all_its_rows_through_the_ann_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 8).await.unwrap();
+        // 2,000 rows around 8 axis directions; the 10 "pdf" rows all lie
+        // along an axis orthogonal to the query, far from its partitions.
+        let mut files = Vec::new();
+        let mut chunks = Vec::new();
+        for i in 0..2000u32 {
+            let path = format!("/d/{i}");
+            let pdf = i % 200 == 0;
+            let axis = if pdf { 7 } else { (i % 7) as usize };
+            let mut v = [0.05f32 * ((i % 13) as f32 / 13.0); 8];
+            v[axis] = 1.0;
+            let mut f = file(&path, 1);
+            f.kind = Some(if pdf { "pdf" } else { "md" }.into());
+            let mut c = ChunkRecord { path, kind: f.kind.clone().unwrap(), ..chunk("", 0, [0.; 3]) };
+            files.push(f);
+            c.vector = v.to_vec();
+            chunks.push(c);
+        }
+        store.write_files(&files, &chunks).await.unwrap();
+        let work = store.ensure_indexes_with(0).await.unwrap();
+        assert_eq!(work.vector_trained, Some(2000));
+        assert!(store.has_vector_index());
+        let filter = Filter { kinds: vec!["pdf".into()], ..Default::default() };
+        let q = [1., 0., 0., 0., 0., 0., 0., 0.];
+        let req = Request { text: "", vector: Some(&q), k: 10, mode: Mode::Dense, filter: &filter };
+        assert_eq!(store.search(&req).await.unwrap().len(), 10);
+        // The index is retrained only when the table has doubled.
+        assert_eq!(store.ensure_indexes_with(0).await.unwrap().vector_trained, None);
+    }
+
     #[tokio::test]
     async fn opening_a_missing_index_says_how_to_make_one() {
         let dir = tempfile::tempdir().unwrap();

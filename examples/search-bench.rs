@@ -1,0 +1,250 @@
+//! Search at scale, on synthetic tables built through ask-store's own API:
+//! recall@10 of the ANN vector index against exact search, query latency
+//! (dense) at each size, and hybrid latency with the real encoder
+//! embedding each query (what `ask search` does after loading the model).
+//!
+//! Vectors: 384 dimensions, a mixture of 1,000 Gaussian clusters on the unit
+//! sphere whose members have cosine ≈ 0.7 to their centre (nearest
+//! neighbours of real sentence embeddings sit at 0.5-0.8); queries are fresh
+//! draws from the same mixture, never table rows. Text: 60 words per chunk
+//! from a Zipf-distributed vocabulary of 20,000 pseudo-words, for the
+//! full-text index.
+//!
+//! ```text
+//! cargo run --release --example search-bench -- [ENCODER_DIR] [SIZES]
+//! ```
+//! SIZES defaults to 10000,100000,200000; ENCODER_DIR to the default encoder.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ask_store::{search, ChunkRecord, FileRecord, Filter, Mode, Request, Store};
+
+const DIM: usize = 384;
+const CLUSTERS: usize = 1000;
+const QUERIES: usize = 200;
+const WORDS: usize = 20_000;
+
+/// splitmix64: small, seedable, good enough for synthetic data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn gauss(&mut self) -> f32 {
+        let (u, v) = (self.unit().max(1e-12), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+struct Data {
+    rng: Rng,
+    centres: Vec<Vec<f32>>,
+    /// Cumulative Zipf weights over the vocabulary.
+    zipf: Vec<f64>,
+}
+
+impl Data {
+    fn new(seed: u64) -> Data {
+        let mut rng = Rng(seed);
+        let centres = (0..CLUSTERS)
+            .map(|_| {
+                let mut c: Vec<f32> = (0..DIM).map(|_| rng.gauss()).collect();
+                normalize(&mut c);
+                c
+            })
+            .collect();
+        let mut acc = 0.0;
+        let zipf = (1..=WORDS)
+            .map(|r| {
+                acc += 1.0 / r as f64;
+                acc
+            })
+            .collect();
+        Data { rng, centres, zipf }
+    }
+
+    fn vector(&mut self) -> Vec<f32> {
+        let c = self.rng.below(CLUSTERS);
+        let scale = 1.0 / (DIM as f32).sqrt();
+        let mut v: Vec<f32> = self.centres[c].iter().map(|x| x + scale * self.rng.gauss()).collect();
+        normalize(&mut v);
+        v
+    }
+
+    fn word(&mut self) -> String {
+        let x = self.rng.unit() * self.zipf[WORDS - 1];
+        let r = self.zipf.partition_point(|&c| c < x);
+        // Pronounceable and unique per rank.
+        const SYL: [&str; 16] = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "da", "ve", "go", "hu", "ze", "bi", "fa", "wy"];
+        let mut w = String::new();
+        let mut n = r + 16;
+        while n > 0 {
+            w.push_str(SYL[n % 16]);
+            n /= 16;
+        }
+        w
+    }
+
+    fn text(&mut self, words: usize) -> String {
+        (0..words).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let encoder = args.next().map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".local/share/ask/models/all-MiniLM-L6-v2")
+    });
+    let sizes: Vec<usize> = args
+        .next()
+        .unwrap_or_else(|| "10000,100000,200000".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    let t = Instant::now();
+    let embedder = ask_model::Embedder::load(&encoder)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("encoder load: {load_ms:.0} ms");
+    println!("{:>8} {:>9} {:>12} {:>12} {:>10} {:>14} {:>10}", "chunks", "index", "dense p50", "hybrid p50", "recall@10", "build", "threshold");
+
+    for &n in &sizes {
+        let dir = tempfile::tempdir()?;
+        let store = rt.block_on(Store::open_or_create(dir.path(), DIM))?;
+        let mut data = Data::new(42);
+        // Write in batches, 100 chunks per file, as ask index would.
+        let t = Instant::now();
+        let batch = 10_000;
+        for start in (0..n).step_by(batch) {
+            let end = (start + batch).min(n);
+            let mut files = Vec::new();
+            let mut chunks = Vec::new();
+            for i in start..end {
+                let path = format!("/bench/f{}.txt", i / 100);
+                if i % 100 == 0 {
+                    files.push(FileRecord {
+                        path: path.clone(),
+                        size: 1,
+                        mtime_ns: 0,
+                        hash: String::new(),
+                        kind: Some("text".into()),
+                        status: "ok".into(),
+                        error: None,
+                        chunks: 100,
+                        indexed_at: 0,
+                    });
+                }
+                chunks.push(ChunkRecord {
+                    path,
+                    chunk: (i % 100) as u32,
+                    kind: "text".into(),
+                    text: data.text(60),
+                    line_start: 1,
+                    line_end: 1,
+                    page: None,
+                    byte_start: 0,
+                    byte_end: 0,
+                    mtime_ns: 0,
+                    vector: data.vector(),
+                });
+            }
+            rt.block_on(store.write_files(&files, &chunks))?;
+        }
+        // Full-text index only: the vector index comes after the exact runs.
+        rt.block_on(store.ensure_indexes_with(usize::MAX))?;
+        let write_s = t.elapsed().as_secs_f64();
+
+        let mut qdata = Data::new(42);
+        qdata.rng = Rng(7); // same clusters and words, fresh draws
+        let queries: Vec<(Vec<f32>, String)> = (0..QUERIES).map(|_| (qdata.vector(), qdata.text(4))).collect();
+        let filter = Filter::default();
+        let top10 = |v: &[f32], text: &str, mode: Mode| -> Result<(Vec<(String, u32)>, f64), ask_store::StoreError> {
+            let t = Instant::now();
+            let req = Request { text, vector: Some(v), k: 10, mode, filter: &filter };
+            let hits = rt.block_on(store.search(&req))?;
+            Ok((hits.into_iter().map(|h| (h.path, h.chunk)).collect(), t.elapsed().as_secs_f64() * 1000.0))
+        };
+        // Warm-up, then exact search.
+        top10(&queries[0].0, &queries[0].1, Mode::Dense)?;
+        let mut exact = Vec::new();
+        let mut exact_ms = Vec::new();
+        for (v, text) in &queries {
+            let (ids, ms) = top10(v, text, Mode::Dense)?;
+            exact.push(ids);
+            exact_ms.push(ms);
+        }
+        let hybrid_p50 = |store_label: &str| -> Result<f64, Box<dyn std::error::Error>> {
+            // What `ask search` does per query: embed the text, then search.
+            let mut ms = Vec::new();
+            for (_, text) in queries.iter().take(50) {
+                let t = Instant::now();
+                let v = embedder.embed_query(text)?;
+                let req = Request { text, vector: Some(&v), k: 10, mode: Mode::Hybrid, filter: &filter };
+                rt.block_on(store.search(&req))?;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let _ = store_label;
+            Ok(median(ms))
+        };
+        let exact_hybrid = hybrid_p50("exact")?;
+        println!(
+            "{n:>8} {:>9} {:>9.1} ms {:>9.1} ms {:>10} {:>12.1} s {:>10}",
+            "exact",
+            median(exact_ms),
+            exact_hybrid,
+            "1.000",
+            write_s,
+            search::ANN_THRESHOLD
+        );
+
+        // The ANN index, built as `ask index` would once past the threshold.
+        let t = Instant::now();
+        rt.block_on(store.ensure_indexes_with(0))?;
+        let build_s = t.elapsed().as_secs_f64();
+        assert!(store.has_vector_index());
+        top10(&queries[0].0, &queries[0].1, Mode::Dense)?;
+        let mut found = 0usize;
+        let mut ann_ms = Vec::new();
+        for ((v, text), truth) in queries.iter().zip(&exact) {
+            let (ids, ms) = top10(v, text, Mode::Dense)?;
+            found += ids.iter().filter(|id| truth.contains(id)).count();
+            ann_ms.push(ms);
+        }
+        let recall = found as f64 / (QUERIES * 10) as f64;
+        let ann_hybrid = hybrid_p50("ivf-pq")?;
+        println!(
+            "{n:>8} {:>9} {:>9.1} ms {:>9.1} ms {:>10.3} {:>12.1} s {:>10}",
+            "ivf-pq",
+            median(ann_ms),
+            ann_hybrid,
+            recall,
+            build_s,
+            ""
+        );
+    }
+    Ok(())
+}
