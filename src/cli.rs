@@ -263,6 +263,10 @@ pub struct GenArgs {
     /// Penalty for repeating recent tokens (1 = none)
     #[arg(long, value_name = "X", default_value_t = 1.1)]
     pub repeat_penalty: f32,
+
+    /// Keep generating past the model's end-of-turn token, up to --max-tokens (for benchmarks)
+    #[arg(long)]
+    pub ignore_eos: bool,
 }
 
 impl GenArgs {
@@ -275,6 +279,7 @@ impl GenArgs {
             seed: self.seed,
             max_tokens: self.max_tokens,
             repeat_penalty: self.repeat_penalty,
+            ignore_eos: self.ignore_eos,
             ..Default::default()
         }
     }

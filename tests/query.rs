@@ -70,3 +70,37 @@ fn query_without_an_index_or_model_fails_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.gguf"), "{}", stderr(&out));
 }
+
+/// Ctrl-C while the answer streams: generation stops after the current
+/// token, the text so far is kept, and the exit code is 130. The model is
+/// told to ignore its end-of-turn token, so the signal always arrives long
+/// before the answer could end by itself.
+#[test]
+fn ctrl_c_stops_the_answer_and_keeps_the_text_so_far() {
+    use std::io::Read;
+    let env = indexed();
+    let mut child = env
+        .cmd()
+        .args(["query", "--ignore-eos", "--max-tokens", "3000", "-k", "1", "how is sourdough baked"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // The first byte of the answer: the model is loaded and generating.
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&[&first[..], &rest].concat()).into_owned();
+    let (answer, sources) = text.split_once("\n\nSources:\n").unwrap_or_else(|| panic!("no sources: {text}"));
+    assert!(!answer.trim().is_empty());
+    assert!(sources.starts_with("[1] "), "{text}");
+    // Stopped well before 3,000 tokens (about 4 characters each).
+    assert!(answer.len() < 4000, "{} characters: the answer was not stopped", answer.len());
+}

@@ -44,11 +44,14 @@ pub struct SamplingParams {
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: usize,
+    /// Keep going past the model's end-of-turn tokens, up to `max_tokens`
+    /// (benchmarks and tests that need a generation of known length).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64 }
+        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64, ignore_eos: false }
     }
 }
 
@@ -198,7 +201,7 @@ impl Generator {
                 logits = candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, &all[from..])?;
             }
             let next = sampler.sample(&logits)?;
-            if self.stop.contains(&next) {
+            if self.stop.contains(&next) && !params.ignore_eos {
                 break;
             }
             all.push(next);
