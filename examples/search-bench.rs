@@ -170,6 +170,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     byte_end: 0,
                     mtime_ns: 0,
                     vector: data.vector(),
+                    doc_hash: format!("{i}"),
+                    message: None,
                 });
             }
             rt.block_on(store.write_files(&files, &chunks))?;

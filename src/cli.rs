@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Ask questions about your own files, fully offline.
 ///
-/// ask indexes text, Markdown, code, HTML and PDF files into a local vector
-/// index and finds the passages that answer a question. Models run on this
+/// ask indexes text, Markdown, code, HTML, PDF, mail (mbox, Maildir, .eml),
+/// DOCX, ODT and EPUB files into a local index and finds the passages that
+/// answer a question. Models run on this
 /// machine; nothing is sent anywhere.
 #[derive(Debug, Parser)]
 #[command(name = "ask", version, propagate_version = true, max_term_width = 100)]
@@ -97,6 +98,9 @@ pub enum DocType {
     Text,
     Code,
     Mail,
+    Docx,
+    Odt,
+    Epub,
 }
 
 /// Which indexed passages a search may return. Applied inside the search,
@@ -113,6 +117,14 @@ pub struct FilterArgs {
     #[arg(long = "type", value_name = "TYPE", value_enum, value_delimiter = ',')]
     pub types: Vec<DocType>,
 
+    #[command(flatten)]
+    pub when: WhenWhoArgs,
+}
+
+/// When a document was written and, for mail, by whom: the filters that
+/// `ask summarize` also applies to the messages of a mailbox.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WhenWhoArgs {
     /// Only files modified (mail: sent) at or after DATE: 2026-11-01,
     /// 2026-11-01T09:30:00Z, or an age such as 12h, 7d, 2w
     #[arg(long, value_name = "DATE")]
@@ -121,6 +133,10 @@ pub struct FilterArgs {
     /// Only files modified (mail: sent) before DATE; a plain date includes that whole day
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
+
+    /// Only mail whose sender (name or address) contains TEXT, ignoring case
+    #[arg(long, value_name = "TEXT")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +306,10 @@ pub struct SummarizeArgs {
     /// File to summarize (any format ask indexes), or - for standard input
     #[arg(value_name = "FILE")]
     pub input: PathBuf,
+
+    /// For mail: which messages to summarize
+    #[command(flatten)]
+    pub when: WhenWhoArgs,
 
     #[command(flatten)]
     pub gen: GenArgs,

@@ -1,4 +1,4 @@
-//! From `--path`, `--type`, `--since`, `--until` to the store's filter:
+//! From `--path`, `--type`, `--since`, `--until`, `--from` to the store's filter:
 //! globs anchored the way a shell user means them, dates in local time.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ToSpan, Zoned};
 
-use crate::cli::{DocType, FilterArgs};
+use crate::cli::{DocType, FilterArgs, WhenWhoArgs};
 
 impl DocType {
     /// The kind name stored with each chunk.
@@ -21,6 +21,9 @@ impl DocType {
             DocType::Text => "text",
             DocType::Code => "code",
             DocType::Mail => "mail",
+            DocType::Docx => "docx",
+            DocType::Odt => "odt",
+            DocType::Epub => "epub",
         }
     }
 }
@@ -29,18 +32,10 @@ impl FilterArgs {
     /// The filter these options describe, with relative globs taken from
     /// `cwd` and dates read in `tz` as of `now`.
     pub fn resolve(&self, cwd: &Path, now: &Zoned) -> Result<Filter> {
-        let since_ns = self.since.as_deref().map(|d| parse_date("--since", d, now, false)).transpose()?;
-        let until_ns = self.until.as_deref().map(|d| parse_date("--until", d, now, true)).transpose()?;
-        if let (Some(a), Some(b)) = (since_ns, until_ns) {
-            if a >= b {
-                bail!("--since {} is not before --until {}: no file can match", self.since.as_deref().unwrap_or(""), self.until.as_deref().unwrap_or(""));
-            }
-        }
         Ok(Filter {
             path_glob: self.path.as_deref().map(|g| anchor_glob(g, cwd)),
             kinds: self.types.iter().map(|t| t.as_str().to_owned()).collect(),
-            since_ns,
-            until_ns,
+            ..self.when.resolve(now)?
         })
     }
 
@@ -48,6 +43,20 @@ impl FilterArgs {
     pub fn resolve_now(&self) -> Result<Filter> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
         self.resolve(&cwd, &Zoned::now())
+    }
+}
+
+impl WhenWhoArgs {
+    /// The date and sender part of a filter, dates read in `now`'s time zone.
+    pub fn resolve(&self, now: &Zoned) -> Result<Filter> {
+        let since_ns = self.since.as_deref().map(|d| parse_date("--since", d, now, false)).transpose()?;
+        let until_ns = self.until.as_deref().map(|d| parse_date("--until", d, now, true)).transpose()?;
+        if let (Some(a), Some(b)) = (since_ns, until_ns) {
+            if a >= b {
+                bail!("--since {} is not before --until {}: no file can match", self.since.as_deref().unwrap_or(""), self.until.as_deref().unwrap_or(""));
+            }
+        }
+        Ok(Filter { since_ns, until_ns, from: self.from.clone().filter(|f| !f.trim().is_empty()), ..Filter::default() })
     }
 }
 
@@ -146,9 +155,11 @@ mod tests {
 
     #[test]
     fn an_empty_date_range_is_an_error() {
-        let args = FilterArgs { since: Some("2026-11-02".into()), until: Some("2026-11-01".into()), ..Default::default() };
+        let when = WhenWhoArgs { since: Some("2026-11-02".into()), until: Some("2026-11-01".into()), ..Default::default() };
+        let args = FilterArgs { when, ..Default::default() };
         assert!(args.resolve(Path::new("/"), &now()).is_err());
-        let args = FilterArgs { since: Some("2026-11-01".into()), until: Some("2026-11-01".into()), ..Default::default() };
+        let when = WhenWhoArgs { since: Some("2026-11-01".into()), until: Some("2026-11-01".into()), ..Default::default() };
+        let args = FilterArgs { when, ..Default::default() };
         let f = args.resolve(Path::new("/"), &now()).unwrap();
         assert_eq!(f.until_ns.unwrap() - f.since_ns.unwrap(), 24 * 3600 * 1_000_000_000);
     }

@@ -3,7 +3,9 @@
 
 mod util;
 
+mod documents;
 mod index;
+mod mail;
 mod offline;
 mod query;
 mod robust;

@@ -44,16 +44,31 @@ struct Summary {
     removed: usize,
     failed: usize,
     skipped: usize,
+    /// Chunks embedded in this run.
     chunks: usize,
+    /// Chunks stored again from an earlier run's embeddings, because their
+    /// document was already indexed (a message of a grown mbox, a moved file).
+    reused: usize,
     tokens: usize,
     seconds: f64,
     embed_seconds: f64,
 }
 
+/// One document of a file (the file itself, or one message of a mailbox), chunked.
+struct Part {
+    /// Content hash of the document: its chunks are reused when the index
+    /// already holds a document with this hash.
+    hash: String,
+    /// The document's own date (a message's sent date), ns.
+    date_ns: Option<i64>,
+    message: Option<ask_store::Message>,
+    chunks: Vec<Chunk>,
+}
+
 /// What the producer made of one file.
 enum Prepared {
-    /// Extracted and chunked: needs embedding.
-    Chunks { record: FileRecord, chunks: Vec<Chunk>, is_new: bool },
+    /// Extracted and chunked: needs embedding, or reuse of stored chunks.
+    Chunks { record: FileRecord, parts: Vec<Part>, is_new: bool },
     /// Same bytes as recorded: only size/mtime are updated.
     Touched(FileRecord),
     /// Recorded without chunks: failed (with its reason) or skipped (not a document).
@@ -283,9 +298,9 @@ impl IndexArgs {
             for prepared in rx {
                 bar.inc(1);
                 match prepared {
-                    Prepared::Chunks { record, chunks, is_new } => {
+                    Prepared::Chunks { record, parts, is_new } => {
                         if is_new { summary.new += 1 } else { summary.changed += 1 }
-                        batch.add(record, chunks);
+                        batch.add(record, parts);
                     }
                     Prepared::Touched(record) => {
                         summary.unchanged += 1;
@@ -336,40 +351,80 @@ impl IndexArgs {
         if batch.files.is_empty() {
             return Ok(());
         }
-        let mut records: Vec<ChunkRecord> = Vec::with_capacity(batch.chunks.len());
-        if !batch.chunks.is_empty() {
-            if embedder.is_none() {
-                bar.set_message("loading encoder");
-                *embedder = Some(Embedder::load(&cfg.embed_model).context("cannot load the encoder")?);
+        // Documents the index already holds (same content hash) keep their
+        // stored chunks and vectors; only the rest is embedded.
+        let hashes: Vec<&str> = batch.parts.iter().map(|(_, p)| p.hash.as_str()).collect();
+        let stored = if hashes.is_empty() { HashMap::new() } else { rt.block_on(store.chunks_by_doc_hash(&hashes))? };
+        let mut records: Vec<ChunkRecord> = Vec::new();
+        let mut pending: Vec<(ChunkRecord, String)> = Vec::new(); // record without vector, text to embed
+        let mut next_chunk = vec![0u32; batch.files.len()];
+        for (file, part) in batch.parts.drain(..) {
+            let f = &batch.files[file];
+            let mtime_ns = part.date_ns.unwrap_or(f.mtime_ns);
+            let reuse = stored.get(&part.hash).filter(|c| !c.is_empty()).cloned();
+            if let Some(old) = reuse {
+                summary.reused += old.len();
+                for c in old {
+                    let n = next_chunk[file];
+                    next_chunk[file] += 1;
+                    records.push(ChunkRecord {
+                        path: f.path.clone(),
+                        chunk: n,
+                        kind: f.kind.clone().unwrap_or_default(),
+                        mtime_ns,
+                        message: part.message.clone(),
+                        ..c
+                    });
+                }
+                continue;
             }
-            let model = embedder.as_ref().expect("just loaded");
-            let texts: Vec<&str> = batch.chunks.iter().map(|(_, _, c)| c.text.as_str()).collect();
-            let t = Instant::now();
-            let (vectors, tokens) = model.embed_passages(&texts)?;
-            summary.embed_seconds += t.elapsed().as_secs_f64();
-            summary.tokens += tokens;
-            summary.chunks += texts.len();
-            for ((file, n, chunk), vector) in batch.chunks.drain(..).zip(vectors) {
-                let f = &batch.files[file];
-                records.push(ChunkRecord {
+            for chunk in part.chunks {
+                let n = next_chunk[file];
+                next_chunk[file] += 1;
+                let record = ChunkRecord {
                     path: f.path.clone(),
                     chunk: n,
                     kind: f.kind.clone().unwrap_or_default(),
-                    text: chunk.text,
+                    text: String::new(),
                     line_start: chunk.line_start,
                     line_end: chunk.line_end,
                     page: chunk.page,
                     byte_start: chunk.byte_start as u64,
                     byte_end: chunk.byte_end as u64,
-                    mtime_ns: f.mtime_ns,
-                    vector,
-                });
+                    mtime_ns,
+                    vector: Vec::new(),
+                    doc_hash: part.hash.clone(),
+                    message: part.message.clone(),
+                };
+                pending.push((record, chunk.text));
+            }
+        }
+        for (f, n) in batch.files.iter_mut().zip(&next_chunk) {
+            f.chunks = *n;
+        }
+        if !pending.is_empty() {
+            if embedder.is_none() {
+                bar.set_message("loading encoder");
+                *embedder = Some(Embedder::load(&cfg.embed_model).context("cannot load the encoder")?);
+            }
+            let model = embedder.as_ref().expect("just loaded");
+            let texts: Vec<&str> = pending.iter().map(|(_, t)| t.as_str()).collect();
+            let t = Instant::now();
+            let (vectors, tokens) = model.embed_passages(&texts)?;
+            summary.embed_seconds += t.elapsed().as_secs_f64();
+            summary.tokens += tokens;
+            summary.chunks += texts.len();
+            for ((mut record, text), vector) in pending.into_iter().zip(vectors) {
+                record.text = text;
+                record.vector = vector;
+                records.push(record);
             }
             let rate = summary.tokens as f64 / summary.embed_seconds.max(1e-9);
             bar.set_message(format!("{} chunks, {rate:.0} tokens/s", summary.chunks));
         }
         rt.block_on(store.write_files(&batch.files, &records))?;
         batch.files.clear();
+        batch.chunks = 0;
         Ok(())
     }
 
@@ -380,8 +435,17 @@ impl IndexArgs {
             writeln!(out)?;
         }
         ui.info(&format!(
-            "{}: {} new, {} changed, {} unchanged, {} removed, {} failed, {} skipped; {} chunks embedded in {:.1}s",
-            s.index, s.new, s.changed, s.unchanged, s.removed, s.failed, s.skipped, s.chunks, s.seconds
+            "{}: {} new, {} changed, {} unchanged, {} removed, {} failed, {} skipped; {} chunks embedded{} in {:.1}s",
+            s.index,
+            s.new,
+            s.changed,
+            s.unchanged,
+            s.removed,
+            s.failed,
+            s.skipped,
+            s.chunks,
+            if s.reused > 0 { format!(", {} reused", s.reused) } else { String::new() },
+            s.seconds
         ));
         Ok(())
     }
@@ -391,22 +455,25 @@ impl IndexArgs {
 #[derive(Default)]
 struct Batch {
     files: Vec<FileRecord>,
-    /// (index into `files`, chunk number in its file, chunk)
-    chunks: Vec<(usize, u32, Chunk)>,
+    /// (index into `files`, one document of that file)
+    parts: Vec<(usize, Part)>,
+    /// Chunks in `parts`.
+    chunks: usize,
     touched: Vec<FileRecord>,
     /// Commit when this many chunks, or files, are waiting.
     limit: usize,
 }
 
 impl Batch {
-    fn add(&mut self, record: FileRecord, chunks: Vec<Chunk>) {
+    fn add(&mut self, record: FileRecord, parts: Vec<Part>) {
         let file = self.files.len();
         self.files.push(record);
-        self.chunks.extend(chunks.into_iter().enumerate().map(|(n, c)| (file, n as u32, c)));
+        self.chunks += parts.iter().map(|p| p.chunks.len()).sum::<usize>();
+        self.parts.extend(parts.into_iter().map(|p| (file, p)));
     }
 
     fn full(&self) -> bool {
-        self.chunks.len() >= self.limit || self.files.len() + self.touched.len() >= self.limit
+        self.chunks >= self.limit || self.files.len() + self.touched.len() >= self.limit
     }
 }
 
@@ -455,10 +522,31 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
     };
     record.kind = Some(kind.as_str().into());
     match extract::extract(kind, &bytes) {
-        Ok(doc) => {
-            let chunks = chunker.chunk(kind, &doc);
-            record.chunks = chunks.len() as u32;
-            Prepared::Chunks { record, chunks, is_new }
+        Ok(docs) => {
+            let parts: Vec<Part> = docs
+                .into_iter()
+                .map(|doc| {
+                    let chunks = chunker.chunk(kind, &doc);
+                    let (hash, date_ns, message) = match doc.mail {
+                        Some(m) => (
+                            m.hash,
+                            m.date.map(|secs| secs.saturating_mul(1_000_000_000)),
+                            Some(ask_store::Message {
+                                key: m.key,
+                                subject: m.subject,
+                                from: m.from,
+                                to: m.to,
+                                date: m.date_rfc3339,
+                                message_id: m.message_id,
+                            }),
+                        ),
+                        None => (record.hash.clone(), None, None),
+                    };
+                    Part { hash, date_ns, message, chunks }
+                })
+                .collect();
+            record.chunks = parts.iter().map(|p| p.chunks.len() as u32).sum();
+            Prepared::Chunks { record, parts, is_new }
         }
         Err(e) => {
             record.status = "failed".into();

@@ -25,7 +25,35 @@ struct JsonHit<'a> {
     line_start: u32,
     line_end: u32,
     page: Option<u32>,
+    /// For mail: the message's headers and its place in the file.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    mail: Option<MailJson<'a>>,
     text: &'a str,
+}
+
+/// A message's fields in a JSON hit, at the top level beside `path`.
+#[derive(Serialize)]
+struct MailJson<'a> {
+    /// Its place in the file: the Message-ID, or `#n` in an mbox.
+    message: &'a str,
+    subject: Option<&'a str>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    date: Option<&'a str>,
+    message_id: Option<&'a str>,
+}
+
+impl<'a> MailJson<'a> {
+    fn new(m: &'a ask_store::Message) -> Self {
+        MailJson {
+            message: &m.key,
+            subject: m.subject.as_deref(),
+            from: m.from.as_deref(),
+            to: m.to.as_deref(),
+            date: m.date.as_deref(),
+            message_id: m.message_id.as_deref(),
+        }
+    }
 }
 
 /// Opens an index for reading and, when `encoder` is set, loads the
@@ -49,8 +77,22 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
     Ok((store, embedder))
 }
 
-/// `path:12-30`, or `path:12` for one line, with the page for paged formats.
+/// `path:12-30`, or `path:12` for one line, with the page for paged
+/// formats; for mail, the message's subject, sender and date, then the file
+/// and the message's place in it.
 pub(crate) fn location(hit: &Hit) -> String {
+    if let Some(m) = &hit.message {
+        let mut head = format!("\"{}\"", m.subject.as_deref().unwrap_or("(no subject)"));
+        if let Some(from) = &m.from {
+            head.push_str(&format!(" from {from}"));
+        }
+        if let Some(date) = &m.date {
+            // 2024-03-05T14:30:00+01:00 → 2024-03-05 14:30, the sender's clock.
+            head.push_str(&format!(", {}", date.get(..16).unwrap_or(date).replace('T', " ")));
+        }
+        let key = if m.key.starts_with('#') { format!("message {}", m.key) } else { format!("<{}>", m.key) };
+        return format!("{head} ({} {key})", hit.path);
+    }
     let lines = if hit.line_start == hit.line_end {
         format!("{}", hit.line_start)
     } else {
@@ -98,6 +140,7 @@ impl Run for SearchArgs {
                     line_start: hit.line_start,
                     line_end: hit.line_end,
                     page: hit.page,
+                    mail: hit.message.as_ref().map(MailJson::new),
                     text: &hit.text,
                 };
                 serde_json::to_writer(&mut out, &line)?;
@@ -135,6 +178,7 @@ mod tests {
             page,
             score: 0.5,
             similarity: None,
+            message: None,
         }
     }
 
@@ -143,6 +187,22 @@ mod tests {
         assert_eq!(location(&hit(None, 3, 9)), "/d/f:3-9");
         assert_eq!(location(&hit(None, 4, 4)), "/d/f:4");
         assert_eq!(location(&hit(Some(2), 1, 5)), "/d/f (page 2, lines 1-5)");
+    }
+
+    #[test]
+    fn mail_locations_name_subject_sender_and_date() {
+        let mut h = hit(None, 1, 4);
+        h.message = Some(ask_store::Message {
+            key: "abc@x".into(),
+            subject: Some("Deposit".into()),
+            from: Some("Zoë <zoe@example.org>".into()),
+            to: None,
+            date: Some("2024-03-05T14:30:00+01:00".into()),
+            message_id: Some("abc@x".into()),
+        });
+        assert_eq!(location(&h), "\"Deposit\" from Zoë <zoe@example.org>, 2024-03-05 14:30 (/d/f <abc@x>)");
+        h.message = Some(ask_store::Message { key: "#3".into(), ..Default::default() });
+        assert_eq!(location(&h), "\"(no subject)\" (/d/f message #3)");
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::progress::Ui;
 const SYSTEM: &str = "You are a helpful assistant that summarizes documents faithfully.";
 /// Small models follow an instruction best when it comes after the text.
 const KEEP: &str = "Keep names, dates, numbers and decisions.";
+/// For mail, the reader wants to know who said what.
+const KEEP_MAIL: &str = "Say who wrote what, and keep names, dates, numbers and decisions.";
 /// Tokens kept for the chat template and the instructions around a piece.
 const PROMPT_OVERHEAD: usize = 160;
 /// Longest summary of one piece in the map step.
@@ -49,12 +51,16 @@ struct JsonSummary {
     input: String,
     /// Pieces summarized separately (1 when the text fitted at once).
     pieces: usize,
+    /// Mail messages summarized (after --since, --until, --from); absent for other input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<usize>,
     model: String,
     timings: JsonTimings,
 }
 
-/// Reads the input and turns it into text, whatever its format.
-fn read_input(input: &Path) -> Result<(Kind, Document)> {
+/// Reads the input and turns it into documents (one, or one per message
+/// for mail), whatever its format.
+fn read_input(input: &Path) -> Result<(Kind, Vec<Document>)> {
     let (bytes, kind) = if input == Path::new("-") {
         if std::io::stdin().is_terminal() {
             bail!("nothing on standard input: pipe text in (git log | ask summarize -) or name a file");
@@ -63,6 +69,8 @@ fn read_input(input: &Path) -> Result<(Kind, Document)> {
         std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
         let kind = if bytes.starts_with(b"%PDF-") {
             Kind::Pdf
+        } else if ask_ingest::kind::looks_mbox(&bytes) || ask_ingest::kind::looks_message(&bytes) {
+            Kind::Mail
         } else if looks_html(&bytes) {
             Kind::Html
         } else if ask_ingest::kind::looks_binary(&bytes) {
@@ -75,13 +83,47 @@ fn read_input(input: &Path) -> Result<(Kind, Document)> {
         let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
         let kind = match ask_ingest::kind::classify(input, &bytes) {
             Ok(Some(kind)) => kind,
-            Ok(None) => bail!("{}: not a format ask can read (text, Markdown, code, HTML, PDF)", input.display()),
+            Ok(None) => bail!(
+                "{}: not a format ask can read (text, Markdown, code, HTML, PDF, mail, DOCX, ODT, EPUB)",
+                input.display()
+            ),
             Err(why) => bail!("{}: {why}", input.display()),
         };
         (bytes, kind)
     };
-    let doc = extract::extract(kind, &bytes).with_context(|| format!("cannot extract text from {}", input.display()))?;
-    Ok((kind, doc))
+    let docs = extract::extract(kind, &bytes).with_context(|| format!("cannot extract text from {}", input.display()))?;
+    Ok((kind, docs))
+}
+
+impl SummarizeArgs {
+    /// The messages chosen by --since, --until and --from (all of them
+    /// without those flags); an error for input that is not mail.
+    fn choose(&self, kind: Kind, docs: Vec<Document>) -> Result<Vec<Document>> {
+        let filter = self.when.resolve(&jiff::Zoned::now())?;
+        if filter.is_empty() {
+            return Ok(docs);
+        }
+        if kind != Kind::Mail {
+            bail!("{}: --since, --until and --from choose e-mail messages, and this is not mail", self.input.display());
+        }
+        let total = docs.len();
+        let from = filter.from.as_deref().map(str::to_lowercase);
+        let chosen: Vec<Document> = docs
+            .into_iter()
+            .filter(|d| {
+                let Some(m) = &d.mail else { return false };
+                let ns = m.date.map(|s| s.saturating_mul(1_000_000_000));
+                let after = filter.since_ns.is_none_or(|t| ns.is_some_and(|n| n >= t));
+                let before = filter.until_ns.is_none_or(|t| ns.is_some_and(|n| n < t));
+                let sender = from.as_deref().is_none_or(|f| m.from.as_deref().is_some_and(|s| s.to_lowercase().contains(f)));
+                after && before && sender
+            })
+            .collect();
+        if chosen.is_empty() {
+            bail!("{}: none of its {total} messages matches --since, --until and --from", self.input.display());
+        }
+        Ok(chosen)
+    }
 }
 
 fn looks_html(bytes: &[u8]) -> bool {
@@ -128,8 +170,17 @@ impl Summarizer<'_> {
 impl Run for SummarizeArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let started = Instant::now();
-        let (kind, doc) = read_input(&self.input)?;
-        let text: String = doc.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n\n");
+        let (kind, docs) = read_input(&self.input)?;
+        let docs = self.choose(kind, docs)?;
+        // Messages are kept apart by a rule, each starting with its own headers.
+        let text: String = docs
+            .iter()
+            .map(|d| d.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n\n"))
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n---\n\n");
+        let keep = if kind == Kind::Mail { KEEP_MAIL } else { KEEP };
+        let messages = (kind == Kind::Mail).then_some(docs.len());
         if text.trim().is_empty() {
             bail!("{}: no text to summarize", self.input.display());
         }
@@ -154,7 +205,7 @@ impl Run for SummarizeArgs {
         let mut level = 0;
         while s.model.count_tokens(&body)? > piece_tokens && !s.stopped() {
             let chunker = Chunker::new(s.model.tokenizer().clone(), piece_tokens, 0).context("cannot split the text")?;
-            let doc = Document { sections: vec![extract::Section { text: body.clone(), page: None }], lossy: false };
+            let doc = Document::plain(body.clone(), false);
             let parts = chunker.chunk(if level == 0 { kind } else { Kind::Text }, &doc);
             if level == 0 {
                 pieces = parts.len();
@@ -163,7 +214,7 @@ impl Run for SummarizeArgs {
             let mut summaries = Vec::with_capacity(parts.len());
             for (i, part) in parts.iter().enumerate() {
                 let user = format!(
-                    "This is part {} of {} of a longer text:\n\n{}\n\nSummarize this part in a few sentences. {KEEP}",
+                    "This is part {} of {} of a longer text:\n\n{}\n\nSummarize this part in a few sentences. {keep}",
                     i + 1,
                     parts.len(),
                     part.text
@@ -182,9 +233,9 @@ impl Run for SummarizeArgs {
 
         // Reduce (or the whole text when it fitted): streamed to stdout.
         let user = if level == 0 {
-            format!("Text:\n\n{body}\n\nSummarize the text above in a few sentences. {KEEP}")
+            format!("Text:\n\n{body}\n\nSummarize the text above in a few sentences. {keep}")
         } else {
-            format!("These are summaries of the consecutive parts of one text:\n\n{body}\n\nCombine them into one summary of the whole text in a few sentences. {KEEP}")
+            format!("These are summaries of the consecutive parts of one text:\n\n{body}\n\nCombine them into one summary of the whole text in a few sentences. {keep}")
         };
         let mut out = std::io::stdout().lock();
         let summary = if s.stopped() {
@@ -205,6 +256,7 @@ impl Run for SummarizeArgs {
                 summary,
                 input: self.input.display().to_string(),
                 pieces,
+                messages,
                 model: s.model.name.clone(),
                 timings: s.timings,
             };

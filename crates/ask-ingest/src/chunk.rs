@@ -71,9 +71,10 @@ impl Chunker {
         for section in &doc.sections {
             let text = section.text.as_str();
             let lines = LineIndex::new(text);
-            let pieces: Vec<(usize, &str)> = match kind {
-                Kind::Markdown => self.markdown.chunk_indices(text).collect(),
-                _ => self.text.chunk_indices(text).collect(),
+            let pieces: Vec<(usize, &str)> = if kind.is_markdown_like() {
+                self.markdown.chunk_indices(text).collect()
+            } else {
+                self.text.chunk_indices(text).collect()
             };
             for (start, piece) in pieces {
                 if piece.trim().is_empty() {
@@ -127,7 +128,7 @@ mod tests {
     #[test]
     fn chunks_are_token_sized_and_located() {
         let text: String = (1..=25).map(|i| format!("w{i}\n")).collect();
-        let doc = Document { sections: vec![crate::Section { text, page: Some(3) }], lossy: false };
+        let doc = Document { sections: vec![crate::Section { text, page: Some(3) }], lossy: false, mail: None };
         let chunks = Chunker::new(word_tokenizer(), 10, 0).unwrap().chunk(Kind::Text, &doc);
         let spans: Vec<(u32, u32)> = chunks.iter().map(|c| (c.line_start, c.line_end)).collect();
         assert_eq!(spans, vec![(1, 10), (11, 20), (21, 25)]);

@@ -19,6 +19,14 @@ pub enum Kind {
     Html,
     /// PDF, extracted page by page.
     Pdf,
+    /// E-mail: one `.eml` message, a Maildir message, or an mbox of many.
+    Mail,
+    /// Word processing (Office Open XML, `.docx`).
+    Docx,
+    /// Word processing (OpenDocument Text, `.odt`).
+    Odt,
+    /// An e-book (`.epub`), chapters in spine order.
+    Epub,
 }
 
 impl Kind {
@@ -30,7 +38,35 @@ impl Kind {
             Kind::Code => "code",
             Kind::Html => "html",
             Kind::Pdf => "pdf",
+            Kind::Mail => "mail",
+            Kind::Docx => "docx",
+            Kind::Odt => "odt",
+            Kind::Epub => "epub",
         }
+    }
+
+    /// Every kind, for listings and tests.
+    pub const ALL: [Kind; 9] = [
+        Kind::Text,
+        Kind::Markdown,
+        Kind::Code,
+        Kind::Html,
+        Kind::Pdf,
+        Kind::Mail,
+        Kind::Docx,
+        Kind::Odt,
+        Kind::Epub,
+    ];
+
+    /// True for the formats whose extracted text is Markdown-shaped
+    /// (headings as `#` lines), which the chunker splits along headings.
+    pub fn is_markdown_like(self) -> bool {
+        matches!(self, Kind::Markdown | Kind::Docx | Kind::Odt | Kind::Epub)
+    }
+
+    /// True for zip-based formats, which are binary by nature.
+    fn is_archive(self) -> bool {
+        matches!(self, Kind::Docx | Kind::Odt | Kind::Epub)
     }
 
     /// Parses the short name written by [`Kind::as_str`].
@@ -41,6 +77,10 @@ impl Kind {
             "code" => Kind::Code,
             "html" => Kind::Html,
             "pdf" => Kind::Pdf,
+            "mail" => Kind::Mail,
+            "docx" => Kind::Docx,
+            "odt" => Kind::Odt,
+            "epub" => Kind::Epub,
             _ => return None,
         })
     }
@@ -71,14 +111,15 @@ const TEXT: &[&str] = &[
 ];
 const MARKDOWN: &[&str] = &["md", "markdown", "mdx", "mkd", "mdown"];
 const HTML: &[&str] = &["html", "htm", "xhtml"];
+const MAIL: &[&str] = &["eml", "mbox", "mbx"];
 const UNSUPPORTED: &[&str] = &[
     "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "ico", "heic", "svgz", "psd",
     "zip", "gz", "tgz", "bz2", "xz", "zst", "7z", "rar", "tar", "jar", "war", "iso", "dmg",
     "mp3", "mp4", "m4a", "m4v", "mov", "avi", "mkv", "webm", "wav", "flac", "ogg", "opus",
     "exe", "dll", "so", "dylib", "o", "a", "lib", "bin", "class", "pyc", "wasm", "rlib",
     "ttf", "otf", "woff", "woff2", "sqlite", "db", "parquet", "arrow", "lance", "safetensors",
-    "gguf", "onnx", "pt", "npy", "npz", "doc", "xls", "ppt", "docx", "xlsx", "pptx", "odt",
-    "ods", "odp", "epub", "mobi",
+    "gguf", "onnx", "pt", "npy", "npz", "doc", "xls", "ppt", "xlsx", "pptx", "ods", "odp",
+    "mobi",
 ];
 
 /// Classifies a path by its extension (case-insensitive).
@@ -90,6 +131,14 @@ pub fn from_name(path: &Path) -> NameHint {
     let ext = ext.as_str();
     if ext == "pdf" {
         NameHint::Known(Kind::Pdf)
+    } else if ext == "docx" {
+        NameHint::Known(Kind::Docx)
+    } else if ext == "odt" {
+        NameHint::Known(Kind::Odt)
+    } else if ext == "epub" {
+        NameHint::Known(Kind::Epub)
+    } else if MAIL.contains(&ext) {
+        NameHint::Known(Kind::Mail)
     } else if MARKDOWN.contains(&ext) {
         NameHint::Known(Kind::Markdown)
     } else if HTML.contains(&ext) {
@@ -120,19 +169,83 @@ pub fn looks_pdf(bytes: &[u8]) -> bool {
     head.windows(5).any(|w| w == b"%PDF-")
 }
 
+/// True when the bytes start like an mbox: a `From ` separator line
+/// followed by a header block.
+pub fn looks_mbox(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"From ")
+        && bytes.iter().position(|&b| b == b'\n').is_some_and(|nl| looks_message(&bytes[nl + 1..]))
+}
+
+/// True when the bytes start like one RFC 5322 message: a block of header
+/// fields that names a sender and at least one of date, subject or message
+/// id, ended by a blank line.
+pub fn looks_message(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(16 * 1024)];
+    let Ok(head) = std::str::from_utf8(head).or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()])) else {
+        return false;
+    };
+    let (mut from, mut other, mut fields) = (false, false, 0);
+    for line in head.lines() {
+        if line.is_empty() {
+            return fields > 0 && from && other;
+        }
+        if line.starts_with([' ', '\t']) {
+            if fields == 0 {
+                return false;
+            }
+            continue; // a folded continuation
+        }
+        let Some((name, _)) = line.split_once(':') else { return false };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return false;
+        }
+        fields += 1;
+        match name.to_ascii_lowercase().as_str() {
+            "from" => from = true,
+            "date" | "subject" | "message-id" => other = true,
+            _ => {}
+        }
+    }
+    // Headers to the very end: a message with no body.
+    bytes.len() <= head.len() && fields > 0 && from && other
+}
+
+/// Where a file sits in a Maildir: `Some(true)` in `cur/` or `new/` (a
+/// delivered message), `Some(false)` in `tmp/` (a delivery in progress, never
+/// indexed), `None` outside any Maildir. A folder is a Maildir when it holds
+/// all three of `cur`, `new` and `tmp`.
+pub fn maildir_slot(path: &Path) -> Option<bool> {
+    let dir = path.parent()?;
+    let slot = dir.file_name()?.to_str()?;
+    if !matches!(slot, "cur" | "new" | "tmp") {
+        return None;
+    }
+    let maildir = dir.parent()?;
+    let is_maildir = ["cur", "new", "tmp"].iter().all(|d| maildir.join(d).is_dir());
+    is_maildir.then_some(slot != "tmp")
+}
+
 /// Decides the kind of a file from its name and its bytes.
 ///
 /// `Ok(None)` means "not a document we index" (an image, an unknown binary):
 /// skipped quietly. `Err` means the name promised text but the bytes are
 /// binary: that is reported, because the user likely expected it indexed.
 pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, &'static str> {
+    match maildir_slot(path) {
+        Some(false) => return Ok(None),
+        Some(true) if !looks_binary(bytes) => return Ok(Some(Kind::Mail)),
+        _ => {}
+    }
     match from_name(path) {
         NameHint::Known(Kind::Pdf) => Ok(Some(Kind::Pdf)),
+        NameHint::Known(kind) if kind.is_archive() => Ok(Some(kind)),
         NameHint::Known(kind) => {
             if looks_pdf(bytes) && bytes.starts_with(b"%PDF-") {
                 Ok(Some(Kind::Pdf))
             } else if looks_binary(bytes) {
                 Err("binary content in a file with a text extension")
+            } else if kind == Kind::Text && (looks_mbox(bytes) || looks_message(bytes)) {
+                Ok(Some(Kind::Mail))
             } else {
                 Ok(Some(kind))
             }
@@ -143,6 +256,8 @@ pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, &'static str>
                 Ok(Some(Kind::Pdf))
             } else if looks_binary(bytes) {
                 Ok(None)
+            } else if looks_mbox(bytes) || looks_message(bytes) {
+                Ok(Some(Kind::Mail))
             } else {
                 Ok(Some(Kind::Text))
             }
@@ -177,8 +292,46 @@ mod tests {
 
     #[test]
     fn kind_names_round_trip() {
-        for k in [Kind::Text, Kind::Markdown, Kind::Code, Kind::Html, Kind::Pdf] {
+        for k in Kind::ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
+    }
+
+    const MESSAGE: &[u8] = b"Received: from mx.example.org\r\n\tby host; Mon, 4 Mar 2024\r\n\
+        From: Ada <ada@example.org>\r\nSubject: hi\r\n\r\nbody\r\n";
+
+    #[test]
+    fn mail_is_recognised_by_content() {
+        assert!(looks_message(MESSAGE));
+        let mbox = [b"From ada@example.org Mon Mar  4 10:00:00 2024\n".as_slice(), MESSAGE].concat();
+        assert!(looks_mbox(&mbox));
+        assert_eq!(classify(Path::new("Inbox"), &mbox), Ok(Some(Kind::Mail)));
+        assert_eq!(classify(Path::new("saved.txt"), MESSAGE), Ok(Some(Kind::Mail)));
+        // Prose that happens to start with a colon line is not mail.
+        assert!(!looks_message(b"Note: buy milk\n\nand eggs\n"));
+        assert!(!looks_mbox(b"From here on, we walk.\nNothing else.\n"));
+        // A Markdown file keeps its kind even with front matter that looks like headers.
+        assert_eq!(classify(Path::new("a.md"), MESSAGE), Ok(Some(Kind::Markdown)));
+    }
+
+    #[test]
+    fn maildir_messages_are_mail_and_tmp_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["cur", "new", "tmp"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let cur = dir.path().join("cur/1700000000.M1P1.host:2,S");
+        assert_eq!(maildir_slot(&cur), Some(true));
+        assert_eq!(classify(&cur, b"Subject: no sender\n\nhi"), Ok(Some(Kind::Mail)));
+        assert_eq!(classify(&dir.path().join("tmp/1700000001.M2P2.host"), MESSAGE), Ok(None));
+        assert_eq!(maildir_slot(&dir.path().join("x/cur/m")), None);
+    }
+
+    #[test]
+    fn office_and_ebook_files_are_archives_not_binaries() {
+        let zip = b"PK\x03\x04\x14\0\0\0\x08\0";
+        assert_eq!(classify(Path::new("r.docx"), zip), Ok(Some(Kind::Docx)));
+        assert_eq!(classify(Path::new("r.ODT"), zip), Ok(Some(Kind::Odt)));
+        assert_eq!(classify(Path::new("b.epub"), zip), Ok(Some(Kind::Epub)));
     }
 }

@@ -14,7 +14,7 @@ pub mod kind;
 
 pub use chunk::{Chunk, Chunker};
 pub use discover::{Candidate, WalkEvent, WalkOptions};
-pub use extract::{Document, ExtractError, Section};
+pub use extract::{Document, ExtractError, Mail, Section};
 pub use kind::Kind;
 
 /// Content hash of a file's bytes (BLAKE3, hex): cheap enough to compute on

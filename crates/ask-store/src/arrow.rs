@@ -8,9 +8,18 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use crate::{ChunkRecord, FileRecord, Hit};
+use crate::{ChunkRecord, FileRecord, Hit, Message};
 
 pub(crate) const HIT_COLUMNS: [&str; 7] = ["path", "chunk", "kind", "text", "line_start", "line_end", "page"];
+
+/// Columns added for documents inside files (mail messages) and for reuse
+/// of embeddings by content hash. Indexes made before them get them as
+/// all-null columns when next opened for writing; readers do without.
+pub(crate) const DOC_COLUMNS: [&str; 7] = ["doc_hash", "msg_key", "subject", "sender", "recipients", "sent", "message_id"];
+
+pub(crate) fn doc_fields() -> Vec<Field> {
+    DOC_COLUMNS.iter().map(|name| Field::new(*name, DataType::Utf8, true)).collect()
+}
 
 pub(crate) fn chunks_schema(dim: usize) -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -29,7 +38,10 @@ pub(crate) fn chunks_schema(dim: usize) -> SchemaRef {
             DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32),
             false,
         ),
-    ]))
+    ]
+    .into_iter()
+    .chain(doc_fields())
+    .collect::<Vec<_>>()))
 }
 
 pub(crate) fn files_schema() -> SchemaRef {
@@ -82,6 +94,13 @@ pub(crate) fn chunks_batch(dim: usize, chunks: &[ChunkRecord]) -> Result<RecordB
         Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.byte_end))),
         Arc::new(Int64Array::from_iter_values(chunks.iter().map(|c| c.mtime_ns))),
         Arc::new(vectors.finish()),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| Some(c.doc_hash.as_str())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().map(|m| m.key.as_str())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.subject.as_deref())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.from.as_deref())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.to.as_deref())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.date.as_deref())))),
+        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.message_id.as_deref())))),
     ];
     RecordBatch::try_new(chunks_schema(dim), columns)
 }
@@ -112,6 +131,81 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
 
 fn opt_str(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_owned())
+}
+
+/// The message fields of row `i`, when the batch has them and the row is a message.
+fn read_message(batch: &RecordBatch, i: usize) -> Result<Option<Message>, String> {
+    if batch.column_by_name("msg_key").is_none() {
+        return Ok(None);
+    }
+    let col = |name: &str| column::<StringArray>(batch, name);
+    let Some(key) = opt_str(col("msg_key")?, i) else { return Ok(None) };
+    Ok(Some(Message {
+        key,
+        subject: opt_str(col("subject")?, i),
+        from: opt_str(col("sender")?, i),
+        to: opt_str(col("recipients")?, i),
+        date: opt_str(col("sent")?, i),
+        message_id: opt_str(col("message_id")?, i),
+    }))
+}
+
+/// The columns every read of chunks needs ([`HIT_COLUMNS`]).
+struct HitColumns<'a> {
+    path: &'a StringArray,
+    chunk: &'a UInt32Array,
+    kind: &'a StringArray,
+    text: &'a StringArray,
+    line_start: &'a UInt32Array,
+    line_end: &'a UInt32Array,
+    page: &'a UInt32Array,
+}
+
+impl<'a> HitColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self, String> {
+        Ok(HitColumns {
+            path: column(batch, "path")?,
+            chunk: column(batch, "chunk")?,
+            kind: column(batch, "kind")?,
+            text: column(batch, "text")?,
+            line_start: column(batch, "line_start")?,
+            line_end: column(batch, "line_end")?,
+            page: column(batch, "page")?,
+        })
+    }
+
+    fn page(&self, i: usize) -> Option<u32> {
+        (!self.page.is_null(i)).then(|| self.page.value(i))
+    }
+}
+
+/// Whole chunk rows, vectors included (for reusing their embeddings).
+pub(crate) fn read_chunks(batch: &RecordBatch, dim: usize) -> Result<Vec<ChunkRecord>, String> {
+    let c = HitColumns::new(batch)?;
+    let byte_start = column::<UInt64Array>(batch, "byte_start")?;
+    let byte_end = column::<UInt64Array>(batch, "byte_end")?;
+    let mtime = column::<Int64Array>(batch, "mtime_ns")?;
+    let doc_hash = column::<StringArray>(batch, "doc_hash")?;
+    let vectors = read_vectors(batch, dim)?;
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(ChunkRecord {
+                path: c.path.value(i).to_owned(),
+                chunk: c.chunk.value(i),
+                kind: c.kind.value(i).to_owned(),
+                text: c.text.value(i).to_owned(),
+                line_start: c.line_start.value(i),
+                line_end: c.line_end.value(i),
+                page: c.page(i),
+                byte_start: byte_start.value(i),
+                byte_end: byte_end.value(i),
+                mtime_ns: mtime.value(i),
+                vector: vectors[i * dim..(i + 1) * dim].to_vec(),
+                doc_hash: opt_str(doc_hash, i).unwrap_or_default(),
+                message: read_message(batch, i)?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String> {
@@ -149,37 +243,32 @@ pub(crate) enum Score {
 }
 
 pub(crate) fn read_hits(batch: &RecordBatch, score: Score) -> Result<Vec<Hit>, String> {
-    let path = column::<StringArray>(batch, "path")?;
-    let chunk = column::<UInt32Array>(batch, "chunk")?;
-    let kind = column::<StringArray>(batch, "kind")?;
-    let text = column::<StringArray>(batch, "text")?;
-    let line_start = column::<UInt32Array>(batch, "line_start")?;
-    let line_end = column::<UInt32Array>(batch, "line_end")?;
-    let page = column::<UInt32Array>(batch, "page")?;
+    let c = HitColumns::new(batch)?;
     let scores = column::<Float32Array>(batch, match score {
         Score::Distance => "_distance",
         Score::Bm25 => "_score",
     })?;
-    Ok((0..batch.num_rows())
+    (0..batch.num_rows())
         .map(|i| {
             let (score, similarity) = match score {
                 // Cosine distance is 1 - cosine similarity.
                 Score::Distance => (1.0 - scores.value(i), Some(1.0 - scores.value(i))),
                 Score::Bm25 => (scores.value(i), None),
             };
-            Hit {
-                path: path.value(i).to_owned(),
-                chunk: chunk.value(i),
-                kind: kind.value(i).to_owned(),
-                text: text.value(i).to_owned(),
-                line_start: line_start.value(i),
-                line_end: line_end.value(i),
-                page: (!page.is_null(i)).then(|| page.value(i)),
+            Ok(Hit {
+                path: c.path.value(i).to_owned(),
+                chunk: c.chunk.value(i),
+                kind: c.kind.value(i).to_owned(),
+                text: c.text.value(i).to_owned(),
+                line_start: c.line_start.value(i),
+                line_end: c.line_end.value(i),
+                page: c.page(i),
                 score,
                 similarity,
-            }
+                message: read_message(batch, i)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The `vector` column, flattened (`dim` values per row).

@@ -18,11 +18,12 @@ pub mod search;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
-use lancedb::query::ExecutableQuery;
+use lancedb::query::{ExecutableQuery, QueryBase};
 use lancedb::table::{CompactionOptions, Duration, OptimizeAction};
 use lancedb::Table;
 
@@ -126,10 +127,35 @@ pub struct ChunkRecord {
     pub byte_start: u64,
     /// Byte range end.
     pub byte_end: u64,
-    /// The file's modification time (ns), for date filters.
+    /// The document's date (ns) for date filters: the file's modification
+    /// time, or a mail message's sent date.
     pub mtime_ns: i64,
     /// The embedding.
     pub vector: Vec<f32>,
+    /// Content hash of the document the chunk was cut from (the file, or
+    /// one message of a mailbox): chunks are reused, not re-embedded, when
+    /// the same document turns up again (an mbox that grew, a renamed file).
+    pub doc_hash: String,
+    /// The message's headers, when the chunk is part of an e-mail.
+    pub message: Option<Message>,
+}
+
+/// Where an e-mail message sits in its file, and who sent it when: stored
+/// with each of the message's chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    /// The message's Message-ID, or `#n` for the n-th message of an mbox.
+    pub key: String,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Sender, `Name <address>`.
+    pub from: Option<String>,
+    /// Recipients, comma-separated.
+    pub to: Option<String>,
+    /// Sent date, RFC 3339.
+    pub date: Option<String>,
+    /// Message-ID.
+    pub message_id: Option<String>,
 }
 
 /// A search result.
@@ -154,6 +180,8 @@ pub struct Hit {
     pub score: f32,
     /// Cosine similarity to the query, when the query had a vector.
     pub similarity: Option<f32>,
+    /// The message's headers, when the chunk is part of an e-mail.
+    pub message: Option<Message>,
 }
 
 /// Counts for `ask status`.
@@ -176,6 +204,10 @@ pub struct Store {
     /// Whether the chunks table has a full-text index / an ANN vector index.
     text_index: AtomicBool,
     vector_index: AtomicBool,
+    /// Whether the chunks table has the message and content-hash columns
+    /// (indexes written by ask before mail support lack them until the
+    /// next `ask index`).
+    doc_columns: bool,
 }
 
 /// True when a LanceDB index exists at `dir`.
@@ -213,10 +245,24 @@ impl Store {
         if have != dim {
             return Err(StoreError::Dimension { dir: dir.into(), have, want: dim });
         }
+        let missing: Vec<arrow_schema::Field> =
+            arrow::doc_fields().into_iter().filter(|f| schema.field_with_name(f.name()).is_err()).collect();
+        if !missing.is_empty() {
+            // A metadata-only change: the old rows read as nulls.
+            let added = Arc::new(arrow_schema::Schema::new(missing));
+            chunks
+                .add_columns()
+                .transform(lancedb::table::NewColumnTransform::AllNulls(added))
+                .execute()
+                .await
+                .map_err(lance)?;
+        }
         Store::new(dir, chunks, files, dim).await
     }
 
     async fn new(dir: &Path, chunks: Table, files: Table, dim: usize) -> Result<Store> {
+        let schema = chunks.schema().await.map_err(|source| StoreError::Lance { dir: dir.into(), source })?;
+        let doc_columns = arrow::DOC_COLUMNS.iter().all(|c| schema.field_with_name(c).is_ok());
         let store = Store {
             dir: dir.into(),
             chunks,
@@ -224,6 +270,7 @@ impl Store {
             dim,
             text_index: AtomicBool::new(false),
             vector_index: AtomicBool::new(false),
+            doc_columns,
         };
         store.refresh_index_flags().await?;
         Ok(store)
@@ -253,15 +300,7 @@ impl Store {
 
     /// Every file the index knows, by path.
     pub async fn file_records(&self) -> Result<HashMap<String, FileRecord>> {
-        let batches: Vec<RecordBatch> = self
-            .files
-            .query()
-            .execute()
-            .await
-            .map_err(|e| self.lance(e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.lance(e))?;
+        let batches = self.rows(self.files.query()).await?;
         let mut out = HashMap::new();
         for batch in &batches {
             for rec in arrow::read_files(batch).map_err(|message| self.data(message))? {
@@ -269,6 +308,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Runs a plain (unranked) query to the end.
+    async fn rows(&self, query: lancedb::query::Query) -> Result<Vec<RecordBatch>> {
+        query.execute().await.map_err(|e| self.lance(e))?.try_collect().await.map_err(|e| self.lance(e))
     }
 
     fn data(&self, message: String) -> StoreError {
@@ -288,6 +332,32 @@ impl Store {
             self.chunks.add(batch).execute().await.map_err(|e| self.lance(e))?;
         }
         self.upsert_files(files).await
+    }
+
+    /// Stored chunks of documents with these content hashes, vectors
+    /// included, grouped by hash and in chunk order: what a re-run needs to
+    /// store a document it has seen before without embedding it again.
+    pub async fn chunks_by_doc_hash(&self, hashes: &[&str]) -> Result<HashMap<String, Vec<ChunkRecord>>> {
+        let mut out: HashMap<String, Vec<ChunkRecord>> = HashMap::new();
+        if hashes.is_empty() || !self.doc_columns {
+            return Ok(out);
+        }
+        for group in hashes.chunks(500) {
+            let batches = self.rows(self.chunks.query().only_if(in_list("doc_hash", group))).await?;
+            for batch in &batches {
+                for rec in arrow::read_chunks(batch, self.dim).map_err(|m| self.data(m))? {
+                    out.entry(rec.doc_hash.clone()).or_default().push(rec);
+                }
+            }
+        }
+        // The same document may be stored under two paths (a copy): keep
+        // one path's chunks per hash.
+        for chunks in out.values_mut() {
+            let first = chunks.iter().map(|c| c.path.clone()).min().unwrap_or_default();
+            chunks.retain(|c| c.path == first);
+            chunks.sort_by_key(|c| c.chunk);
+        }
+        Ok(out)
     }
 
     /// Updates file rows only (a touched file whose content did not change).
@@ -406,6 +476,8 @@ mod tests {
             byte_end: 1,
             mtime_ns: 1,
             vector: vector.to_vec(),
+            doc_hash: format!("hash of {path}"),
+            message: None,
         }
     }
 
@@ -560,6 +632,61 @@ mod tests {
         assert_eq!(store.search(&req).await.unwrap().len(), 10);
         // The index is retrained only when the table has doubled.
         assert_eq!(store.ensure_indexes_with(0).await.unwrap().vector_trained, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_keep_their_headers_and_filter_by_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        let message = |key: &str, from: &str| Message {
+            key: key.into(),
+            subject: Some(format!("about {key}")),
+            from: Some(from.into()),
+            to: Some("me@example.org".into()),
+            date: Some("2024-03-05T14:30:00+01:00".into()),
+            message_id: Some(key.into()),
+        };
+        let mut a = chunk("/mail/inbox", 0, [1., 0., 0.]);
+        a.message = Some(message("m1@x", "Zoë Müller <zoe@example.org>"));
+        a.doc_hash = "h1".into();
+        let mut b = chunk("/mail/inbox", 1, [0.9, 0.1, 0.]);
+        b.message = Some(message("m2@x", "Bob <bob@example.org>"));
+        b.doc_hash = "h2".into();
+        store.write_files(&[file("/mail/inbox", 2), file("/notes", 1)], &[a.clone(), b, chunk("/notes", 0, [1., 0., 0.])]).await.unwrap();
+        let filter = Filter { from: Some("ZOË".into()), ..Default::default() };
+        let req = Request { text: "", vector: Some(&[1., 0., 0.]), k: 5, mode: Mode::Dense, filter: &filter };
+        let hits = store.search(&req).await.unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].message, a.message);
+        // A literal % in the pattern is no wildcard.
+        let filter = Filter { from: Some("%".into()), ..Default::default() };
+        let req = Request { filter: &filter, ..req };
+        assert!(store.search(&req).await.unwrap().is_empty());
+        // Chunks come back whole, by content hash, ready to be stored again.
+        let reuse = store.chunks_by_doc_hash(&["h1", "nope"]).await.unwrap();
+        assert_eq!(reuse.len(), 1);
+        assert_eq!(reuse["h1"], vec![a]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_from_before_mail_support_is_upgraded_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // The chunks table as ask wrote it before message columns existed.
+        let full = arrow::chunks_schema(3);
+        let old: Vec<arrow_schema::Field> =
+            full.fields().iter().filter(|f| !arrow::DOC_COLUMNS.contains(&f.name().as_str())).map(|f| f.as_ref().clone()).collect();
+        let conn = lancedb::connect(dir.path().to_str().unwrap()).execute().await.unwrap();
+        conn.create_empty_table(CHUNKS, Arc::new(arrow_schema::Schema::new(old))).execute().await.unwrap();
+        conn.create_empty_table(FILES, arrow::files_schema()).execute().await.unwrap();
+        let reader = Store::open(dir.path()).await.unwrap();
+        assert!(!reader.doc_columns);
+        let filter = Filter::default();
+        let req = Request { text: "", vector: Some(&[1., 0., 0.]), k: 5, mode: Mode::Dense, filter: &filter };
+        assert!(reader.search(&req).await.unwrap().is_empty(), "an old index is still searchable");
+        let writer = Store::open_or_create(dir.path(), 3).await.unwrap();
+        assert!(writer.doc_columns);
+        writer.write_files(&[file("/a", 1)], &[chunk("/a", 0, [1., 0., 0.])]).await.unwrap();
+        assert_eq!(writer.search(&req).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -81,12 +81,18 @@ pub struct Filter {
     pub since_ns: Option<i64>,
     /// Only chunks whose date is before this (ns).
     pub until_ns: Option<i64>,
+    /// Only mail whose sender contains this text (case-insensitive).
+    pub from: Option<String>,
 }
 
 impl Filter {
     /// True when nothing is filtered.
     pub fn is_empty(&self) -> bool {
-        self.path_glob.is_none() && self.kinds.is_empty() && self.since_ns.is_none() && self.until_ns.is_none()
+        self.path_glob.is_none()
+            && self.kinds.is_empty()
+            && self.since_ns.is_none()
+            && self.until_ns.is_none()
+            && self.from.is_none()
     }
 
     /// The filter as a LanceDB SQL predicate, or `None` for no filter.
@@ -105,6 +111,10 @@ impl Filter {
         if let Some(t) = self.until_ns {
             parts.push(format!("mtime_ns < {t}"));
         }
+        if let Some(from) = &self.from {
+            let pattern = format!("%{}%", escape_like(&from.to_lowercase()));
+            parts.push(format!("lower(sender) LIKE {} ESCAPE '\\'", quote(&pattern)));
+        }
         Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
     }
 }
@@ -112,6 +122,18 @@ impl Filter {
 /// SQL string literal.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Text matched literally inside a LIKE pattern.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Translates a glob into a LIKE pattern with `\` as the escape character.
@@ -176,6 +198,12 @@ impl Store {
     /// found get it computed from their stored vector), so callers can apply
     /// one relevance threshold in every mode.
     pub async fn search(&self, req: &Request<'_>) -> Result<Vec<Hit>> {
+        if req.filter.from.is_some() && !self.doc_columns {
+            return Err(StoreError::Query(format!(
+                "index at {} predates mail headers; run `ask index` on it once to add them",
+                self.dir.display()
+            )));
+        }
         let predicate = req.filter.to_sql().map_err(StoreError::Query)?;
         let predicate = predicate.as_deref();
         if let Some(v) = req.vector {
@@ -235,9 +263,19 @@ impl Store {
     }
 
     /// Hits with their stored vectors, best first.
-    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>) -> Result<Vec<(Hit, Vec<f32>)>> {
+    /// The columns a search reads: the hit's, its message headers when the
+    /// table has them, and the vector.
+    fn hit_columns(&self) -> Vec<&'static str> {
         let mut columns: Vec<&str> = arrow::HIT_COLUMNS.to_vec();
+        if self.doc_columns {
+            columns.extend(arrow::DOC_COLUMNS.iter().skip(1));
+        }
         columns.push("vector");
+        columns
+    }
+
+    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>) -> Result<Vec<(Hit, Vec<f32>)>> {
+        let columns = self.hit_columns();
         let mut query = self
             .chunks
             .query()
@@ -264,8 +302,7 @@ impl Store {
         if text.trim().is_empty() || !self.has_text_index() {
             return Ok(Vec::new());
         }
-        let mut columns: Vec<&str> = arrow::HIT_COLUMNS.to_vec();
-        columns.push("vector");
+        let columns = self.hit_columns();
         let fts = FullTextSearchQuery::new(text.to_owned())
             .with_column("text".into())
             .map_err(|e| self.lance(e.into()))?;
@@ -389,6 +426,7 @@ mod tests {
             page: None,
             score: 0.0,
             similarity,
+            message: None,
         }
     }
 
@@ -442,10 +480,12 @@ mod tests {
             kinds: vec!["pdf".into(), "md".into()],
             since_ns: Some(5),
             until_ns: Some(9),
+            from: Some("O'Brien_%".into()),
         };
         assert_eq!(
             f.to_sql().unwrap().unwrap(),
-            "path LIKE '\\%/it''s/%' ESCAPE '\\' AND kind IN ('pdf', 'md') AND mtime_ns >= 5 AND mtime_ns < 9"
+            "path LIKE '\\%/it''s/%' ESCAPE '\\' AND kind IN ('pdf', 'md') AND mtime_ns >= 5 AND mtime_ns < 9 \
+             AND lower(sender) LIKE '%o''brien\\_\\%%' ESCAPE '\\'"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! HTML to readable text with html2text: block structure becomes line
 //! breaks, `<script>` and `<style>` disappear, entities are decoded.
 
-use super::{Document, ExtractError, Section};
+use super::{Document, ExtractError};
 
 /// Wide enough that html2text never wraps a paragraph: line breaks should
 /// come from the document, not from a terminal width.
@@ -9,11 +9,16 @@ const WIDTH: usize = 100_000;
 
 pub(super) fn extract(bytes: &[u8]) -> Result<Document, ExtractError> {
     let (text, lossy) = super::decode(bytes);
+    Ok(Document::plain(to_text(&text)?, lossy))
+}
+
+/// Readable text of an HTML (or XHTML) string.
+pub(super) fn to_text(html: &str) -> Result<String, ExtractError> {
     let rendered = html2text::config::plain_no_decorate()
-        .string_from_read(text.as_bytes(), WIDTH)
+        .string_from_read(html.as_bytes(), WIDTH)
         .map_err(|e| ExtractError::Html(e.to_string()))?;
     let cleaned: Vec<&str> = rendered.lines().map(str::trim_end).collect();
-    Ok(Document { sections: vec![Section { text: cleaned.join("\n"), page: None }], lossy })
+    Ok(cleaned.join("\n"))
 }
 
 #[cfg(test)]

@@ -4,11 +4,16 @@
 //! Extractors never touch the file system, which keeps them easy to test and
 //! lets the caller read each file exactly once (for the hash and the text).
 
+mod epub;
 mod html;
+mod mail;
+mod office;
 mod pdf;
 mod text;
+mod xml;
 
 pub use pdf::silence_extractor_panics;
+pub use mail::Mail;
 pub use text::decode;
 
 use crate::Kind;
@@ -20,6 +25,15 @@ pub struct Document {
     pub sections: Vec<Section>,
     /// True when the bytes were not valid UTF-8 and a fallback decoding was used.
     pub lossy: bool,
+    /// For one message of a mail file: its headers and its place in the file.
+    pub mail: Option<Mail>,
+}
+
+impl Document {
+    /// A document of one section without a page: what most formats give.
+    pub fn plain(text: String, lossy: bool) -> Document {
+        Document { sections: vec![Section { text, page: None }], lossy, mail: None }
+    }
 }
 
 /// A run of text with a location in its source file.
@@ -46,19 +60,46 @@ pub enum ExtractError {
     /// The HTML could not be converted to text.
     #[error("cannot convert HTML: {0}")]
     Html(String),
+    /// A zip-based document (DOCX, ODT, EPUB) is damaged or incomplete.
+    #[error("cannot read {format}: {message}")]
+    Archive {
+        /// The format the file claimed to be.
+        format: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// A mail file holds no message that could be parsed.
+    #[error("cannot read mail: {0}")]
+    Mail(String),
 }
 
-/// Extracts the text of a file whose kind is already known.
-pub fn extract(kind: Kind, bytes: &[u8]) -> Result<Document, ExtractError> {
+/// Extracts the text of a file whose kind is already known: one document,
+/// or one per message for a mail file (an mbox holds many).
+pub fn extract(kind: Kind, bytes: &[u8]) -> Result<Vec<Document>, ExtractError> {
+    match kind {
+        Kind::Mail => mail::extract(bytes),
+        other => extract_one(other, bytes).map(|doc| vec![doc]),
+    }
+}
+
+/// Extracts a single-document format (everything but mail, whose
+/// attachments come through here).
+fn extract_one(kind: Kind, bytes: &[u8]) -> Result<Document, ExtractError> {
     match kind {
         Kind::Pdf => pdf::extract(bytes),
         Kind::Html => html::extract(bytes),
+        Kind::Docx => office::docx(bytes),
+        Kind::Odt => office::odt(bytes),
+        Kind::Epub => epub::extract(bytes),
+        Kind::Mail => {
+            mail::extract(bytes)?.into_iter().next().ok_or_else(|| ExtractError::Mail("no message".into()))
+        }
         Kind::Text | Kind::Markdown | Kind::Code => {
             if crate::kind::looks_binary(bytes) {
                 return Err(ExtractError::Binary);
             }
             let (text, lossy) = decode(bytes);
-            Ok(Document { sections: vec![Section { text, page: None }], lossy })
+            Ok(Document::plain(text, lossy))
         }
     }
 }

@@ -64,7 +64,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Document, ExtractError> {
         .enumerate()
         .map(|(i, text)| Section { text, page: Some(i as u32 + 1) })
         .collect();
-    Ok(Document { sections, lossy: false })
+    Ok(Document { sections, lossy: false, mail: None })
 }
 
 fn first_line(s: &str) -> String {
