@@ -38,6 +38,13 @@ fn index_and_search_work_without_a_network() {
     let out = ask_unshared(&env, &["summarize", "--json", "--max-tokens", "8", "docs/sourdough.txt"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!json(&out.stdout)["summary"].as_str().unwrap().is_empty());
+    // Private mail, indexed and summarized with no network.
+    env.write("mail/inbox.mbox", std::fs::read(fixtures().join("mail/inbox.mbox")).unwrap());
+    let out = ask_unshared(&env, &["index", "--json", "mail"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ask_unshared(&env, &["summarize", "--json", "--max-tokens", "8", "--from", "zoe", "mail/inbox.mbox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out.stdout)["messages"], 1);
 }
 
 /// Runs `ask ARGS` under strace and returns every socket/connect call made
@@ -65,6 +72,9 @@ fn no_inet_socket_is_ever_opened() {
     calls.extend(socket_calls(&env, &["status"]));
     calls.extend(socket_calls(&env, &["query", "--max-tokens", "8", "-k", "1", "when is the deposit returned"]));
     calls.extend(socket_calls(&env, &["summarize", "--max-tokens", "8", "docs/sourdough.txt"]));
+    env.write("mail/inbox.mbox", std::fs::read(fixtures().join("mail/inbox.mbox")).unwrap());
+    calls.extend(socket_calls(&env, &["index", "mail"]));
+    calls.extend(socket_calls(&env, &["summarize", "--max-tokens", "8", "mail/inbox.mbox"]));
     let inet: Vec<&String> = calls.iter().filter(|l| l.contains("AF_INET") || l.contains("AF_INET6")).collect();
     assert!(inet.is_empty(), "network sockets opened:\n{}", inet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
     // strace did trace the process (guards against a silently empty log).
