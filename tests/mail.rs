@@ -167,8 +167,18 @@ fn summarize_chooses_messages_by_sender_and_date() {
     let v = json(&out.stdout);
     assert_eq!(v["messages"], 1, "{v}");
     assert!(!v["summary"].as_str().unwrap().is_empty(), "{v}");
+    // A few messages: a digest, each summary attributed from the headers.
     let out = env.ok(&["summarize", "--json", "--max-tokens", "24", "--since", "2024-02-01", "--until", "2024-03-31", mbox]);
-    assert_eq!(json(&out.stdout)["messages"], 2);
+    let v = json(&out.stdout);
+    assert_eq!(v["messages"], 2);
+    let senders: Vec<&str> = v["digest"].as_array().unwrap().iter().map(|m| m["from"].as_str().unwrap()).collect();
+    assert_eq!(senders, ["Bob Okafor <bob@example.org>", "Zoë Müller <zoe@example.org>"], "{v}");
+    assert!(v["digest"].as_array().unwrap().iter().all(|m| !m["summary"].as_str().unwrap().is_empty()), "{v}");
+    assert!(!v["summary"].as_str().unwrap().is_empty(), "{v}");
+    let out = env.ok(&["summarize", "--max-tokens", "24", "--since", "2024-02-01", "--until", "2024-03-31", mbox]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("- Bob Okafor <bob@example.org>, 2024-02-20 18:05, \"Committee report attached\": "), "{text}");
+    assert!(text.contains("\n- Zoë Müller <zoe@example.org>, 2024-03-05 14:30, \"Réunion: boiler service à Zürich\": "), "{text}");
 
     // A mail client piping one message in.
     let eml = std::fs::read(fixtures().join("mail/reunion.eml")).unwrap();

@@ -87,8 +87,7 @@ pub(crate) fn location(hit: &Hit) -> String {
             head.push_str(&format!(" from {from}"));
         }
         if let Some(date) = &m.date {
-            // 2024-03-05T14:30:00+01:00 → 2024-03-05 14:30, the sender's clock.
-            head.push_str(&format!(", {}", date.get(..16).unwrap_or(date).replace('T', " ")));
+            head.push_str(&format!(", {}", short_date(date)));
         }
         let key = if m.key.starts_with('#') { format!("message {}", m.key) } else { format!("<{}>", m.key) };
         return format!("{head} ({} {key})", hit.path);
@@ -102,6 +101,12 @@ pub(crate) fn location(hit: &Hit) -> String {
         Some(p) => format!("{} (page {p}, lines {lines})", hit.path),
         None => format!("{}:{lines}", hit.path),
     }
+}
+
+/// `2024-03-05T14:30:00+01:00` → `2024-03-05 14:30`: a message's date on
+/// the sender's clock, to the minute.
+pub(crate) fn short_date(rfc3339: &str) -> String {
+    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
 }
 
 /// The first few lines of a passage, whitespace folded, for a terminal.

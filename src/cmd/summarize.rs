@@ -34,6 +34,12 @@ const KEEP_MAIL: &str = "Say who wrote what, and keep names, dates, numbers and 
 const PROMPT_OVERHEAD: usize = 160;
 /// Longest summary of one piece in the map step.
 const PIECE_SUMMARY_TOKENS: usize = 200;
+/// Mail of at most this many messages is summarized message by message,
+/// each summary headed by its sender and date from the headers (a digest),
+/// before the overall summary; more messages go through plain map-reduce.
+const DIGEST_MAX_MESSAGES: usize = 30;
+/// Longest summary of one message in a digest.
+const MESSAGE_SUMMARY_TOKENS: usize = 80;
 /// Longest piece; shorter than the context allows, because a small model
 /// summarizes 1,500 tokens better than 3,500 and prefill grows with length.
 const MAX_PIECE_TOKENS: usize = 1536;
@@ -45,9 +51,36 @@ struct JsonTimings {
     generated_tokens: usize,
 }
 
+/// One message's line of a mail digest.
+#[derive(Serialize)]
+struct MessageSummary {
+    from: Option<String>,
+    date: Option<String>,
+    subject: Option<String>,
+    summary: String,
+}
+
+impl MessageSummary {
+    /// `- Name <addr>, 2024-03-05 14:30, "Subject": summary`
+    fn line(&self) -> String {
+        let mut head = self.from.clone().unwrap_or_else(|| "(unknown sender)".into());
+        if let Some(d) = &self.date {
+            head.push_str(&format!(", {}", super::search::short_date(d)));
+        }
+        if let Some(s) = &self.subject {
+            head.push_str(&format!(", \"{s}\""));
+        }
+        // One line per message, whatever lists the model wrote.
+        format!("- {head}: {}", self.summary.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
 #[derive(Serialize)]
 struct JsonSummary {
     summary: String,
+    /// Mail of a few messages: each message's summary with its headers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    digest: Vec<MessageSummary>,
     input: String,
     /// Pieces summarized separately (1 when the text fitted at once).
     pieces: usize,
@@ -199,10 +232,34 @@ impl Run for SummarizeArgs {
         // with a small context.
         let summary_tokens = PIECE_SUMMARY_TOKENS.min(piece_tokens / 4).max(16);
 
-        // Map: summarize piece by piece until the whole fits in one prompt.
+        // Mail of a few messages: one summary per message, attributed by
+        // ask from the headers rather than left to the model.
         let mut body = text;
         let mut pieces = 1;
         let mut level = 0;
+        let mut digest = Vec::new();
+        if kind == Kind::Mail && docs.len() > 1 && docs.len() <= DIGEST_MAX_MESSAGES {
+            let chunker = Chunker::new(s.model.tokenizer().clone(), piece_tokens, 0).context("cannot split the text")?;
+            let bar = ui.bar(docs.len() as u64, "messages");
+            for doc in &docs {
+                // A message longer than a piece is summarized from its first piece.
+                let Some(first) = chunker.chunk(Kind::Mail, doc).into_iter().next() else { continue };
+                let user = format!("E-mail:\n\n{}\n\nSummarize this e-mail in one or two sentences.", first.text);
+                let summary = s.run(&user, MESSAGE_SUMMARY_TOKENS.min(summary_tokens), |_| Ok(()))?;
+                let mail = doc.mail.clone().unwrap_or_default();
+                digest.push(MessageSummary { from: mail.from, date: mail.date_rfc3339, subject: mail.subject, summary });
+                bar.inc(1);
+                if s.stopped() {
+                    break;
+                }
+            }
+            bar.finish_and_clear();
+            pieces = digest.len();
+            body = digest.iter().map(MessageSummary::line).collect::<Vec<_>>().join("\n");
+            level = 1;
+        }
+
+        // Map: summarize piece by piece until the whole fits in one prompt.
         while s.model.count_tokens(&body)? > piece_tokens && !s.stopped() {
             let chunker = Chunker::new(s.model.tokenizer().clone(), piece_tokens, 0).context("cannot split the text")?;
             let doc = Document::plain(body.clone(), false);
@@ -234,10 +291,19 @@ impl Run for SummarizeArgs {
         // Reduce (or the whole text when it fitted): streamed to stdout.
         let user = if level == 0 {
             format!("Text:\n\n{body}\n\nSummarize the text above in a few sentences. {keep}")
+        } else if !digest.is_empty() {
+            format!("These are summaries of e-mails, each after its sender, date and subject:\n\n{body}\n\nSummarize the whole exchange in a few sentences. {keep}")
         } else {
             format!("These are summaries of the consecutive parts of one text:\n\n{body}\n\nCombine them into one summary of the whole text in a few sentences. {keep}")
         };
         let mut out = std::io::stdout().lock();
+        if !self.json && !digest.is_empty() {
+            for m in &digest {
+                writeln!(out, "{}", m.line())?;
+            }
+            writeln!(out)?;
+            out.flush()?;
+        }
         let summary = if s.stopped() {
             String::new()
         } else {
@@ -254,6 +320,7 @@ impl Run for SummarizeArgs {
             s.timings.seconds = started.elapsed().as_secs_f64();
             let json = JsonSummary {
                 summary,
+                digest,
                 input: self.input.display().to_string(),
                 pieces,
                 messages,
