@@ -54,8 +54,10 @@ pub enum Command {
     /// Summarize a file or standard input with the local model
     ///
     /// Text longer than the model's context is summarized in pieces, and the
-    /// pieces' summaries are combined (map-reduce). Examples:
-    /// `ask summarize report.pdf`, `git log -50 | ask summarize -`.
+    /// pieces' summaries are combined (map-reduce). Mail of a few messages is
+    /// summarized message by message, each line headed by its sender and
+    /// date. Examples: `ask summarize report.pdf`, `git log -50 | ask
+    /// summarize -`, `ask summarize inbox.mbox --since 7d --from alice`.
     Summarize(SummarizeArgs),
     /// Show what an index holds and which models built it
     Status(StatusArgs),
@@ -308,7 +310,7 @@ pub struct SummarizeArgs {
     pub input: PathBuf,
 
     /// For mail: which messages to summarize
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Choosing mail messages")]
     pub when: WhenWhoArgs,
 
     #[command(flatten)]
