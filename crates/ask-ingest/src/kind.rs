@@ -111,7 +111,7 @@ const TEXT: &[&str] = &[
 ];
 const MARKDOWN: &[&str] = &["md", "markdown", "mdx", "mkd", "mdown"];
 const HTML: &[&str] = &["html", "htm", "xhtml"];
-const MAIL: &[&str] = &["eml", "mbox", "mbx"];
+const MAIL: &[&str] = &["eml", "emlx", "mbox", "mbx"];
 const UNSUPPORTED: &[&str] = &[
     "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "ico", "heic", "svgz", "psd",
     "zip", "gz", "tgz", "bz2", "xz", "zst", "7z", "rar", "tar", "jar", "war", "iso", "dmg",
@@ -120,6 +120,9 @@ const UNSUPPORTED: &[&str] = &[
     "ttf", "otf", "woff", "woff2", "sqlite", "db", "parquet", "arrow", "lance", "safetensors",
     "gguf", "onnx", "pt", "npy", "npz", "doc", "xls", "ppt", "xlsx", "pptx", "ods", "odp",
     "mobi",
+    // Mail clients' own indexes beside the mailboxes (Thunderbird's Mork
+    // summaries, Apple Mail's tables of contents): text-like, but not mail.
+    "msf", "toc", "emlxpart",
 ];
 
 /// Classifies a path by its extension (case-insensitive).

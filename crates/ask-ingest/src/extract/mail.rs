@@ -43,6 +43,7 @@ const MAX_ATTACHMENT: usize = 20 * 1024 * 1024;
 
 /// Every message of a mail file, in file order.
 pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Document>, ExtractError> {
+    let bytes = emlx_message(bytes).unwrap_or(bytes);
     let raws: Vec<Vec<u8>> = if kind::looks_mbox(bytes) {
         mail_parser::mailbox::mbox::MessageIterator::new(bytes)
             .filter_map(Result::ok)
@@ -67,6 +68,14 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Document>, ExtractError> {
         return Err(ExtractError::Mail("no message with headers and a body was found".into()));
     }
     Ok(docs)
+}
+
+/// The message inside an Apple Mail `.emlx` file: a first line with the
+/// message's length in bytes, the message, then a property list.
+fn emlx_message(bytes: &[u8]) -> Option<&[u8]> {
+    let nl = bytes.iter().take(16).position(|&b| b == b'\n')?;
+    let len: usize = std::str::from_utf8(&bytes[..nl]).ok()?.trim().parse().ok()?;
+    bytes.get(nl + 1..nl + 1 + len)
 }
 
 /// One message as a document, or `None` when the bytes hold no message.
@@ -281,6 +290,15 @@ From: c@example.org\nSubject: three\nMessage-ID: <1@x>\n\nthird body\n";
         for (a, b) in docs.iter().zip(&more) {
             assert_eq!(a.mail.as_ref().unwrap().hash, b.mail.as_ref().unwrap().hash);
         }
+    }
+
+    #[test]
+    fn apple_mail_emlx_is_the_message_without_its_property_list() {
+        let message = b"From: a@example.org\nSubject: emlx\n\nThe gate code is 2580.\n";
+        let emlx = [format!("{}\n", message.len()).as_bytes(), message, b"<?xml version=\"1.0\"?><plist><dict/></plist>"].concat();
+        let text = &only(&emlx).sections[0].text;
+        assert!(text.ends_with("The gate code is 2580."), "{text}");
+        assert!(!text.contains("plist"), "{text}");
     }
 
     #[test]
