@@ -315,19 +315,7 @@ impl Decoder {
         if let Some(scale) = self.cfg.embed_scale {
             x = (x * scale)?;
         }
-        // The query chunks and their additive causal masks, one per kind
-        // of layer, shared by all layers.
-        let mut chunks = Vec::new();
-        for start in (0..s).step_by(PREFILL_CHUNK) {
-            let len = PREFILL_CHUNK.min(s - start);
-            let at = pos + start;
-            let full = (len > 1).then(|| causal_mask(len, at, None)).transpose()?;
-            let local = match self.cfg.sliding_window {
-                Some(w) if len > 1 || at + len > w => Some(causal_mask(len, at, Some(w))?),
-                _ => None,
-            };
-            chunks.push(QueryChunk { start, len, full, local });
-        }
+        let chunks = query_chunks(&self.cfg, s, pos)?;
         for layer in &mut self.layers {
             let rope = &self.ropes[layer.rope];
             let h = layer.attn_norm.forward(&x)?;
@@ -367,6 +355,23 @@ struct QueryChunk {
     len: usize,
     full: Option<Tensor>,
     local: Option<Tensor>,
+}
+
+/// The query chunks of `s` tokens at `pos` and their additive causal
+/// masks, one per kind of layer, shared by all layers.
+fn query_chunks(cfg: &Config, s: usize, pos: usize) -> Result<Vec<QueryChunk>> {
+    let mut chunks = Vec::new();
+    for start in (0..s).step_by(PREFILL_CHUNK) {
+        let len = PREFILL_CHUNK.min(s - start);
+        let at = pos + start;
+        let full = (len > 1).then(|| causal_mask(len, at, None)).transpose()?;
+        let local = match cfg.sliding_window {
+            Some(w) if len > 1 || at + len > w => Some(causal_mask(len, at, Some(w))?),
+            _ => None,
+        };
+        chunks.push(QueryChunk { start, len, full, local });
+    }
+    Ok(chunks)
 }
 
 fn attention(cfg: &Config, layer: &mut Layer, rope: &Rope, x: &Tensor, pos: usize, chunks: &[QueryChunk]) -> Result<Tensor> {
@@ -551,6 +556,41 @@ mod tests {
         let (ct, mut r) = open(&path);
         let first = Decoder::from_gguf(&ct, &mut r, "llama", 256).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(again, first);
+    }
+
+    /// Gemma 3's local layers see only their window: changing the first
+    /// tokens leaves the attention output of every query more than a window
+    /// later exactly as it was, while a global layer's output changes. Runs
+    /// the real layers' attention on a prompt of three query chunks.
+    #[test]
+    fn local_layers_do_not_see_keys_older_than_their_window() {
+        let (ct, mut r) = open(&crate::fetched_model("gemma-3-270m-q4_k_m.gguf"));
+        let mut model = Decoder::from_gguf(&ct, &mut r, "gemma3", 2048).unwrap();
+        let w = model.cfg.sliding_window.expect("Gemma 3 has local layers");
+        let (n, changed) = (w + PREFILL_CHUNK / 2 + 40, 8);
+        let ids: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 20000).collect();
+        let mut other = ids.clone();
+        for id in &mut other[..changed] {
+            *id += 1;
+        }
+        let chunks = query_chunks(&model.cfg, n, 0).unwrap();
+        let local = model.layers.iter().position(|l| l.window.is_some()).unwrap();
+        let global = model.layers.iter().position(|l| l.window.is_none()).unwrap();
+        let mut run = |ids: &[u32], li: usize| -> Vec<Vec<f32>> {
+            let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let x = (model.embed.embedding(&input).unwrap() * model.cfg.embed_scale.unwrap_or(1.0)).unwrap();
+            let layer = &mut model.layers[li];
+            layer.cache = KvCache { k: None, v: None, len: 0 };
+            let h = layer.attn_norm.forward(&x).unwrap();
+            let y = attention(&model.cfg, layer, &model.ropes[layer.rope], &h, 0, &chunks).unwrap();
+            y.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
+        };
+        let (a, b) = (run(&ids, local), run(&other, local));
+        // Query q sees keys q-w+1..=q: past the changed tokens from q = changed + w - 1.
+        assert_eq!(a[changed + w - 1..], b[changed + w - 1..], "a local layer saw keys outside its window");
+        assert_ne!(a[changed + w - 2], b[changed + w - 2], "the last query whose window holds a changed token");
+        let (a, b) = (run(&ids, global), run(&other, global));
+        assert_ne!(a[n - 1], b[n - 1], "a global layer sees every key");
     }
 
     /// A prompt longer than one query chunk gives the logits it gives when
