@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ask_ingest::Kind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Ask questions about your own files, fully offline.
@@ -91,18 +92,12 @@ impl From<SearchMode> for ask_store::Mode {
     }
 }
 
-/// Kinds of document, as stored in the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DocType {
-    Pdf,
-    Md,
-    Html,
-    Text,
-    Code,
-    Mail,
-    Docx,
-    Odt,
-    Epub,
+/// `--type` values: the names ask-ingest stores for each kind of document,
+/// so the list of kinds is written once.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = Kind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Kind::ALL.map(Kind::as_str))
+        .map(|name| Kind::parse(&name).expect("a possible value names a kind"))
 }
 
 /// Which indexed passages a search may return. Applied inside the search,
@@ -116,8 +111,8 @@ pub struct FilterArgs {
     pub path: Option<String>,
 
     /// Only these kinds of document (comma-separated or repeated)
-    #[arg(long = "type", value_name = "TYPE", value_enum, value_delimiter = ',')]
-    pub types: Vec<DocType>,
+    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',', value_parser = kind_parser())]
+    pub types: Vec<Kind>,
 
     #[command(flatten)]
     pub when: WhenWhoArgs,

@@ -9,24 +9,7 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ToSpan, Zoned};
 
-use crate::cli::{DocType, FilterArgs, WhenWhoArgs};
-
-impl DocType {
-    /// The kind name stored with each chunk.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocType::Pdf => "pdf",
-            DocType::Md => "md",
-            DocType::Html => "html",
-            DocType::Text => "text",
-            DocType::Code => "code",
-            DocType::Mail => "mail",
-            DocType::Docx => "docx",
-            DocType::Odt => "odt",
-            DocType::Epub => "epub",
-        }
-    }
-}
+use crate::cli::{FilterArgs, WhenWhoArgs};
 
 impl FilterArgs {
     /// The filter these options describe, with relative globs taken from
