@@ -257,12 +257,13 @@ impl Store {
                 .await
                 .map_err(lance)?;
         }
-        Store::new(dir, chunks, files, dim).await
+        // Every document column is there now, added or found.
+        Store::new(dir, chunks, files, dim, true).await
     }
 
-    async fn new(dir: &Path, chunks: Table, files: Table, dim: usize) -> Result<Store> {
-        let schema = chunks.schema().await.map_err(|source| StoreError::Lance { dir: dir.into(), source })?;
-        let doc_columns = arrow::DOC_COLUMNS.iter().all(|c| schema.field_with_name(c).is_ok());
+    /// `doc_columns`: whether the chunks table has every column of
+    /// [`arrow::DOC_COLUMNS`], as its caller read from the schema.
+    async fn new(dir: &Path, chunks: Table, files: Table, dim: usize, doc_columns: bool) -> Result<Store> {
         let store = Store {
             dir: dir.into(),
             chunks,
@@ -290,7 +291,8 @@ impl Store {
             dir: dir.into(),
             message: "chunks table has no vector column".into(),
         })?;
-        Store::new(dir, chunks, files, dim).await
+        let doc_columns = arrow::DOC_COLUMNS.iter().all(|c| schema.field_with_name(c).is_ok());
+        Store::new(dir, chunks, files, dim, doc_columns).await
     }
 
     /// Vector dimension of this index.
