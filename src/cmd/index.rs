@@ -529,8 +529,8 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
                     let chunks = chunker.chunk(kind, &doc);
                     let (hash, date_ns, message) = match doc.mail {
                         Some(m) => (
-                            m.hash,
-                            m.date.map(|secs| secs.saturating_mul(1_000_000_000)),
+                            m.hash.clone(),
+                            m.date_ns(),
                             Some(ask_store::Message {
                                 key: m.key,
                                 subject: m.subject,

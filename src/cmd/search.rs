@@ -109,9 +109,14 @@ pub(crate) fn short_date(rfc3339: &str) -> String {
     rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
 }
 
+/// Every run of whitespace, line breaks included, as one space.
+pub(crate) fn fold_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The first few lines of a passage, whitespace folded, for a terminal.
 fn snippet(text: &str, max_chars: usize) -> String {
-    let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = fold_whitespace(text);
     if folded.chars().count() <= max_chars {
         folded
     } else {

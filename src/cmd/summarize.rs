@@ -71,7 +71,7 @@ impl MessageSummary {
             head.push_str(&format!(", \"{s}\""));
         }
         // One line per message, whatever lists the model wrote.
-        format!("- {head}: {}", self.summary.split_whitespace().collect::<Vec<_>>().join(" "))
+        format!("- {head}: {}", super::search::fold_whitespace(&self.summary))
     }
 }
 
@@ -140,16 +140,10 @@ impl SummarizeArgs {
             bail!("{}: --since, --until and --from choose e-mail messages, and this is not mail", self.input.display());
         }
         let total = docs.len();
-        let from = filter.from.as_deref().map(str::to_lowercase);
         let chosen: Vec<Document> = docs
             .into_iter()
             .filter(|d| {
-                let Some(m) = &d.mail else { return false };
-                let ns = m.date.map(|s| s.saturating_mul(1_000_000_000));
-                let after = filter.since_ns.is_none_or(|t| ns.is_some_and(|n| n >= t));
-                let before = filter.until_ns.is_none_or(|t| ns.is_some_and(|n| n < t));
-                let sender = from.as_deref().is_none_or(|f| m.from.as_deref().is_some_and(|s| s.to_lowercase().contains(f)));
-                after && before && sender
+                d.mail.as_ref().is_some_and(|m| filter.admits(m.date_ns(), m.from.as_deref()))
             })
             .collect();
         if chosen.is_empty() {
@@ -208,7 +202,7 @@ impl Run for SummarizeArgs {
         // Messages are kept apart by a rule, each starting with its own headers.
         let text: String = docs
             .iter()
-            .map(|d| d.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n\n"))
+            .map(Document::text)
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join("\n\n---\n\n");

@@ -95,6 +95,18 @@ impl Filter {
             && self.from.is_none()
     }
 
+    /// Whether a document dated `date_ns` and sent by `sender` passes the
+    /// date and sender parts of this filter, as [`Filter::to_sql`] decides
+    /// them inside a search (since inclusive, until exclusive, the sender
+    /// containing the text whatever its case); for documents that are not
+    /// in an index, such as the messages of a mailbox being summarized.
+    pub fn admits(&self, date_ns: Option<i64>, sender: Option<&str>) -> bool {
+        let after = self.since_ns.is_none_or(|t| date_ns.is_some_and(|d| d >= t));
+        let before = self.until_ns.is_none_or(|t| date_ns.is_some_and(|d| d < t));
+        let from = self.from.as_ref().is_none_or(|f| sender.is_some_and(|s| s.to_lowercase().contains(&f.to_lowercase())));
+        after && before && from
+    }
+
     /// The filter as a LanceDB SQL predicate, or `None` for no filter.
     pub fn to_sql(&self) -> Result<Option<String>, String> {
         let mut parts = Vec::new();
@@ -470,6 +482,18 @@ mod tests {
         assert_eq!(glob_to_like("my_file?.txt").unwrap(), "my\\_file_.txt");
         assert_eq!(glob_to_like("a\\*b").unwrap(), "a*b");
         assert!(glob_to_like("*.[ch]").is_err());
+    }
+
+    #[test]
+    fn admits_decides_dates_and_senders_as_the_predicate_does() {
+        let f = Filter { since_ns: Some(5), until_ns: Some(9), from: Some("ZOË".into()), ..Default::default() };
+        assert!(f.admits(Some(5), Some("Zoë Müller <zoe@example.org>")));
+        assert!(!f.admits(Some(9), Some("Zoë")), "until is exclusive");
+        assert!(!f.admits(Some(4), Some("Zoë")));
+        assert!(!f.admits(None, Some("Zoë")), "an undated document is outside any date range");
+        assert!(!f.admits(Some(6), Some("Bob")));
+        assert!(!f.admits(Some(6), None));
+        assert!(Filter::default().admits(None, None));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! when there is nothing else; then the text of attachments that are
 //! documents ask can read. Other attachments are skipped.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use mail_parser::{Address, MessageParser, MimeHeaders, PartType};
@@ -44,13 +45,15 @@ const MAX_ATTACHMENT: usize = 20 * 1024 * 1024;
 /// Every message of a mail file, in file order.
 pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Document>, ExtractError> {
     let bytes = emlx_message(bytes).unwrap_or(bytes);
-    let raws: Vec<Vec<u8>> = if kind::looks_mbox(bytes) {
+    // A lone message is parsed where it lies; an mbox's messages are
+    // copied out by the iterator, which undoes ">From " quoting.
+    let raws: Vec<Cow<[u8]>> = if kind::looks_mbox(bytes) {
         mail_parser::mailbox::mbox::MessageIterator::new(bytes)
             .filter_map(Result::ok)
-            .map(|m| m.unwrap_contents())
+            .map(|m| Cow::Owned(m.unwrap_contents()))
             .collect()
     } else {
-        vec![bytes.to_vec()]
+        vec![Cow::Borrowed(bytes)]
     };
     let mut docs = Vec::with_capacity(raws.len());
     let mut keys = std::collections::HashSet::new();
@@ -110,6 +113,14 @@ fn message(raw: &[u8], position: usize) -> Option<Document> {
     Some(Document::plain(text.trim_end().to_owned(), false).with_mail(mail))
 }
 
+impl Mail {
+    /// When it was sent, in nanoseconds since the Unix epoch (the unit of
+    /// the index's date column and of date filters).
+    pub fn date_ns(&self) -> Option<i64> {
+        self.date.map(|secs| secs.saturating_mul(1_000_000_000))
+    }
+}
+
 impl Document {
     fn with_mail(mut self, mail: Mail) -> Document {
         self.mail = Some(mail);
@@ -166,9 +177,8 @@ fn attachment(part: &mail_parser::MessagePart) -> Option<String> {
         Ok(Some(k)) if k != Kind::Mail => k,
         _ => return None,
     };
-    let doc = super::extract_one(kind, bytes).ok()?;
-    let text: Vec<&str> = doc.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect();
-    (!text.is_empty()).then(|| format!("Attachment {name}:\n\n{}", text.join("\n\n")))
+    let text = super::extract_one(kind, bytes).ok()?.text();
+    (!text.is_empty()).then(|| format!("Attachment {name}:\n\n{text}"))
 }
 
 /// The bytes without trailing line ends: in an mbox, the blank line before

@@ -34,6 +34,12 @@ impl Document {
     pub fn plain(text: String, lossy: bool) -> Document {
         Document { sections: vec![Section { text, page: None }], lossy, mail: None }
     }
+
+    /// The whole text: every non-blank section, trimmed, a blank line apart.
+    pub fn text(&self) -> String {
+        let parts: Vec<&str> = self.sections.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect();
+        parts.join("\n\n")
+    }
 }
 
 /// A run of text with a location in its source file.
