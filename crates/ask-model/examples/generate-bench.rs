@@ -4,7 +4,10 @@
 //! from an empty context (tg128). Each figure is the best of `RUNS` runs
 //! after a warm-up, so a stray background task does not decide it.
 //!
-//!     cargo run --release -p ask-model --example generate-bench -- MODEL.gguf CORPUS.jsonl [RUNS]
+//!     generate-bench MODEL.gguf CORPUS.jsonl [RUNS] [TESTS]
+//!
+//! TESTS picks some of pp512,pp2048,tg128,chat (all by default), for
+//! profiling one of them.
 
 use std::time::Instant;
 
@@ -16,6 +19,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args.get(3).map(|r| r.parse().expect("RUNS")).unwrap_or(3);
+    let tests = args.get(4).map(String::as_str).unwrap_or("pp512,pp2048,tg128,chat");
+    let wanted = |test: &str| tests.split(',').any(|t| t == test);
     let t = Instant::now();
     let mut model = Generator::load(std::path::Path::new(&args[1])).expect("model");
     println!("{} ({}): loaded in {:.2}s", model.name, model.architecture, t.elapsed().as_secs_f64());
@@ -38,19 +43,27 @@ fn main() {
         words[..lo].join(" ")
     };
     let best = |model: &mut Generator, prompt: &str, max_tokens: usize, rate: fn(&ask_model::Timings) -> f64| {
-        let params = SamplingParams { max_tokens, repeat_penalty: 1.0, ..Default::default() };
+        let params = SamplingParams { max_tokens, repeat_penalty: 1.0, ignore_eos: true, ..Default::default() };
         model.generate(prompt, &params, |_| true).unwrap(); // warm-up
         (0..runs).map(|_| model.generate(prompt, &params, |_| true).unwrap()).max_by(|a, b| rate(a).total_cmp(&rate(b))).unwrap()
     };
     for target in [512usize, 2048] {
+        if !wanted(&format!("pp{target}")) {
+            continue;
+        }
         let prompt = prompt_of(&model, target);
         let t = best(&mut model, &prompt, 1, |t| t.prefill_tokens_per_s);
         println!("pp{target}: {:.0} tokens/s ({} tokens)", t.prefill_tokens_per_s, t.prompt_tokens);
     }
     // tg128: 128 tokens after a one-token prompt (the count is printed, in
     // case the model ends its text sooner).
-    let t = best(&mut model, "The", 128, |t| t.decode_tokens_per_s);
-    println!("tg128: {:.1} tokens/s ({} tokens)", t.decode_tokens_per_s, t.generated_tokens);
+    if wanted("tg128") {
+        let t = best(&mut model, "The", 128, |t| t.decode_tokens_per_s);
+        println!("tg128: {:.1} tokens/s ({} tokens)", t.decode_tokens_per_s, t.generated_tokens);
+    }
+    if !wanted("chat") {
+        return;
+    }
     let prompt = model.chat_prompt("You are a helpful assistant.", "What is the capital of France? Answer in one word.").unwrap();
     print!("chat: ");
     let params = SamplingParams { max_tokens: 24, ..Default::default() };

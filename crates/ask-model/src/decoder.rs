@@ -72,7 +72,7 @@ enum Qkv {
 
 enum GateUp {
     Separate { gate: Linear, up: Linear },
-    /// phi3: one matrix, gate rows first.
+    /// One matrix, gate rows first (phi3's own, or the two stacked).
     Fused(Linear),
 }
 
@@ -137,7 +137,8 @@ struct Rope {
 /// A loaded decoder with its KV cache.
 pub struct Decoder {
     cfg: Config,
-    embed: Arc<QTensor>,
+    /// The token embedding table, also the output layer when tied.
+    embed: Linear,
     layers: Vec<Layer>,
     norm: Norm,
     output: Linear,
@@ -150,7 +151,7 @@ struct Gguf<'a, R> {
     ct: &'a gguf_file::Content,
     reader: &'a mut R,
     arch: &'a str,
-    requantize: bool,
+    fast: bool,
 }
 
 impl<R: Read + Seek> Gguf<'_, R> {
@@ -184,7 +185,7 @@ impl<R: Read + Seek> Gguf<'_, R> {
     fn linear(&mut self, name: &str) -> Result<Linear> {
         let bias_name = name.replace(".weight", ".bias");
         let bias = if self.has(&bias_name) { Some(self.f32(&bias_name)?) } else { None };
-        Linear::new(Arc::new(self.tensor(name)?), bias, self.requantize)
+        Linear::new(Arc::new(self.tensor(name)?), bias, self.fast)
     }
 }
 
@@ -205,9 +206,9 @@ impl Decoder {
         reader: &mut R,
         arch: &str,
         max_positions: usize,
-        requantize: bool,
+        fast: bool,
     ) -> Result<Decoder> {
-        let mut g = Gguf { ct, reader, arch, requantize };
+        let mut g = Gguf { ct, reader, arch, fast };
         let hidden = g.u32("embedding_length")?;
         let heads = g.u32("attention.head_count")?;
         let kv_heads = g.u32("attention.head_count_kv").unwrap_or(heads);
@@ -243,23 +244,33 @@ impl Decoder {
         }
 
         let eps = cfg.eps;
-        let embed = Arc::new(g.tensor("token_embd.weight")?);
+        let embed = g.linear("token_embd.weight")?;
         let norm = g.norm("output_norm.weight", eps)?;
-        let output = if g.has("output.weight") { g.linear("output.weight")? } else { Linear::new(embed.clone(), None, requantize)? };
+        let output = if g.has("output.weight") { g.linear("output.weight")? } else { embed.clone() };
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let p = format!("blk.{i}");
+            // Projections that share their input run as one stacked
+            // matrix where their blocks allow: one pass over the input and
+            // one parallel region instead of three (or two).
             let qkv = if g.has(&format!("{p}.attn_qkv.weight")) {
                 Qkv::Fused(g.linear(&format!("{p}.attn_qkv.weight"))?)
             } else {
-                Qkv::Separate {
-                    q: g.linear(&format!("{p}.attn_q.weight"))?,
-                    k: g.linear(&format!("{p}.attn_k.weight"))?,
-                    v: g.linear(&format!("{p}.attn_v.weight"))?,
+                let q = g.linear(&format!("{p}.attn_q.weight"))?;
+                let k = g.linear(&format!("{p}.attn_k.weight"))?;
+                let v = g.linear(&format!("{p}.attn_v.weight"))?;
+                match Linear::stack(&[&q, &k, &v])? {
+                    Some(qkv) => Qkv::Fused(qkv),
+                    None => Qkv::Separate { q, k, v },
                 }
             };
             let gate_up = if g.has(&format!("{p}.ffn_gate.weight")) {
-                GateUp::Separate { gate: g.linear(&format!("{p}.ffn_gate.weight"))?, up: g.linear(&format!("{p}.ffn_up.weight"))? }
+                let gate = g.linear(&format!("{p}.ffn_gate.weight"))?;
+                let up = g.linear(&format!("{p}.ffn_up.weight"))?;
+                match Linear::stack(&[&gate, &up])? {
+                    Some(both) => GateUp::Fused(both),
+                    None => GateUp::Separate { gate, up },
+                }
             } else {
                 GateUp::Fused(g.linear(&format!("{p}.ffn_up.weight"))?)
             };

@@ -9,6 +9,7 @@
 pub mod bert;
 pub mod embed;
 mod decoder;
+mod matvec;
 pub mod generate;
 mod quant;
 

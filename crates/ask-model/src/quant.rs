@@ -3,15 +3,12 @@
 //! Prefill multiplies many rows by each weight, so it is compute-bound:
 //! there the weight is dequantized to f32 on the fly (in parallel, one
 //! layer at a time) and multiplied by gemm's AVX2/AVX-512 sgemm, which is
-//! several times faster than candle's quantized dot products. Decode
-//! multiplies one row, so it is memory-bound: there the weight stays
-//! quantized and candle's block dot products run on its spinning thread
-//! pool (a rayon version here was slower: waking rayon's sleeping workers
-//! for each of ~200 small matmuls per token costs more than the work).
-//! candle 0.11 has only scalar code for Q4_1, Q5_0 and Q5_1, so those are
-//! requantized to Q8_0 at load (8-bit error, far below the 4- or 5-bit
-//! error already in the weights), which also reaches candle's AVX-512 VNNI
-//! kernels where the shapes allow.
+//! several times faster than quantized dot products. Decode multiplies one
+//! row, so it is memory-bound: there the weight stays in its blocks and
+//! ask's own kernels ([`crate::matvec`]) read them as stored, for Q4_0,
+//! Q4_1, Q5_0 and Q8_0 (Q5_1, rare, is moved to Q8_0 at load). Other types
+//! (the K-quants, floats) go through candle's `QMatMul`, which has SIMD
+//! kernels for them.
 
 use std::sync::Arc;
 
@@ -20,58 +17,121 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::matvec::{quantize_row, QMatrix};
+
 /// Rows at or above which a matmul goes through f32 sgemm.
 pub const SGEMM_MIN_ROWS: usize = 16;
 
-/// Quantized types whose candle CPU kernels are scalar.
-fn slow_on_cpu(dtype: GgmlDType) -> bool {
-    matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+#[derive(Clone)]
+enum Weight {
+    /// Blocks that [`crate::matvec`] runs.
+    Blocks(Arc<QMatrix>),
+    /// `QMatMul::QTensor` for other quantized types, `Tensor` for floats.
+    Candle(QMatMul),
 }
 
 /// A weight matrix (out × in) and an optional bias.
 #[derive(Clone)]
 pub struct Linear {
-    /// `QMatMul::QTensor` for quantized weights, `Tensor` for float ones.
-    matmul: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
     out_features: usize,
     in_features: usize,
 }
 
 impl Linear {
-    /// `requantize`: move types with scalar kernels to Q8_0 (always, but
-    /// in tests that compare against other implementations bit for bit).
-    /// A weight that is kept as it is stays shared with other users (tied
-    /// embeddings) rather than copied.
-    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>, requantize: bool) -> Result<Linear> {
+    /// `fast`: decode through ask's block kernels where the type has one
+    /// (always, but in tests that compare every matmul in f32 against
+    /// another implementation).
+    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>, fast: bool) -> Result<Linear> {
         let (out_features, in_features) = weight.shape().dims2()?;
-        let weight = if requantize && slow_on_cpu(weight.dtype()) && in_features % 32 == 0 {
-            Arc::new(QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0)?)
-        } else {
-            weight
+        let blocks = || -> Result<Option<QMatrix>> {
+            if weight.dtype() == GgmlDType::Q5_1 && in_features % 32 == 0 {
+                let q8 = QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0)?;
+                return Ok(QMatrix::from_ggml(GgmlDType::Q8_0, &q8.data()?, out_features, in_features));
+            }
+            Ok(QMatrix::from_ggml(weight.dtype(), &weight.data()?, out_features, in_features))
         };
-        let matmul = match weight.dtype() {
+        let weight = match if fast { blocks()? } else { None } {
+            Some(m) => Weight::Blocks(Arc::new(m)),
             // Float weights: candle's plain matmul is already the fast path.
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => QMatMul::Tensor(dequantize(&weight)?),
-            _ => QMatMul::from_arc(weight)?,
+            None if matches!(weight.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+                Weight::Candle(QMatMul::Tensor(dequantize(&weight)?))
+            }
+            None => Weight::Candle(QMatMul::from_arc(weight)?),
         };
-        Ok(Linear { matmul, bias, out_features, in_features })
+        Ok(Linear { weight, bias, out_features, in_features })
+    }
+
+    /// One layer computing all of `parts` (which share their input) at
+    /// once, their outputs side by side; None unless all are blocks of one
+    /// type, with biases on all or none.
+    pub fn stack(parts: &[&Linear]) -> Result<Option<Linear>> {
+        let mut blocks = Vec::with_capacity(parts.len());
+        for p in parts {
+            match &p.weight {
+                Weight::Blocks(m) => blocks.push(m.as_ref()),
+                Weight::Candle(_) => return Ok(None),
+            }
+        }
+        let Some(m) = QMatrix::stack(&blocks) else { return Ok(None) };
+        let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+        let bias = match biases.len() {
+            0 => None,
+            n if n == parts.len() => Some(Tensor::cat(&biases, 0)?),
+            _ => return Ok(None),
+        };
+        Ok(Some(Linear { out_features: m.rows(), in_features: parts[0].in_features, weight: Weight::Blocks(Arc::new(m)), bias }))
     }
 
     pub fn out_features(&self) -> usize {
         self.out_features
     }
 
+    /// Rows of the weight picked by `ids` (an embedding table), with one
+    /// more dimension than `ids`.
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        let m = match &self.weight {
+            Weight::Blocks(m) => m,
+            Weight::Candle(q) => return q.embedding(ids),
+        };
+        let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+        let mut out = vec![0f32; flat.len() * self.in_features];
+        for (&id, row) in flat.iter().zip(out.chunks_exact_mut(self.in_features)) {
+            if id as usize >= self.out_features {
+                candle_core::bail!("token id {id} is outside the vocabulary of {}", self.out_features);
+            }
+            m.row(id as usize, row);
+        }
+        let mut dims = ids.dims().to_vec();
+        dims.push(self.in_features);
+        Tensor::from_vec(out, dims, &Device::Cpu)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.elem_count() / self.in_features;
-        let y = match &self.matmul {
-            QMatMul::QTensor(w) if rows >= SGEMM_MIN_ROWS => {
-                let mut out_dims = x.dims().to_vec();
-                *out_dims.last_mut().expect("rank >= 1") = self.out_features;
+        let mut out_dims = x.dims().to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = self.out_features;
+        let y = match &self.weight {
+            Weight::Blocks(m) if rows >= SGEMM_MIN_ROWS => {
+                let w = Tensor::from_vec(m.dequantize(), (self.out_features, self.in_features), &Device::Cpu)?;
+                x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
+            }
+            Weight::Blocks(m) => {
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut ys = vec![0f32; rows * self.out_features];
+                let mut act = Vec::new();
+                for (x, y) in xs.chunks_exact(self.in_features).zip(ys.chunks_exact_mut(self.out_features)) {
+                    quantize_row(x, &mut act);
+                    m.matvec(&act, y);
+                }
+                Tensor::from_vec(ys, out_dims, &Device::Cpu)?
+            }
+            Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS => {
                 let w = dequantize(w)?;
                 x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
             }
-            m => m.forward(x)?,
+            Weight::Candle(m) => m.forward(x)?,
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -161,3 +221,4 @@ mod tests {
         assert!(diff <= 0.02 * scale, "diff {diff} against magnitude {scale}");
     }
 }
+
