@@ -394,25 +394,11 @@ impl QMatrix {
         each!(&self.blocks, b => rows_in_parallel(b, x, out))
     }
 
-    /// Row `r` as floats (an embedding lookup).
-    pub fn row(&self, r: usize, out: &mut [f32]) {
+    /// Rows from `r0` on as floats, as many as fit `out`.
+    pub fn rows_f32(&self, r0: usize, out: &mut [f32]) {
         let n = self.cols / QK;
-        each!(&self.blocks, b => to_f32(&b[r * n..(r + 1) * n], out))
-    }
-
-    /// The whole matrix as floats, row-major, rows shared among threads.
-    pub fn dequantize(&self) -> Vec<f32> {
-        use rayon::prelude::*;
-        let mut out = vec![0f32; self.rows * self.cols];
-        const ROWS_PER_TASK: usize = 64;
-        out.par_chunks_mut(ROWS_PER_TASK * self.cols)
-            .enumerate()
-            .for_each(|(i, chunk)| {
-                for (j, row) in chunk.chunks_exact_mut(self.cols).enumerate() {
-                    self.row(i * ROWS_PER_TASK + j, row);
-                }
-            });
-        out
+        let r1 = r0 + out.len() / self.cols;
+        each!(&self.blocks, b => to_f32(&b[r0 * n..r1 * n], out))
     }
 }
 
@@ -472,7 +458,9 @@ mod tests {
             m.matvec(&act, &mut got);
             let n = cols / QK;
             let scalar: Vec<f32> = (0..rows).map(|r| each!(&m.blocks, b => dot_scalar(&b[r * n..(r + 1) * n], &act))).collect();
-            for (a, b) in m.dequantize().iter().zip(deq.concat()) {
+            let mut ours = vec![0f32; rows * cols];
+            m.rows_f32(0, &mut ours);
+            for (a, b) in ours.iter().zip(deq.concat()) {
                 assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{dtype:?}: dequantized {a} vs {b}");
             }
             for r in 0..rows {

@@ -84,10 +84,6 @@ impl Linear {
         Ok(Some(Linear { out_features: m.rows(), in_features: parts[0].in_features, weight: Weight::Blocks(Arc::new(m)), bias }))
     }
 
-    pub fn out_features(&self) -> usize {
-        self.out_features
-    }
-
     /// Rows of the weight picked by `ids` (an embedding table), with one
     /// more dimension than `ids`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
@@ -101,7 +97,7 @@ impl Linear {
             if id as usize >= self.out_features {
                 candle_core::bail!("token id {id} is outside the vocabulary of {}", self.out_features);
             }
-            m.row(id as usize, row);
+            m.rows_f32(id as usize, row);
         }
         let mut dims = ids.dims().to_vec();
         dims.push(self.in_features);
@@ -114,8 +110,7 @@ impl Linear {
         *out_dims.last_mut().expect("rank >= 1") = self.out_features;
         let y = match &self.weight {
             Weight::Blocks(m) if rows >= SGEMM_MIN_ROWS => {
-                let w = Tensor::from_vec(m.dequantize(), (self.out_features, self.in_features), &Device::Cpu)?;
-                x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
+                matmul_by_tiles(x, self.out_features, &|r0, out| m.rows_f32(r0, out))?.reshape(out_dims)?
             }
             Weight::Blocks(m) => {
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -128,8 +123,14 @@ impl Linear {
                 Tensor::from_vec(ys, out_dims, &Device::Cpu)?
             }
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS => {
-                let w = dequantize(w)?;
-                x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
+                let data = w.data()?;
+                if can_read_rows(w.dtype(), &data, self.in_features) {
+                    let rows_f32 = |r0: usize, out: &mut [f32]| rows_to_float(w.dtype(), &data, self.in_features, r0, out);
+                    matmul_by_tiles(x, self.out_features, &rows_f32)?.reshape(out_dims)?
+                } else {
+                    let w = dequantize(w)?;
+                    x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
+                }
             }
             Weight::Candle(m) => m.forward(x)?,
         };
@@ -137,6 +138,113 @@ impl Linear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+}
+
+/// Weight rows dequantized per tile, at most this many at a time (with
+/// 2,048 inputs a tile is 2 MiB of f32, which stays in a core's L2).
+const TILE_ROWS: usize = 256;
+
+/// `x · Wᵀ` for many rows of `x` (rows × in) with a quantized W (out × in),
+/// without ever holding W in f32: W's rows are dequantized a tile at a
+/// time, into a buffer each thread keeps, and multiplied by gemm's sgemm
+/// into the tile's columns of the result. Materializing W instead cost a
+/// fresh allocation of 4 bytes per weight for every prompt, and the kernel
+/// zeroing those pages was 15% of Gemma 3's prefill.
+/// `rows_f32(r0, out)` fills `out` with the rows from `r0` on.
+fn matmul_by_tiles(x: &Tensor, out_features: usize, rows_f32: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Result<Tensor> {
+    let in_features = x.dim(candle_core::D::Minus1)?;
+    let rows = x.elem_count() / in_features;
+    let x = x.reshape((rows, in_features))?.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let xs: &[f32] = match &*storage {
+        candle_core::Storage::Cpu(cpu) => &cpu.as_slice::<f32>()?[layout.start_offset()..],
+        _ => candle_core::bail!("prefill runs on the CPU"),
+    };
+    let threads = rayon::current_num_threads().max(1);
+    // A multiple of the thread count, each tile at most TILE_ROWS rows.
+    let tiles = threads * out_features.div_ceil(threads * TILE_ROWS);
+    let tile = out_features.div_ceil(tiles);
+    let mut y = vec![0f32; rows * out_features];
+    let dst = y.as_mut_ptr() as usize;
+    thread_local! {
+        static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    (0..out_features.div_ceil(tile)).into_par_iter().for_each(|t| {
+        let r0 = t * tile;
+        let n = tile.min(out_features - r0);
+        TILE.with_borrow_mut(|w| {
+            w.resize(n * in_features, 0.0);
+            rows_f32(r0, &mut w[..n * in_features]);
+            // SAFETY: y is rows × out_features, row-major; this task
+            // writes only columns r0..r0 + n of it, and no other task
+            // writes those. xs holds rows × in_features values, w holds
+            // n rows of in_features (read as the in_features × n right
+            // side through its strides).
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    in_features,
+                    (dst as *mut f32).add(r0),
+                    1,
+                    out_features as isize,
+                    false,
+                    xs.as_ptr(),
+                    1,
+                    in_features as isize,
+                    w.as_ptr(),
+                    in_features as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+    });
+    drop(storage);
+    Tensor::from_vec(y, (rows, out_features), &Device::Cpu)
+}
+
+/// Whether [`rows_to_float`] reads this tensor: a type with a candle
+/// `to_float` listed there, rows of whole blocks, bytes aligned for them.
+fn can_read_rows(dtype: GgmlDType, data: &[u8], cols: usize) -> bool {
+    fn check<T: GgmlType>(data: &[u8], cols: usize) -> bool {
+        // SAFETY: only the alignment is looked at.
+        let (head, _, _) = unsafe { data.align_to::<T>() };
+        head.is_empty() && cols % T::BLCK_SIZE == 0
+    }
+    match dtype {
+        GgmlDType::Q2K => check::<k_quants::BlockQ2K>(data, cols),
+        GgmlDType::Q3K => check::<k_quants::BlockQ3K>(data, cols),
+        GgmlDType::Q4K => check::<k_quants::BlockQ4K>(data, cols),
+        GgmlDType::Q5K => check::<k_quants::BlockQ5K>(data, cols),
+        GgmlDType::Q6K => check::<k_quants::BlockQ6K>(data, cols),
+        _ => false,
+    }
+}
+
+/// Rows `r0..` of a GGML tensor's bytes (rows of `cols` values) as f32,
+/// as many as fit `out`, for a tensor [`can_read_rows`] accepts.
+fn rows_to_float(dtype: GgmlDType, data: &[u8], cols: usize, r0: usize, out: &mut [f32]) {
+    fn rows<T: GgmlType>(data: &[u8], cols: usize, r0: usize, out: &mut [f32]) {
+        // SAFETY: as in par_to_float; can_read_rows checked the alignment.
+        let (_, blocks, _) = unsafe { data.align_to::<T>() };
+        let per_row = cols / T::BLCK_SIZE;
+        let n = out.len() / cols;
+        T::to_float(&blocks[r0 * per_row..(r0 + n) * per_row], out);
+    }
+    match dtype {
+        GgmlDType::Q2K => rows::<k_quants::BlockQ2K>(data, cols, r0, out),
+        GgmlDType::Q3K => rows::<k_quants::BlockQ3K>(data, cols, r0, out),
+        GgmlDType::Q4K => rows::<k_quants::BlockQ4K>(data, cols, r0, out),
+        GgmlDType::Q5K => rows::<k_quants::BlockQ5K>(data, cols, r0, out),
+        GgmlDType::Q6K => rows::<k_quants::BlockQ6K>(data, cols, r0, out),
+        _ => unreachable!("can_read_rows admits only the types above"),
     }
 }
 
@@ -208,17 +316,24 @@ mod tests {
 
     #[test]
     fn prefill_and_decode_paths_agree() {
-        // One weight, two ways: sgemm on the dequantized weight (many rows)
-        // and candle's quantized kernel (one row) must give the same row.
-        let w = QTensor::quantize(&ramp(96, 256), GgmlDType::Q4_1).unwrap();
-        let lin = Linear::new(Arc::new(w), None, true).unwrap();
-        let x = ramp(SGEMM_MIN_ROWS, 256);
-        let many = lin.forward(&x).unwrap();
-        let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
-        let diff = max_abs_diff(&many.narrow(0, 3, 1).unwrap(), &one);
-        let scale = one.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        // The decode path quantizes the activations to 8 bits.
-        assert!(diff <= 0.02 * scale, "diff {diff} against magnitude {scale}");
+        // One weight, three ways: sgemm on its tiles dequantized (many
+        // rows), the decode kernel (one row), and f32 weights in candle's
+        // matmul; 600 output rows make several tiles. Q4_1 runs ask's block
+        // kernels, Q4K and Q6K candle's.
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = QTensor::quantize(&ramp(600, 256), dtype).unwrap();
+            let reference = q.dequantize(&Device::Cpu).unwrap();
+            let lin = Linear::new(Arc::new(q), None, true).unwrap();
+            let x = ramp(SGEMM_MIN_ROWS, 256);
+            let many = lin.forward(&x).unwrap();
+            let exact = x.matmul(&reference.t().unwrap()).unwrap();
+            let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(max_abs_diff(&many, &exact) <= 1e-4 * scale, "{dtype:?}: tiled prefill");
+            let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
+            let diff = max_abs_diff(&exact.narrow(0, 3, 1).unwrap(), &one);
+            // The decode path quantizes the activations to 8 bits.
+            assert!(diff <= 0.02 * scale, "{dtype:?}: decode diff {diff} against magnitude {scale}");
+        }
     }
 }
 
