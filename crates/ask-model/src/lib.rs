@@ -10,6 +10,7 @@ pub mod bert;
 pub mod embed;
 mod decoder;
 mod matvec;
+mod ops;
 pub mod generate;
 mod quant;
 
