@@ -23,7 +23,17 @@ fn json_has_answer_sources_model_and_timings() {
     let env = indexed();
     let out = env.ok(&["query", "--json", "--max-tokens", "16", "-k", "2", "when will the security deposit be returned"]);
     let v = json(&out.stdout);
-    assert!(!v["answer"].as_str().unwrap().is_empty(), "{v}");
+    let answer = v["answer"].as_str().unwrap();
+    assert!(!answer.is_empty(), "{v}");
+    // The answer cites a passage as [n] (the model's own marker, or the one
+    // ask adds when the model wrote none), and that passage holds the evidence.
+    let n: usize = answer
+        .rsplit_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no [n] citation: {v}"));
+    assert!(v["sources"][n - 1]["text"].as_str().unwrap().contains("1,200 euros"), "{v}");
+    assert!(v["attributed"].is_null() || v["attributed"] == n, "{v}");
     assert_eq!(v["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
     let src = &v["sources"][0];
     assert_eq!(src["n"], 1);
