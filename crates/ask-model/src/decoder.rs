@@ -9,7 +9,9 @@
 //! - size RoPE tables and the KV cache to the context ask uses, not to
 //!   the model's 128K maximum;
 //! - start every prompt from an empty cache, for every family;
-//! - share one K/V head among its query heads without copying it.
+//! - share one K/V head among its query heads without copying it;
+//! - run attention as fused tasks that compute only the scores a query
+//!   may see ([`attend`]), with no mask tensors.
 //!
 //! Its logits are checked against candle-transformers' own implementation
 //! of each family in the tests of `generate.rs`.
@@ -525,8 +527,9 @@ mod tests {
 
     /// candle-transformers' llama, written independently of this file, is
     /// the reference. With the same f32 weights the two agree exactly;
-    /// ask's fast paths (sgemm prefill, quantized decode, Q4_1 moved to
-    /// Q8_0) must pick the same next token with logits within a few percent.
+    /// ask's fast paths (tiled sgemm prefill, fused attention, block
+    /// kernels with 8-bit activations in decode) must pick the same next
+    /// token with logits within a few percent.
     #[test]
     fn llama_logits_match_candle_transformers() {
         let path = crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf");
