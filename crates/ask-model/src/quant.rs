@@ -39,24 +39,56 @@ pub struct Linear {
     in_features: usize,
 }
 
+/// Which kernels a layer's decode runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernels {
+    /// ask's block kernels ([`crate::matvec`]) where the type has one.
+    Blocks,
+    /// candle's, with the types it has only scalar code for (Q4_1, Q5_0,
+    /// Q5_1) moved to Q8_0, for which it has NEON and AVX kernels.
+    Candle,
+    /// candle's on the weights as stored (tests that compare every matmul
+    /// in f32 against another implementation).
+    Exact,
+}
+
+/// ask's block kernels are SIMD on x86-64 with AVX2 only; elsewhere (arm64
+/// laptops) their scalar fallback would be slower than candle's NEON
+/// kernels for Q8_0.
+const OWN_KERNELS: bool = cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"));
+
 impl Linear {
-    /// `fast`: decode through ask's block kernels where the type has one
-    /// (always, but in tests that compare every matmul in f32 against
-    /// another implementation).
+    /// `fast`: decode through the fastest kernels this CPU has (always,
+    /// but in tests that compare every matmul in f32 against another
+    /// implementation).
     pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>, fast: bool) -> Result<Linear> {
-        let (out_features, in_features) = weight.shape().dims2()?;
-        let blocks = || -> Result<Option<QMatrix>> {
-            if weight.dtype() == GgmlDType::Q5_1 && in_features % 32 == 0 {
-                let q8 = QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0)?;
-                return Ok(QMatrix::from_ggml(GgmlDType::Q8_0, &q8.data()?, out_features, in_features));
-            }
-            Ok(QMatrix::from_ggml(weight.dtype(), &weight.data()?, out_features, in_features))
+        let kernels = match (fast, OWN_KERNELS) {
+            (false, _) => Kernels::Exact,
+            (true, true) => Kernels::Blocks,
+            (true, false) => Kernels::Candle,
         };
-        let weight = match if fast { blocks()? } else { None } {
+        Self::with_kernels(weight, bias, kernels)
+    }
+
+    fn with_kernels(weight: Arc<QTensor>, bias: Option<Tensor>, kernels: Kernels) -> Result<Linear> {
+        let (out_features, in_features) = weight.shape().dims2()?;
+        let slow_in_candle = matches!(weight.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+        let to_q8 = || QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0);
+        let blocks = match kernels {
+            Kernels::Blocks if weight.dtype() == GgmlDType::Q5_1 && in_features % 32 == 0 => {
+                QMatrix::from_ggml(GgmlDType::Q8_0, &to_q8()?.data()?, out_features, in_features)
+            }
+            Kernels::Blocks => QMatrix::from_ggml(weight.dtype(), &weight.data()?, out_features, in_features),
+            Kernels::Candle | Kernels::Exact => None,
+        };
+        let weight = match blocks {
             Some(m) => Weight::Blocks(Arc::new(m)),
             // Float weights: candle's plain matmul is already the fast path.
             None if matches!(weight.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
                 Weight::Candle(QMatMul::Tensor(dequantize(&weight)?))
+            }
+            None if kernels == Kernels::Candle && slow_in_candle && in_features % 32 == 0 => {
+                Weight::Candle(QMatMul::from_qtensor(to_q8()?)?)
             }
             None => Weight::Candle(QMatMul::from_arc(weight)?),
         };
@@ -319,20 +351,26 @@ mod tests {
         // One weight, three ways: sgemm on its tiles dequantized (many
         // rows), the decode kernel (one row), and f32 weights in candle's
         // matmul; 600 output rows make several tiles. Q4_1 runs ask's block
-        // kernels, Q4K and Q6K candle's.
+        // kernels or (as arm64 builds do) candle's on Q8_0; Q4K and Q6K
+        // run candle's either way.
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q4K, GgmlDType::Q6K] {
-            let q = QTensor::quantize(&ramp(600, 256), dtype).unwrap();
-            let reference = q.dequantize(&Device::Cpu).unwrap();
-            let lin = Linear::new(Arc::new(q), None, true).unwrap();
-            let x = ramp(SGEMM_MIN_ROWS, 256);
-            let many = lin.forward(&x).unwrap();
-            let exact = x.matmul(&reference.t().unwrap()).unwrap();
-            let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(max_abs_diff(&many, &exact) <= 1e-4 * scale, "{dtype:?}: tiled prefill");
-            let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
-            let diff = max_abs_diff(&exact.narrow(0, 3, 1).unwrap(), &one);
-            // The decode path quantizes the activations to 8 bits.
-            assert!(diff <= 0.02 * scale, "{dtype:?}: decode diff {diff} against magnitude {scale}");
+            for kernels in [Kernels::Blocks, Kernels::Candle] {
+                let q = QTensor::quantize(&ramp(600, 256), dtype).unwrap();
+                let reference = q.dequantize(&Device::Cpu).unwrap();
+                let lin = Linear::with_kernels(Arc::new(q), None, kernels).unwrap();
+                let x = ramp(SGEMM_MIN_ROWS, 256);
+                let many = lin.forward(&x).unwrap();
+                let exact = x.matmul(&reference.t().unwrap()).unwrap();
+                let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = max_abs_diff(&many, &exact);
+                // Candle's Q8_0 copy of a Q4_1 weight rounds it once more.
+                let tolerance = if matches!(lin.weight, Weight::Blocks(_)) || dtype != GgmlDType::Q4_1 { 1e-4 } else { 0.02 };
+                assert!(diff <= tolerance * scale, "{dtype:?} {kernels:?}: prefill diff {diff} against {scale}");
+                let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
+                let diff = max_abs_diff(&exact.narrow(0, 3, 1).unwrap(), &one);
+                // The decode path quantizes the activations to 8 bits.
+                assert!(diff <= 0.02 * scale, "{dtype:?} {kernels:?}: decode diff {diff} against {scale}");
+            }
         }
     }
 }
