@@ -14,6 +14,9 @@
 //! without that, decode on a 2-core machine read weights at 7.7 GB/s of the
 //! 22 GB/s the memory gives; with it, 14.6 GB/s (SmolLM2 tg128 from 69 to
 //! 116 tokens/s; 320 bytes ahead gave 80, 2,560 gave 108, 16 KiB 111).
+//! The SIMD code is AVX2 (x86-64-v3, ask's build baseline); other targets
+//! get a scalar fallback, which `quant::Linear` avoids by keeping candle's
+//! NEON kernels there.
 //! The rows are shared among candle's spinning thread pool, one parallel
 //! region per call; callers fuse the products that share an input (q, k, v;
 //! gate, up) into one matrix so a layer needs four regions, not seven.
