@@ -541,16 +541,17 @@ mod tests {
         let p = path.clone();
         let mut exact = load_f32(move || {
             let (ct, mut r) = open(&p);
-            Decoder::load(&ct, &mut r, "llama", 256, false).unwrap()
+            Decoder::load(&ct, &mut r, "llama", 1024, false).unwrap()
         });
         let (ct, mut r) = open(&path);
-        let mut ours = Decoder::from_gguf(&ct, &mut r, "llama", 256).unwrap();
+        let mut ours = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap();
 
         use candle_core::quantized::tokenizer::TokenizerFromGguf;
         let tokenizer = tokenizers::Tokenizer::from_gguf(&ct).unwrap();
-        let text = "The lighthouse keeper kept a log of every ship that passed the rocks at night, and of the weather.";
-        let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
-        assert!(ids.len() >= crate::quant::SGEMM_MIN_ROWS);
+        // Long enough for several attention chunks (and sgemm prefill).
+        let text = "The lighthouse keeper kept a log of every ship that passed the rocks at night, and of the weather. ".repeat(30);
+        let ids = tokenizer.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        assert!(ids.len() > 4 * ATTN_CHUNK, "{} tokens", ids.len());
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let reference = theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let e = exact.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
@@ -573,7 +574,7 @@ mod tests {
         // A new prompt at position 0 forgets the old one.
         let again = ours.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
         let (ct, mut r) = open(&path);
-        let first = Decoder::from_gguf(&ct, &mut r, "llama", 256).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+        let first = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(again, first);
     }
 
