@@ -267,7 +267,7 @@ impl Store {
                     .filter(|h| seen.insert((h.path.clone(), h.chunk)))
                     .map(|h| Hit { score: cosine(&moved, &vectors[&(h.path.clone(), h.chunk)]), ..h.clone() })
                     .collect();
-                dense.sort_by(|a, b| b.score.total_cmp(&a.score));
+                dense.sort_by(best_first);
                 dense.truncate(depth);
                 Ok(fuse(&[(dense, weights[0]), (bm25, weights[1])], RRF_K, req.k))
             }
@@ -344,9 +344,17 @@ impl Store {
                 out.push((hit, v.to_vec()));
             }
         }
-        out.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+        out.sort_by(|a, b| best_first(&a.0, &b.0));
         Ok(out)
     }
+}
+
+/// Higher score first; equal scores by path, then chunk. LanceDB returns
+/// equal-scoring rows (a file and its copy elsewhere) in whatever order
+/// its parallel scan finished, which made hybrid ranks, fused scores and
+/// so `ask search --json` differ from run to run on the same index.
+fn best_first(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)).then(a.chunk.cmp(&b.chunk))
 }
 
 fn strip(scored: Vec<(Hit, Vec<f32>)>) -> Vec<Hit> {
@@ -456,6 +464,15 @@ mod tests {
         // c keeps the similarity the dense list computed.
         assert_eq!(fused[0].similarity, Some(0.7));
         assert_eq!(fuse(&[(vec![hit("a", 0, None), hit("a", 1, None)], 1.0)], 60.0, 1).len(), 1);
+    }
+
+    #[test]
+    fn equal_scores_rank_by_path_then_chunk() {
+        let mut hits = vec![hit("b", 0, None), hit("a", 1, None), hit("c", 0, None), hit("a", 0, None)];
+        hits[2].score = 2.0;
+        hits.sort_by(best_first);
+        let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.path.as_str(), h.chunk)).collect();
+        assert_eq!(order, [("c", 0), ("a", 0), ("a", 1), ("b", 0)]);
     }
 
     #[test]
