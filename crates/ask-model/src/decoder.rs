@@ -403,20 +403,15 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, window: Option<usize>)
     let (qg, ql) = q.storage_and_layout();
     let (kg, kl) = k.storage_and_layout();
     let (vg, vl) = v.storage_and_layout();
-    let f32s = |g: &candle_core::Storage, l: &candle_core::Layout, n: usize| -> Result<*const f32> {
-        match g {
-            candle_core::Storage::Cpu(cpu) => Ok(cpu.as_slice::<f32>()?[l.start_offset()..][..n].as_ptr()),
-            _ => candle_core::bail!("attention runs on the CPU"),
-        }
-    };
     // Raw pointers as integers, to share among tasks: q is (h, s, d), the
-    // caches (kvh, cap, d), all contiguous (checked by the lengths taken).
+    // caches (kvh, cap, d), all contiguous (checked here) and of those
+    // lengths (checked by the slices taken).
     if !q.is_contiguous() || !k.is_contiguous() || !v.is_contiguous() {
         candle_core::bail!("attention wants contiguous queries and caches");
     }
-    let qp = f32s(&qg, ql, h * s * d)? as usize;
-    let kp = f32s(&kg, kl, kvh * cap * d)? as usize;
-    let vp = f32s(&vg, vl, kvh * cap * d)? as usize;
+    let qp = ops::cpu_f32s(&qg, ql, h * s * d)?.as_ptr() as usize;
+    let kp = ops::cpu_f32s(&kg, kl, kvh * cap * d)?.as_ptr() as usize;
+    let vp = ops::cpu_f32s(&vg, vl, kvh * cap * d)?.as_ptr() as usize;
     let mut y = vec![0f32; h * s * d];
     let yp = y.as_mut_ptr() as usize;
     thread_local! {

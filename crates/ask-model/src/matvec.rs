@@ -332,7 +332,7 @@ pub struct QMatrix {
 /// no alignment promise, the blocks' halves need 2).
 fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Vec<B>> {
     let size = std::mem::size_of::<B>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return None;
     }
     let n = bytes.len() / size;
@@ -351,7 +351,7 @@ impl QMatrix {
     /// A matrix from the bytes of a GGML tensor of `dtype`, or None when
     /// these kernels do not run that type or shape.
     pub fn from_ggml(dtype: GgmlDType, bytes: &[u8], rows: usize, cols: usize) -> Option<QMatrix> {
-        if cols % QK != 0 {
+        if !cols.is_multiple_of(QK) {
             return None;
         }
         let blocks = match dtype {

@@ -8,7 +8,7 @@
 //! GELU's tanh 13% of Gemma 3's. Here each is one pass over the data, and
 //! exp is a branch-free polynomial LLVM turns into AVX2.
 
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{Device, Layout, Result, Storage, Tensor, D};
 
 /// exp(x) to within 2 ulp over the f32 range (Cody-Waite reduction to
 /// [-ln2/2, ln2/2], then a degree-6 polynomial), written without branches
@@ -49,10 +49,7 @@ pub fn gated(gate_up: &Tensor, gelu: bool) -> Result<Tensor> {
     // 18 MiB per layer for SmolLM2.
     let gate_up = gate_up.contiguous()?;
     let (storage, layout) = gate_up.storage_and_layout();
-    let xs: &[f32] = match &*storage {
-        candle_core::Storage::Cpu(cpu) => &cpu.as_slice::<f32>()?[layout.start_offset()..][..gate_up.elem_count()],
-        _ => candle_core::bail!("the MLP runs on the CPU"),
-    };
+    let xs = cpu_f32s(&storage, layout, gate_up.elem_count())?;
     let mut out = vec![0f32; xs.len() / 2];
     for (row, o) in xs.chunks_exact(n2).zip(out.chunks_exact_mut(n)) {
         let (gate, up) = row.split_at(n);
@@ -64,6 +61,15 @@ pub fn gated(gate_up: &Tensor, gelu: bool) -> Result<Tensor> {
     }
     drop(storage);
     Tensor::from_vec(out, dims, &Device::Cpu)
+}
+
+/// The first `n` values of a contiguous f32 CPU tensor, read in place from
+/// what `Tensor::storage_and_layout` returns (the guard must outlive them).
+pub(crate) fn cpu_f32s<'a>(storage: &'a Storage, layout: &Layout, n: usize) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..n]),
+        _ => candle_core::bail!("ask runs its models on the CPU"),
+    }
 }
 
 /// `silu(g) · u = g · u / (1 + e^-g)`.

@@ -156,9 +156,8 @@ impl Linear {
             }
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS => {
                 let data = w.data()?;
-                if can_read_rows(w.dtype(), &data, self.in_features) {
-                    let rows_f32 = |r0: usize, out: &mut [f32]| rows_to_float(w.dtype(), &data, self.in_features, r0, out);
-                    matmul_by_tiles(x, self.out_features, &rows_f32)?.reshape(out_dims)?
+                if let Some(read) = row_reader(w.dtype(), &data, self.in_features) {
+                    matmul_by_tiles(x, self.out_features, &|r0, out| read(&data, self.in_features, r0, out))?.reshape(out_dims)?
                 } else {
                     let w = dequantize(w)?;
                     x.reshape((rows, self.in_features))?.matmul(&w.t()?)?.reshape(out_dims)?
@@ -189,10 +188,7 @@ fn matmul_by_tiles(x: &Tensor, out_features: usize, rows_f32: &(dyn Fn(usize, &m
     let rows = x.elem_count() / in_features;
     let x = x.reshape((rows, in_features))?.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
-    let xs: &[f32] = match &*storage {
-        candle_core::Storage::Cpu(cpu) => &cpu.as_slice::<f32>()?[layout.start_offset()..],
-        _ => candle_core::bail!("prefill runs on the CPU"),
-    };
+    let xs = crate::ops::cpu_f32s(&storage, layout, rows * in_features)?;
     let threads = rayon::current_num_threads().max(1);
     // A multiple of the thread count, each tile at most TILE_ROWS rows.
     let tiles = threads * out_features.div_ceil(threads * TILE_ROWS);
@@ -242,41 +238,32 @@ fn matmul_by_tiles(x: &Tensor, out_features: usize, rows_f32: &(dyn Fn(usize, &m
     Tensor::from_vec(y, (rows, out_features), &Device::Cpu)
 }
 
-/// Whether [`rows_to_float`] reads this tensor: a type with a candle
-/// `to_float` listed there, rows of whole blocks, bytes aligned for them.
-fn can_read_rows(dtype: GgmlDType, data: &[u8], cols: usize) -> bool {
-    fn check<T: GgmlType>(data: &[u8], cols: usize) -> bool {
-        // SAFETY: only the alignment is looked at.
-        let (head, _, _) = unsafe { data.align_to::<T>() };
-        head.is_empty() && cols % T::BLCK_SIZE == 0
-    }
-    match dtype {
-        GgmlDType::Q2K => check::<k_quants::BlockQ2K>(data, cols),
-        GgmlDType::Q3K => check::<k_quants::BlockQ3K>(data, cols),
-        GgmlDType::Q4K => check::<k_quants::BlockQ4K>(data, cols),
-        GgmlDType::Q5K => check::<k_quants::BlockQ5K>(data, cols),
-        GgmlDType::Q6K => check::<k_quants::BlockQ6K>(data, cols),
-        _ => false,
-    }
-}
+/// Fills `out` with rows `r0..` of a tensor's bytes, as many as fit.
+type RowReader = fn(data: &[u8], cols: usize, r0: usize, out: &mut [f32]);
 
-/// Rows `r0..` of a GGML tensor's bytes (rows of `cols` values) as f32,
-/// as many as fit `out`, for a tensor [`can_read_rows`] accepts.
-fn rows_to_float(dtype: GgmlDType, data: &[u8], cols: usize, r0: usize, out: &mut [f32]) {
+/// A reader of rows (of `cols` values) for a tensor of `dtype` stored in
+/// `data`, through candle's `to_float`: for the K-quants, whose rows are
+/// whole blocks, when the bytes are aligned for them; None otherwise.
+fn row_reader(dtype: GgmlDType, data: &[u8], cols: usize) -> Option<RowReader> {
     fn rows<T: GgmlType>(data: &[u8], cols: usize, r0: usize, out: &mut [f32]) {
-        // SAFETY: as in par_to_float; can_read_rows checked the alignment.
+        // SAFETY: as in par_to_float; `reader` checked the alignment.
         let (_, blocks, _) = unsafe { data.align_to::<T>() };
         let per_row = cols / T::BLCK_SIZE;
         let n = out.len() / cols;
         T::to_float(&blocks[r0 * per_row..(r0 + n) * per_row], out);
     }
+    fn reader<T: GgmlType>(data: &[u8], cols: usize) -> Option<RowReader> {
+        // SAFETY: only the alignment is looked at.
+        let (head, _, _) = unsafe { data.align_to::<T>() };
+        (head.is_empty() && cols.is_multiple_of(T::BLCK_SIZE)).then_some(rows::<T> as RowReader)
+    }
     match dtype {
-        GgmlDType::Q2K => rows::<k_quants::BlockQ2K>(data, cols, r0, out),
-        GgmlDType::Q3K => rows::<k_quants::BlockQ3K>(data, cols, r0, out),
-        GgmlDType::Q4K => rows::<k_quants::BlockQ4K>(data, cols, r0, out),
-        GgmlDType::Q5K => rows::<k_quants::BlockQ5K>(data, cols, r0, out),
-        GgmlDType::Q6K => rows::<k_quants::BlockQ6K>(data, cols, r0, out),
-        _ => unreachable!("can_read_rows admits only the types above"),
+        GgmlDType::Q2K => reader::<k_quants::BlockQ2K>(data, cols),
+        GgmlDType::Q3K => reader::<k_quants::BlockQ3K>(data, cols),
+        GgmlDType::Q4K => reader::<k_quants::BlockQ4K>(data, cols),
+        GgmlDType::Q5K => reader::<k_quants::BlockQ5K>(data, cols),
+        GgmlDType::Q6K => reader::<k_quants::BlockQ6K>(data, cols),
+        _ => None,
     }
 }
 
