@@ -136,7 +136,7 @@ impl Run for QueryArgs {
         let model_path = self.gen.model.clone().unwrap_or_else(|| cfg.model.clone());
         if hits.is_empty() {
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
-            return self.finish(None, None, &[], &model_path.display().to_string(), retrieval_ms, None, msg);
+            return self.finish(None, &[], &model_path.display().to_string(), retrieval_ms, None, msg);
         }
         if self.context_only {
             let mut out = std::io::stdout().lock();
@@ -177,21 +177,12 @@ impl Run for QueryArgs {
                 }
             }
         })?;
-        let mut answer = answer.trim().to_owned();
-        let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
-        let attributed = attribute(&answer, &texts);
-        if let Some(n) = attributed {
-            answer.push_str(&format!(" [{n}]"));
-            if !self.json && write_err.is_none() {
-                write!(out, " [{n}]")?;
-            }
-        }
         drop(out);
         if let Some(e) = write_err {
             return Err(e.into());
         }
         let name = model.name.clone();
-        let exit = self.finish(Some(answer), attributed, &hits, &name, retrieval_ms, Some(timings), "")?;
+        let exit = self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!("ask: interrupted");
             return Ok(Exit::Interrupted);
@@ -201,16 +192,20 @@ impl Run for QueryArgs {
 }
 
 impl QueryArgs {
+    /// Prints what follows the streamed answer (the citation ask adds when
+    /// the model wrote none, and the sources), or with `--json` the whole
+    /// answer object.
     fn finish(
         &self,
         answer: Option<String>,
-        attributed: Option<usize>,
         hits: &[Hit],
         model: &str,
         retrieval_ms: f64,
         timings: Option<ask_model::Timings>,
         no_answer: &str,
     ) -> Result<Exit> {
+        let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+        let attributed = answer.as_deref().and_then(|a| attribute(a, &texts));
         let mut out = std::io::stdout().lock();
         let sources: Vec<Source> = hits
             .iter()
@@ -230,7 +225,10 @@ impl QueryArgs {
         if self.json {
             let t = timings.unwrap_or_default();
             let json = JsonAnswer {
-                answer,
+                answer: answer.map(|a| match attributed {
+                    Some(n) => format!("{a} [{n}]"),
+                    None => a,
+                }),
                 attributed,
                 sources,
                 model: model.to_owned(),
@@ -249,6 +247,9 @@ impl QueryArgs {
         if answer.is_none() {
             writeln!(out, "{no_answer}")?;
             return Ok(Exit::Success);
+        }
+        if let Some(n) = attributed {
+            write!(out, " [{n}]")?;
         }
         writeln!(out, "\n\nSources:")?;
         for s in &sources {

@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn equal_scores_rank_by_path_then_chunk() {
-        let mut hits = vec![hit("b", 0, None), hit("a", 1, None), hit("c", 0, None), hit("a", 0, None)];
+        let mut hits = [hit("b", 0, None), hit("a", 1, None), hit("c", 0, None), hit("a", 0, None)];
         hits[2].score = 2.0;
         hits.sort_by(best_first);
         let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.path.as_str(), h.chunk)).collect();
