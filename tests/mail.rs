@@ -125,8 +125,9 @@ fn a_grown_mbox_embeds_only_the_new_message() {
 #[test]
 fn maildir_messages_are_indexed_and_a_move_to_cur_is_not_reembedded() {
     let env = Env::new();
-    for dir in ["Maildir/cur", "Maildir/new", "Maildir/tmp"] {
-        std::fs::create_dir_all(env.path(dir)).unwrap();
+    for slot in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.path(&format!("Maildir/{slot}"))).unwrap();
+        std::fs::create_dir_all(env.path(&format!("Maildir/.Sent/{slot}"))).unwrap();
     }
     let new = copy_mail(&env, "reunion.eml", "Maildir/new/1709645400.M1P1.laptop");
     // A delivery still being written is never indexed.
@@ -146,6 +147,14 @@ fn maildir_messages_are_indexed_and_a_move_to_cur_is_not_reembedded() {
     let hit = &search(&env, "boiler door code", &["-k", "1"])[0];
     assert_eq!(Path::new(hit["path"].as_str().unwrap()), cur);
     assert_eq!(hit["subject"], "Réunion: boiler service à Zürich");
+
+    // A Maildir++ subfolder is indexed with its Maildir, although its name
+    // is hidden.
+    let sent = copy_mail(&env, "appended.eml", "Maildir/.Sent/cur/1714122001.M3P3.laptop:2,S");
+    let third = env.index(&["Maildir"]);
+    assert_eq!(third["new"], 1, "{third}");
+    let hit = &search(&env, "chimney sweep", &["-k", "1"])[0];
+    assert_eq!(Path::new(hit["path"].as_str().unwrap()), sent);
 }
 
 #[test]

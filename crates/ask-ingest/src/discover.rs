@@ -1,7 +1,9 @@
 //! Finding the files to index, with the `ignore` crate (ripgrep's walker):
 //! .gitignore/.ignore honoured even outside a git repository, hidden files
 //! skipped unless asked for, symlinks followed only on request and loops
-//! detected, oversized files set aside before they are read.
+//! detected, oversized files set aside before they are read. Maildir++
+//! subfolders (`~/Maildir/.Sent`) are hidden folders by name but mail by
+//! nature, so they are walked like visible ones.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -75,8 +77,12 @@ pub fn walk(roots: &[PathBuf], opts: &WalkOptions, mut f: impl FnMut(WalkEvent))
         builder.add(root);
     }
     let respect = !opts.no_ignore;
+    let hidden = opts.hidden;
     builder
-        .hidden(!opts.hidden)
+        // Hidden entries are filtered here rather than by `ignore`, so that
+        // Maildir++ subfolders can be let through.
+        .hidden(false)
+        .filter_entry(move |e| hidden || !is_hidden(e.file_name()) || is_maildir_subfolder(e))
         .follow_links(opts.follow_links)
         .ignore(respect)
         .git_ignore(respect)
@@ -111,6 +117,18 @@ pub fn walk(roots: &[PathBuf], opts: &WalkOptions, mut f: impl FnMut(WalkEvent))
             }
         }
     }
+}
+
+/// A name starting with a dot, as `ignore` and ls treat hidden.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// A Maildir++ subfolder: a folder `.Name` holding `cur`, `new` and `tmp`,
+/// inside a Maildir (which holds them too).
+fn is_maildir_subfolder(e: &ignore::DirEntry) -> bool {
+    let is_maildir = |dir: &Path| ["cur", "new", "tmp"].iter().all(|d| dir.join(d).is_dir());
+    e.file_type().is_some_and(|t| t.is_dir()) && is_maildir(e.path()) && e.path().parent().is_some_and(is_maildir)
 }
 
 fn error_path(err: &ignore::Error) -> Option<PathBuf> {
@@ -155,6 +173,28 @@ mod tests {
         let all = WalkOptions { hidden: true, no_ignore: true, ..Default::default() };
         let (files, _) = names(root, &all);
         assert_eq!(files, vec![".gitignore", ".secret/x.txt", "keep.txt", "skip.txt"]);
+    }
+
+    #[test]
+    fn maildir_plus_subfolders_are_walked_other_hidden_folders_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["Maildir/cur", "Maildir/new", "Maildir/tmp", "Maildir/.Sent/cur", "Maildir/.Sent/new", "Maildir/.Sent/tmp"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // Hidden, but not a Maildir: one lacks tmp/, one is not inside a Maildir.
+        fs::create_dir_all(root.join("Maildir/.cache/cur")).unwrap();
+        fs::create_dir_all(root.join("Maildir/.cache/new")).unwrap();
+        for d in ["cur", "new", "tmp"] {
+            fs::create_dir_all(root.join(".mail").join(d)).unwrap();
+        }
+        for f in ["Maildir/cur/1:2,S", "Maildir/.Sent/cur/2:2,S", "Maildir/.Sent/.hidden", "Maildir/.cache/cur/3", ".mail/cur/4"] {
+            fs::write(root.join(f), "x").unwrap();
+        }
+        let (files, _) = names(root, &WalkOptions::default());
+        assert_eq!(files, vec!["Maildir/.Sent/cur/2:2,S", "Maildir/cur/1:2,S"]);
+        let all = WalkOptions { hidden: true, ..Default::default() };
+        assert_eq!(names(root, &all).0.len(), 5);
     }
 
     #[test]
