@@ -51,6 +51,9 @@ struct JsonAnswer<'a> {
     attributed: Option<usize>,
     sources: Vec<Source<'a>>,
     model: String,
+    /// Why generation ended: "end", "limit", "repetition" or
+    /// "interrupted"; null when nothing was generated.
+    stop: Option<ask_model::Stop>,
     timings: JsonTimings,
 }
 
@@ -223,6 +226,7 @@ impl QueryArgs {
             })
             .collect();
         if self.json {
+            let stop = timings.as_ref().map(|t| t.stop);
             let t = timings.unwrap_or_default();
             let json = JsonAnswer {
                 answer: answer.map(|a| match attributed {
@@ -232,6 +236,7 @@ impl QueryArgs {
                 attributed,
                 sources,
                 model: model.to_owned(),
+                stop,
                 timings: JsonTimings {
                     retrieval_ms,
                     prompt_tokens: t.prompt_tokens,

@@ -44,9 +44,31 @@ pub struct SamplingParams {
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: usize,
-    /// Keep going past the model's end-of-turn tokens, up to `max_tokens`
-    /// (benchmarks and tests that need a generation of known length).
+    /// Keep going past the model's end-of-turn tokens and past a
+    /// repetition loop, up to `max_tokens` (benchmarks and tests that need
+    /// a generation of known length).
     pub ignore_eos: bool,
+}
+
+/// A generation that repeats this many of its own tokens verbatim is in a
+/// loop (small models fall into them under greedy decoding): it stops, and
+/// the repeated tokens are not shown. About 25 words: lists and quoted
+/// phrases repeat less than that.
+pub const LOOP_TOKENS: usize = 32;
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stop {
+    /// The model ended its turn.
+    #[default]
+    End,
+    /// `max_tokens`, or the context window, was reached.
+    Limit,
+    /// The text began to repeat itself ([`LOOP_TOKENS`]).
+    Repetition,
+    /// The caller asked to stop (Ctrl-C, a closed pipe).
+    Interrupted,
 }
 
 impl Default for SamplingParams {
@@ -66,6 +88,8 @@ pub struct Timings {
     pub prefill_tokens_per_s: f64,
     /// Generation speed.
     pub decode_tokens_per_s: f64,
+    /// Why it ended.
+    pub stop: Stop,
 }
 
 /// A loaded generative model with its tokenizer and chat template.
@@ -193,22 +217,32 @@ impl Generator {
 
         let mut all = prompt_ids.clone();
         let mut stream = TokenStream::default();
+        let mut guard = RepeatGuard::new(if params.ignore_eos { usize::MAX } else { LOOP_TOKENS });
         let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
         let decode_start = Instant::now();
-        for i in 0..budget {
+        timings.stop = Stop::Limit;
+        'generate: for i in 0..budget {
             if params.repeat_penalty != 1.0 {
                 let from = all.len().saturating_sub(params.repeat_last_n);
                 logits = candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, &all[from..])?;
             }
             let next = sampler.sample(&logits)?;
             if self.stop.contains(&next) && !params.ignore_eos {
+                timings.stop = Stop::End;
                 break;
             }
             all.push(next);
             timings.generated_tokens += 1;
-            if let Some(text) = stream.push(&self.tokenizer, next)? {
-                if !on_text(&text) {
-                    break;
+            let Some(shown) = guard.push(next) else {
+                timings.stop = Stop::Repetition;
+                break;
+            };
+            for &t in shown {
+                if let Some(text) = stream.push(&self.tokenizer, t)? {
+                    if !on_text(&text) {
+                        timings.stop = Stop::Interrupted;
+                        break 'generate;
+                    }
                 }
             }
             if i + 1 == budget {
@@ -216,6 +250,17 @@ impl Generator {
             }
             let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
             logits = self.weights.forward(&input, all.len() - 1)?;
+        }
+        // Tokens held back as a possible repeat that never became a loop.
+        if matches!(timings.stop, Stop::End | Stop::Limit) {
+            for &t in guard.rest() {
+                if let Some(text) = stream.push(&self.tokenizer, t)? {
+                    if !on_text(&text) {
+                        timings.stop = Stop::Interrupted;
+                        break;
+                    }
+                }
+            }
         }
         let decode_secs = decode_start.elapsed().as_secs_f64();
         timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
@@ -313,6 +358,56 @@ pub fn render_template(template: &str, system: &str, user: &str, bos: &str, eos:
     env.get_template("chat").map_err(err)?.render(messages).map_err(err)
 }
 
+/// Watches generated tokens for a loop. A token that continues a run
+/// matching earlier output is held back; when the run breaks, the held
+/// tokens are released (so ordinary text waits at most a few tokens), and
+/// when it reaches `limit` tokens the generation is in a loop.
+struct RepeatGuard {
+    tokens: Vec<u32>,
+    /// End positions of the earlier occurrences of the current run.
+    ends: Vec<usize>,
+    /// Length of the current run: the last `run` tokens occur earlier.
+    run: usize,
+    /// Tokens before this position have been released.
+    released: usize,
+    limit: usize,
+}
+
+impl RepeatGuard {
+    fn new(limit: usize) -> RepeatGuard {
+        RepeatGuard { tokens: Vec::new(), ends: Vec::new(), run: 0, released: 0, limit }
+    }
+
+    /// Adds a token; returns the tokens that may be shown now, or None when
+    /// the last `limit` tokens repeat earlier ones (the held tokens, the
+    /// repeat, are then never released).
+    fn push(&mut self, token: u32) -> Option<&[u32]> {
+        let n = self.tokens.len();
+        let extended: Vec<usize> = self.ends.iter().map(|&j| j + 1).filter(|&j| j < n && self.tokens[j] == token).collect();
+        if extended.is_empty() {
+            // A new run, when the token occurred before.
+            self.ends = (0..n).filter(|&j| self.tokens[j] == token).collect();
+            self.run = usize::from(!self.ends.is_empty());
+        } else {
+            self.ends = extended;
+            self.run += 1;
+        }
+        self.tokens.push(token);
+        if self.run >= self.limit {
+            return None;
+        }
+        let from = self.released;
+        self.released = self.tokens.len() - self.run;
+        Some(&self.tokens[from..self.released])
+    }
+
+    /// Everything not yet released.
+    fn rest(&mut self) -> &[u32] {
+        let from = std::mem::replace(&mut self.released, self.tokens.len());
+        &self.tokens[from..]
+    }
+}
+
 /// Incremental decoding: text is released only when the tokens so far
 /// decode to complete characters, so a multi-byte character split across
 /// byte-level tokens is never printed in halves.
@@ -338,6 +433,52 @@ impl TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `tokens` to a guard; returns what it released, in order, and
+    /// whether it found a loop.
+    fn guarded(tokens: &[u32], limit: usize) -> (Vec<u32>, bool) {
+        let mut g = RepeatGuard::new(limit);
+        let mut shown = Vec::new();
+        for &t in tokens {
+            match g.push(t) {
+                Some(out) => shown.extend_from_slice(out),
+                None => return (shown, true),
+            }
+        }
+        shown.extend_from_slice(g.rest());
+        (shown, false)
+    }
+
+    #[test]
+    fn a_loop_is_stopped_before_its_repeat_is_shown() {
+        // A sentence of 5 tokens, then the model says it again and again.
+        let sentence = [10, 11, 12, 13, 14];
+        let looping: Vec<u32> = sentence.iter().cycle().take(40).copied().collect();
+        let (shown, looped) = guarded(&looping, 8);
+        assert!(looped);
+        assert_eq!(shown, sentence, "only the first saying is shown");
+        // Text that reuses words, and even a repeat shorter than the limit,
+        // comes through whole.
+        let text = [1, 2, 3, 1, 4, 2, 3, 5, 1, 2, 3, 1, 6, 7];
+        assert_eq!(guarded(&text, 8), (text.to_vec(), false));
+        // One token over and over is a loop too.
+        let (shown, looped) = guarded(&[9; 20], 8);
+        assert!(looped);
+        assert_eq!(shown, [9]);
+    }
+
+    #[test]
+    fn held_tokens_are_released_as_soon_as_the_repeat_breaks() {
+        let mut g = RepeatGuard::new(8);
+        for t in [1, 2, 3] {
+            assert_eq!(g.push(t), Some(&[t][..]));
+        }
+        // 1, 2 repeat the start: held.
+        assert_eq!(g.push(1), Some(&[][..]));
+        assert_eq!(g.push(2), Some(&[][..]));
+        // 4 breaks the run: all three come out together.
+        assert_eq!(g.push(4), Some(&[1, 2, 4][..]));
+    }
 
     #[test]
     fn chatml_template_renders_system_user_and_generation_prompt() {

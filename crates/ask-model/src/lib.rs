@@ -15,7 +15,7 @@ pub mod generate;
 mod quant;
 
 pub use embed::{Embedder, EncoderInfo, Pooling};
-pub use generate::{Generator, SamplingParams, Timings};
+pub use generate::{Generator, SamplingParams, Stop, Timings};
 
 /// Errors loading or running a model. Each names the file involved.
 #[derive(Debug, thiserror::Error)]
