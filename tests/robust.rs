@@ -181,3 +181,43 @@ fn a_killed_run_is_continued_without_losing_committed_work() {
     assert_eq!(status["files"], 120);
     assert_eq!(status["chunks"], clean_status["chunks"], "duplicate or missing chunks after the kill");
 }
+
+#[test]
+fn a_killed_run_keeps_the_messages_of_a_large_mailbox_it_embedded() {
+    let env = Env::new();
+    let mut mbox = String::new();
+    for i in 0..200 {
+        mbox.push_str(&format!(
+            "From s{i}@example.org Mon Mar  4 10:00:00 2024\nFrom: Sender {i} <s{i}@example.org>\nSubject: Note {i}\n\
+             Message-ID: <note-{i}@example.org>\n\nThe shipment {i} of copper pipes leaves dock {} on day {}.\n\n",
+            i * 3,
+            i % 28 + 1
+        ));
+    }
+    env.write("mail/archive.mbox", mbox);
+    let mut child = env.cmd().args(["index", "--commit-every", "8", "mail"]).stderr(Stdio::null()).spawn().unwrap();
+    // Wait (on the file system) for several slices of messages to be
+    // committed while the mailbox is still being embedded, then SIGKILL.
+    let chunks_table = env.index_dir("default").join("chunks.lance");
+    loop {
+        if versions(&chunks_table) >= 8 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("finished before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The mailbox is not done, so it is read again, but the messages
+    // already embedded are reused rather than embedded again.
+    let s = env.index(&["mail"]);
+    assert_eq!(s["new"], 1, "{s}");
+    let reused = s["reused"].as_u64().unwrap();
+    assert!(reused >= 8, "the killed run's slices were lost: {s}");
+    assert_eq!(reused + s["chunks"].as_u64().unwrap(), 200, "{s}");
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!(status["chunks"], 200, "duplicate or missing chunks after the kill: {status}");
+}

@@ -357,6 +357,8 @@ impl IndexArgs {
         let stored = if hashes.is_empty() { HashMap::new() } else { rt.block_on(store.chunks_by_doc_hash(&hashes))? };
         let mut records: Vec<ChunkRecord> = Vec::new();
         let mut pending: Vec<(ChunkRecord, String)> = Vec::new(); // record without vector, text to embed
+        // Where each document's chunks end in `pending`.
+        let mut doc_ends: Vec<usize> = Vec::new();
         let mut next_chunk = vec![0u32; batch.files.len()];
         for (file, part) in batch.parts.drain(..) {
             let f = &batch.files[file];
@@ -398,27 +400,45 @@ impl IndexArgs {
                 };
                 pending.push((record, chunk.text));
             }
+            if doc_ends.last() != Some(&pending.len()) {
+                doc_ends.push(pending.len());
+            }
         }
         for (f, n) in batch.files.iter_mut().zip(&next_chunk) {
             f.chunks = *n;
         }
-        if !pending.is_empty() {
+        // Embedded a slice of whole documents (about --commit-every chunks)
+        // at a time. A file with more (a large mailbox) gets each finished
+        // slice committed before the next begins: a killed run then loses
+        // one slice, and the next run reuses the documents already stored
+        // (by content hash), rather than starting the file over.
+        let mut done = 0;
+        let mut pending = pending.into_iter();
+        while done < doc_ends.last().copied().unwrap_or(0) {
+            let end = doc_ends.iter().copied().filter(|&e| e > done && e - done <= batch.limit).last();
+            let end = end.unwrap_or_else(|| doc_ends.iter().copied().find(|&e| e > done).expect("a document ends after `done`"));
+            let slice: Vec<(ChunkRecord, String)> = pending.by_ref().take(end - done).collect();
             if embedder.is_none() {
                 bar.set_message("loading encoder");
                 *embedder = Some(Embedder::load(&cfg.embed_model).context("cannot load the encoder")?);
             }
             let model = embedder.as_ref().expect("just loaded");
-            let texts: Vec<&str> = pending.iter().map(|(_, t)| t.as_str()).collect();
+            let texts: Vec<&str> = slice.iter().map(|(_, t)| t.as_str()).collect();
             let t = Instant::now();
             let (vectors, tokens) = model.embed_passages(&texts)?;
             summary.embed_seconds += t.elapsed().as_secs_f64();
             summary.tokens += tokens;
             summary.chunks += texts.len();
-            for ((mut record, text), vector) in pending.into_iter().zip(vectors) {
-                record.text = text;
-                record.vector = vector;
-                records.push(record);
+            let embedded: Vec<ChunkRecord> = slice
+                .into_iter()
+                .zip(vectors)
+                .map(|((record, text), vector)| ChunkRecord { text, vector, ..record })
+                .collect();
+            if end < *doc_ends.last().expect("not empty") {
+                rt.block_on(store.add_chunks(&embedded))?;
             }
+            records.extend(embedded);
+            done = end;
             let rate = summary.tokens as f64 / summary.embed_seconds.max(1e-9);
             bar.set_message(format!("{} chunks, {rate:.0} tokens/s", summary.chunks));
         }

@@ -329,11 +329,22 @@ impl Store {
         }
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         self.delete_chunks(&paths).await?;
-        if !chunks.is_empty() {
-            let batch = arrow::chunks_batch(self.dim, chunks).map_err(|e| self.data(e.to_string()))?;
-            self.chunks.add(batch).execute().await.map_err(|e| self.lance(e))?;
-        }
+        self.add_chunks(chunks).await?;
         self.upsert_files(files).await
+    }
+
+    /// Adds chunks without touching what their files already have: the
+    /// embedded documents of a large file, committed as they are done so
+    /// that a killed run loses little. The file's next [`Store::write_files`]
+    /// replaces them with its full set; until then they are found by
+    /// [`Store::chunks_by_doc_hash`] (and by search).
+    pub async fn add_chunks(&self, chunks: &[ChunkRecord]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow::chunks_batch(self.dim, chunks).map_err(|e| self.data(e.to_string()))?;
+        self.chunks.add(batch).execute().await.map_err(|e| self.lance(e))?;
+        Ok(())
     }
 
     /// Stored chunks of documents with these content hashes, vectors
