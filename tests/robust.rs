@@ -210,6 +210,10 @@ fn a_killed_run_keeps_the_messages_of_a_large_mailbox_it_embedded() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // What the killed first run committed is already searchable.
+    let partial = json(&env.ok(&["status", "--json"]).stdout);
+    assert!(partial["chunks"].as_u64().unwrap() >= 8, "{partial}");
+    assert!(partial["indexed_at"].is_null(), "the run never finished: {partial}");
 
     // The mailbox is not done, so it is read again, but the messages
     // already embedded are reused rather than embedded again.

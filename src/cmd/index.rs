@@ -131,6 +131,12 @@ impl Run for IndexArgs {
         };
 
         let store = rt.block_on(Store::open_or_create(&cfg.index_dir, info.dim))?;
+        if meta.indexed_at.is_none() {
+            // A first run records its encoder now, not when it ends: what
+            // it commits is searchable (and guarded against another
+            // encoder) even if it is killed before it finishes.
+            meta.save(&cfg.index_dir)?;
+        }
         let known = rt.block_on(store.file_records())?;
 
         // Discover.
