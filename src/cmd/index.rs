@@ -186,12 +186,21 @@ impl Run for IndexArgs {
             }
             WalkEvent::TooLarge(c) => {
                 summary.skipped += 1;
-                ui.info(&format!(
-                    "skipped {}: {} bytes is over --max-file-size ({} bytes)",
-                    c.path.display(),
-                    c.size,
-                    self.max_file_size
-                ));
+                if ui.chatty {
+                    // A mailbox is the one large file people expect indexed:
+                    // say how.
+                    let fix = if starts_like_mailbox(&c.path) {
+                        format!("; it is a mailbox, index it with --max-file-size {}M", c.size.div_ceil(1_000_000))
+                    } else {
+                        String::new()
+                    };
+                    ui.info(&format!(
+                        "skipped {}: {} bytes is over --max-file-size ({} bytes){fix}",
+                        c.path.display(),
+                        c.size,
+                        self.max_file_size
+                    ));
+                }
             }
             WalkEvent::Error { path, message } => {
                 ui.error(&message);
@@ -475,6 +484,15 @@ impl IndexArgs {
         ));
         Ok(())
     }
+}
+
+/// Whether a file's first bytes are an mbox's (read for the message about
+/// a skipped file only).
+fn starts_like_mailbox(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16 * 1024);
+    let read = std::fs::File::open(path).and_then(|f| f.take(16 * 1024).read_to_end(&mut head));
+    read.is_ok() && kind::looks_mbox(&head)
 }
 
 /// Files and chunks waiting to be embedded and committed together.
