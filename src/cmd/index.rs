@@ -186,21 +186,12 @@ impl Run for IndexArgs {
             }
             WalkEvent::TooLarge(c) => {
                 summary.skipped += 1;
-                if ui.chatty {
-                    // A mailbox is the one large file people expect indexed:
-                    // say how.
-                    let fix = if starts_like_mailbox(&c.path) {
-                        format!("; it is a mailbox, index it with --max-file-size {}M", c.size.div_ceil(1_000_000))
-                    } else {
-                        String::new()
-                    };
-                    ui.info(&format!(
-                        "skipped {}: {} bytes is over --max-file-size ({} bytes){fix}",
-                        c.path.display(),
-                        c.size,
-                        self.max_file_size
-                    ));
-                }
+                ui.info(&format!(
+                    "skipped {}: {} bytes is over --max-file-size ({} bytes)",
+                    c.path.display(),
+                    c.size,
+                    self.max_file_size
+                ));
             }
             WalkEvent::Error { path, message } => {
                 ui.error(&message);
@@ -486,15 +477,6 @@ impl IndexArgs {
     }
 }
 
-/// Whether a file's first bytes are an mbox's (read for the message about
-/// a skipped file only).
-fn starts_like_mailbox(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(16 * 1024);
-    let read = std::fs::File::open(path).and_then(|f| f.take(16 * 1024).read_to_end(&mut head));
-    read.is_ok() && kind::looks_mbox(&head)
-}
-
 /// Files and chunks waiting to be embedded and committed together.
 #[derive(Default)]
 struct Batch {
@@ -521,18 +503,48 @@ impl Batch {
     }
 }
 
+/// Bytes read to recognise an mbox, and to classify it.
+const HEAD_BYTES: u64 = 16 * 1024;
+
+/// A file's content as [`prepare`] reads it.
+enum Content {
+    /// All its bytes.
+    Whole(Vec<u8>),
+    /// An mbox: only its first bytes are kept, its hash and size come from
+    /// reading it through once, and its messages are read one at a time
+    /// later, so a mailbox of gigabytes never sits in memory.
+    Mailbox { head: Vec<u8>, hash: String, size: u64 },
+}
+
+impl Content {
+    fn read(path: &Path) -> std::io::Result<Content> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut head = Vec::new();
+        (&mut file).take(HEAD_BYTES).read_to_end(&mut head)?;
+        if kind::looks_mbox(&head) && kind::maildir_slot(path).is_none() {
+            let (hash, size) = ask_ingest::content_hash_reader(head.as_slice().chain(file))?;
+            return Ok(Content::Mailbox { head, hash, size });
+        }
+        file.read_to_end(&mut head)?;
+        Ok(Content::Whole(head))
+    }
+}
+
 /// Reads, hashes, classifies, extracts and chunks one file.
 fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker, max_size: u64) -> Prepared {
     let path = path_key(&c.path);
-    let bytes = match std::fs::read(&c.path) {
-        Ok(b) => b,
+    let content = match Content::read(&c.path) {
+        Ok(content) => content,
         Err(e) => return Prepared::Unreadable { path, reason: e.to_string() },
+    };
+    // Sizes from the read, not the earlier stat: the file may have changed since.
+    let (hash, size, bytes) = match &content {
+        Content::Whole(bytes) => (content_hash(bytes), bytes.len() as u64, bytes.as_slice()),
+        Content::Mailbox { head, hash, size } => (hash.clone(), *size, head.as_slice()),
     };
     let old = known.get(&path);
     let is_new = old.is_none();
-    let hash = content_hash(&bytes);
-    // Sizes from the read, not the earlier stat: the file may have changed since.
-    let size = bytes.len() as u64;
     let mtime_ns = std::fs::metadata(&c.path).map(|m| discover::candidate(&c.path, &m).mtime_ns).unwrap_or(c.mtime_ns);
     if let Some(old) = old.filter(|o| o.hash == hash) {
         return Prepared::Touched(FileRecord { size, mtime_ns, ..old.clone() });
@@ -548,11 +560,12 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
         chunks: 0,
         indexed_at: now_ms(),
     };
-    if size > max_size {
+    let mailbox = matches!(content, Content::Mailbox { .. });
+    if size > max_size && !mailbox {
         record.status = "skipped".into();
         return Prepared::NoChunks { record, is_new };
     }
-    let kind = match kind::classify(&c.path, &bytes) {
+    let kind = match kind::classify(&c.path, bytes) {
         Ok(Some(kind)) => kind,
         Ok(None) => {
             record.status = "skipped".into();
@@ -565,37 +578,53 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
         }
     };
     record.kind = Some(kind.as_str().into());
-    match extract::extract(kind, &bytes) {
-        Ok(docs) => {
-            let parts: Vec<Part> = docs
-                .into_iter()
-                .map(|doc| {
-                    let chunks = chunker.chunk(kind, &doc);
-                    let (hash, date_ns, message) = match doc.mail {
-                        Some(m) => (
-                            m.hash.clone(),
-                            m.date_ns(),
-                            Some(ask_store::Message {
-                                key: m.key,
-                                subject: m.subject,
-                                from: m.from,
-                                to: m.to,
-                                date: m.date_rfc3339,
-                                message_id: m.message_id,
-                            }),
-                        ),
-                        None => (record.hash.clone(), None, None),
-                    };
-                    Part { hash, date_ns, message, chunks }
-                })
-                .collect();
+    let file_hash = record.hash.clone();
+    let part = |doc: extract::Document| part_of(kind, doc, &file_hash, chunker);
+    let parts: Result<Vec<Part>, String> = match &content {
+        Content::Whole(bytes) => extract::extract(kind, bytes).map(|docs| docs.into_iter().map(part).collect()).map_err(|e| e.to_string()),
+        Content::Mailbox { .. } => match std::fs::File::open(&c.path) {
+            Ok(file) => {
+                let parts: Vec<Part> = extract::mbox_messages(std::io::BufReader::new(file), max_size).map(part).collect();
+                if parts.is_empty() {
+                    Err(extract::ExtractError::NoMessage.to_string())
+                } else {
+                    Ok(parts)
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match parts {
+        Ok(parts) => {
             record.chunks = parts.iter().map(|p| p.chunks.len() as u32).sum();
             Prepared::Chunks { record, parts, is_new }
         }
         Err(e) => {
             record.status = "failed".into();
-            record.error = Some(e.to_string());
+            record.error = Some(e);
             Prepared::NoChunks { record, is_new }
         }
     }
+}
+
+/// One document chunked, with what the index stores beside its chunks:
+/// its own hash and, for a message, its date and headers.
+fn part_of(kind: kind::Kind, doc: extract::Document, file_hash: &str, chunker: &Chunker) -> Part {
+    let chunks = chunker.chunk(kind, &doc);
+    let (hash, date_ns, message) = match doc.mail {
+        Some(m) => (
+            m.hash.clone(),
+            m.date_ns(),
+            Some(ask_store::Message {
+                key: m.key,
+                subject: m.subject,
+                from: m.from,
+                to: m.to,
+                date: m.date_rfc3339,
+                message_id: m.message_id,
+            }),
+        ),
+        None => (file_hash.to_owned(), None, None),
+    };
+    Part { hash, date_ns, message, chunks }
 }

@@ -1,7 +1,8 @@
 //! Finding the files to index, with the `ignore` crate (ripgrep's walker):
 //! .gitignore/.ignore honoured even outside a git repository, hidden files
 //! skipped unless asked for, symlinks followed only on request and loops
-//! detected, oversized files set aside before they are read. Maildir++
+//! detected, oversized files set aside before they are read (all but
+//! mailboxes, which are read a message at a time). Maildir++
 //! subfolders (`~/Maildir/.Sent`) are hidden folders by name but mail by
 //! nature, so they are walked like visible ones.
 
@@ -17,7 +18,8 @@ pub struct WalkOptions {
     pub follow_links: bool,
     /// Do not read .gitignore, .ignore and git's exclude files.
     pub no_ignore: bool,
-    /// Files larger than this many bytes are skipped.
+    /// Files larger than this many bytes are skipped, but for mbox files
+    /// (whose messages are held to it one by one).
     pub max_file_size: u64,
 }
 
@@ -103,7 +105,9 @@ pub fn walk(roots: &[PathBuf], opts: &WalkOptions, mut f: impl FnMut(WalkEvent))
                 match entry.metadata() {
                     Ok(meta) => {
                         let c = candidate(entry.path(), &meta);
-                        if c.size > opts.max_file_size {
+                        // A mailbox is read a message at a time: the limit
+                        // applies to each message, not to the whole.
+                        if c.size > opts.max_file_size && !crate::kind::file_looks_mbox(&c.path) {
                             f(WalkEvent::TooLarge(c));
                         } else {
                             f(WalkEvent::File(c));

@@ -179,6 +179,15 @@ pub fn looks_mbox(bytes: &[u8]) -> bool {
         && bytes.iter().position(|&b| b == b'\n').is_some_and(|nl| looks_message(&bytes[nl + 1..]))
 }
 
+/// True when the file at `path` starts like an mbox (its first 16 KiB are
+/// read; an unreadable file is not one).
+pub fn file_looks_mbox(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16 * 1024);
+    let read = std::fs::File::open(path).and_then(|f| f.take(16 * 1024).read_to_end(&mut head));
+    read.is_ok() && looks_mbox(&head)
+}
+
 /// True when the bytes start like one RFC 5322 message: a block of header
 /// fields that names a sender and at least one of date, subject or message
 /// id, ended by a blank line.

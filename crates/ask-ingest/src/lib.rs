@@ -22,3 +22,11 @@ pub use kind::Kind;
 pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
+
+/// [`content_hash`] of everything `reader` yields, read a block at a time,
+/// and how many bytes that was.
+pub fn content_hash_reader(mut reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let n = std::io::copy(&mut reader, &mut hasher)?;
+    Ok((hasher.finalize().to_hex().to_string(), n))
+}

@@ -8,7 +8,6 @@
 //! when there is nothing else; then the text of attachments that are
 //! documents ask can read. Other attachments are skipped.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use mail_parser::{Address, MessageParser, MimeHeaders, PartType};
@@ -45,32 +44,34 @@ const MAX_ATTACHMENT: usize = 20 * 1024 * 1024;
 /// Every message of a mail file, in file order.
 pub(super) fn extract(bytes: &[u8]) -> Result<Vec<Document>, ExtractError> {
     let bytes = emlx_message(bytes).unwrap_or(bytes);
-    // A lone message is parsed where it lies; an mbox's messages are
-    // copied out by the iterator, which undoes ">From " quoting.
-    let raws: Vec<Cow<[u8]>> = if kind::looks_mbox(bytes) {
-        mail_parser::mailbox::mbox::MessageIterator::new(bytes)
-            .filter_map(Result::ok)
-            .map(|m| Cow::Owned(m.unwrap_contents()))
-            .collect()
-    } else {
-        vec![Cow::Borrowed(bytes)]
-    };
-    let mut docs = Vec::with_capacity(raws.len());
-    let mut keys = std::collections::HashSet::new();
-    for (i, raw) in raws.iter().enumerate() {
-        if let Some(mut doc) = message(raw, i + 1) {
-            let mail = doc.mail.as_mut().expect("message() sets mail");
-            if !keys.insert(mail.key.clone()) {
-                mail.key = format!("#{}", i + 1);
-                keys.insert(mail.key.clone());
-            }
-            docs.push(doc);
-        }
-    }
+    let docs: Vec<Document> =
+        if kind::looks_mbox(bytes) { mbox_messages(bytes, u64::MAX).collect() } else { message(bytes, 1).into_iter().collect() };
     if docs.is_empty() {
-        return Err(ExtractError::Mail("no message with headers and a body was found".into()));
+        return Err(ExtractError::NoMessage);
     }
     Ok(docs)
+}
+
+/// The messages of an mbox, in file order, read from `reader` one at a
+/// time (the iterator undoes ">From " quoting): a mailbox of gigabytes is
+/// never in memory whole. Messages over `max_bytes` are left out. A
+/// message without a Message-ID, or with one already seen in this
+/// mailbox, is keyed by its position (`#n`).
+pub fn mbox_messages<R: std::io::BufRead>(reader: R, max_bytes: u64) -> impl Iterator<Item = Document> {
+    let mut keys = std::collections::HashSet::new();
+    mail_parser::mailbox::mbox::MessageIterator::new(reader).filter_map(Result::ok).enumerate().filter_map(move |(i, m)| {
+        let raw = m.unwrap_contents();
+        if raw.len() as u64 > max_bytes {
+            return None;
+        }
+        let mut doc = message(&raw, i + 1)?;
+        let mail = doc.mail.as_mut().expect("message() sets mail");
+        if !keys.insert(mail.key.clone()) {
+            mail.key = format!("#{}", i + 1);
+            keys.insert(mail.key.clone());
+        }
+        Some(doc)
+    })
 }
 
 /// The message inside an Apple Mail `.emlx` file: a first line with the
@@ -300,6 +301,13 @@ From: c@example.org\nSubject: three\nMessage-ID: <1@x>\n\nthird body\n";
         for (a, b) in docs.iter().zip(&more) {
             assert_eq!(a.mail.as_ref().unwrap().hash, b.mail.as_ref().unwrap().hash);
         }
+        // Read from a file a few bytes at a time, the messages are the same;
+        // a limit leaves out the messages over it, and only those.
+        let streamed: Vec<Document> = mbox_messages(std::io::BufReader::with_capacity(7, mbox.as_slice()), u64::MAX).collect();
+        assert_eq!(streamed, docs);
+        let long = format!("{}From b@example.org Tue Mar  5 10:00:00 2024\nFrom: b@example.org\nSubject: long\n\n{}\n", std::str::from_utf8(mbox).unwrap(), "word ".repeat(100));
+        let small: Vec<String> = mbox_messages(long.as_bytes(), 200).map(|d| d.mail.unwrap().subject.unwrap()).collect();
+        assert_eq!(small, ["one", "two", "three"], "the 500-byte message is left out");
     }
 
     #[test]

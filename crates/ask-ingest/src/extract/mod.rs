@@ -13,7 +13,7 @@ mod text;
 mod xml;
 
 pub use pdf::silence_extractor_panics;
-pub use mail::Mail;
+pub use mail::{mbox_messages, Mail};
 pub use text::decode;
 
 use crate::Kind;
@@ -74,9 +74,9 @@ pub enum ExtractError {
         /// What was wrong.
         message: String,
     },
-    /// A mail file holds no message that could be parsed.
-    #[error("cannot read mail: {0}")]
-    Mail(String),
+    /// A mail file holds no message at all.
+    #[error("cannot read mail: no message with headers and a body was found")]
+    NoMessage,
 }
 
 /// Extracts the text of a file whose kind is already known: one document,
@@ -98,7 +98,7 @@ fn extract_one(kind: Kind, bytes: &[u8]) -> Result<Document, ExtractError> {
         Kind::Odt => office::odt(bytes),
         Kind::Epub => epub::extract(bytes),
         Kind::Mail => {
-            mail::extract(bytes)?.into_iter().next().ok_or_else(|| ExtractError::Mail("no message".into()))
+            mail::extract(bytes)?.into_iter().next().ok_or(ExtractError::NoMessage)
         }
         Kind::Text | Kind::Markdown | Kind::Code => {
             if crate::kind::looks_binary(bytes) {
