@@ -63,6 +63,10 @@ struct Part {
     date_ns: Option<i64>,
     message: Option<ask_store::Message>,
     chunks: Vec<Chunk>,
+    /// Left unchunked because the index already held this document for
+    /// the same file (a message of a mailbox that grew): its stored chunks
+    /// are reused.
+    stored: bool,
 }
 
 /// What the producer made of one file.
@@ -293,9 +297,12 @@ impl IndexArgs {
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = sync_channel::<Prepared>(64);
             let chunker = &chunker;
+            // A changed mailbox chunks only the messages the index does not
+            // hold for it yet (a failed lookup just chunks them all).
+            let stored_docs = |path: &str| rt.block_on(store.doc_hashes(path)).unwrap_or_default();
             scope.spawn(move || {
                 for candidate in work {
-                    let prepared = prepare(candidate, known, chunker, max_size);
+                    let prepared = prepare(candidate, known, chunker, max_size, &stored_docs);
                     if tx.send(prepared).is_err() {
                         break; // the consumer stopped on an error
                     }
@@ -366,6 +373,7 @@ impl IndexArgs {
         // Where each document's chunks end in `pending`.
         let mut doc_ends: Vec<usize> = Vec::new();
         let mut next_chunk = vec![0u32; batch.files.len()];
+        let mut redo = vec![false; batch.files.len()];
         for (file, part) in batch.parts.drain(..) {
             let f = &batch.files[file];
             let mtime_ns = part.date_ns.unwrap_or(f.mtime_ns);
@@ -384,6 +392,13 @@ impl IndexArgs {
                         ..c
                     });
                 }
+                continue;
+            }
+            if part.stored {
+                // Held when the file was read, gone now: this cannot happen
+                // under the index lock, but if it did, the file's record is
+                // made stale so that the next run reads it again in full.
+                redo[file] = true;
                 continue;
             }
             for chunk in part.chunks {
@@ -410,8 +425,11 @@ impl IndexArgs {
                 doc_ends.push(pending.len());
             }
         }
-        for (f, n) in batch.files.iter_mut().zip(&next_chunk) {
+        for ((f, n), redo) in batch.files.iter_mut().zip(&next_chunk).zip(redo) {
             f.chunks = *n;
+            if redo {
+                f.hash.clear();
+            }
         }
         // Embedded a slice of whole documents (about --commit-every chunks)
         // at a time. A file with more (a large mailbox) gets each finished
@@ -532,7 +550,14 @@ impl Content {
 }
 
 /// Reads, hashes, classifies, extracts and chunks one file.
-fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker, max_size: u64) -> Prepared {
+/// `stored_docs(path)` gives the document hashes the index holds for a file.
+fn prepare(
+    c: Candidate,
+    known: &HashMap<String, FileRecord>,
+    chunker: &Chunker,
+    max_size: u64,
+    stored_docs: &dyn Fn(&str) -> HashSet<String>,
+) -> Prepared {
     let path = path_key(&c.path);
     let content = match Content::read(&c.path) {
         Ok(content) => content,
@@ -579,7 +604,8 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
     };
     record.kind = Some(kind.as_str().into());
     let file_hash = record.hash.clone();
-    let part = |doc: extract::Document| part_of(kind, doc, &file_hash, chunker);
+    let stored = if mailbox && !is_new { stored_docs(&record.path) } else { HashSet::new() };
+    let part = |doc: extract::Document| part_of(kind, doc, &file_hash, chunker, &stored);
     let parts: Result<Vec<Part>, String> = match &content {
         Content::Whole(bytes) => extract::extract(kind, bytes).map(|docs| docs.into_iter().map(part).collect()).map_err(|e| e.to_string()),
         Content::Mailbox { .. } => match std::fs::File::open(&c.path) {
@@ -607,10 +633,12 @@ fn prepare(c: Candidate, known: &HashMap<String, FileRecord>, chunker: &Chunker,
     }
 }
 
-/// One document chunked, with what the index stores beside its chunks:
-/// its own hash and, for a message, its date and headers.
-fn part_of(kind: kind::Kind, doc: extract::Document, file_hash: &str, chunker: &Chunker) -> Part {
-    let chunks = chunker.chunk(kind, &doc);
+/// One document chunked (unless its hash is among `stored`), with what the
+/// index stores beside its chunks: its own hash and, for a message, its
+/// date and headers.
+fn part_of(kind: kind::Kind, doc: extract::Document, file_hash: &str, chunker: &Chunker, stored: &HashSet<String>) -> Part {
+    let known = doc.mail.as_ref().is_some_and(|m| stored.contains(&m.hash));
+    let chunks = if known { Vec::new() } else { chunker.chunk(kind, &doc) };
     let (hash, date_ns, message) = match doc.mail {
         Some(m) => (
             m.hash.clone(),
@@ -626,5 +654,5 @@ fn part_of(kind: kind::Kind, doc: extract::Document, file_hash: &str, chunker: &
         ),
         None => (file_hash.to_owned(), None, None),
     };
-    Part { hash, date_ns, message, chunks }
+    Part { hash, date_ns, message, chunks, stored: known }
 }

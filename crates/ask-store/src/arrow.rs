@@ -129,6 +129,11 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
         .ok_or_else(|| format!("column {name} has type {:?}", batch.column_by_name(name).unwrap().data_type()))
 }
 
+/// A string column of a batch, by name.
+pub(crate) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, String> {
+    column::<StringArray>(batch, name)
+}
+
 fn opt_str(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_owned())
 }

@@ -15,7 +15,7 @@ pub mod meta;
 mod indexes;
 pub mod search;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
-use lancedb::query::{ExecutableQuery, QueryBase};
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::{CompactionOptions, Duration, OptimizeAction};
 use lancedb::Table;
 
@@ -345,6 +345,22 @@ impl Store {
         let batch = arrow::chunks_batch(self.dim, chunks).map_err(|e| self.data(e.to_string()))?;
         self.chunks.add(batch).execute().await.map_err(|e| self.lance(e))?;
         Ok(())
+    }
+
+    /// The content hashes of the documents stored for one file (the
+    /// messages of a mailbox): a changed mailbox needs to chunk only the
+    /// messages not among them.
+    pub async fn doc_hashes(&self, path: &str) -> Result<HashSet<String>> {
+        if !self.doc_columns {
+            return Ok(HashSet::new());
+        }
+        let query = self.chunks.query().only_if(in_list("path", &[path])).select(Select::columns(&["doc_hash"]));
+        let mut out = HashSet::new();
+        for batch in self.rows(query).await? {
+            let hashes = arrow::string_column(&batch, "doc_hash").map_err(|m| self.data(m))?;
+            out.extend(hashes.iter().flatten().map(str::to_owned));
+        }
+        Ok(out)
     }
 
     /// Stored chunks of documents with these content hashes, vectors
