@@ -93,7 +93,23 @@ struct JsonSummary {
 
 /// Reads the input and turns it into documents (one, or one per message
 /// for mail), whatever its format.
-fn read_input(input: &Path) -> Result<(Kind, Vec<Document>)> {
+/// The input's kind and documents, and how many documents it held: an
+/// mbox file is read a message at a time and only the messages `keep`
+/// admits are held, so choosing last week's mail from a mailbox of
+/// gigabytes costs one pass, not gigabytes of memory.
+fn read_input(input: &Path, keep: &dyn Fn(&Document) -> bool) -> Result<(Kind, Vec<Document>, usize)> {
+    if input != Path::new("-") && ask_ingest::kind::file_looks_mbox(input) && ask_ingest::kind::maildir_slot(input).is_none() {
+        let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+        let mut total = 0;
+        let docs: Vec<Document> = extract::mbox_messages(std::io::BufReader::new(file), u64::MAX)
+            .inspect(|_| total += 1)
+            .filter(|d| keep(d))
+            .collect();
+        if total == 0 {
+            bail!("cannot extract text from {}: {}", input.display(), extract::ExtractError::NoMessage);
+        }
+        return Ok((Kind::Mail, docs, total));
+    }
     let (bytes, kind) = if input == Path::new("-") {
         if std::io::stdin().is_terminal() {
             bail!("nothing on standard input: pipe text in (git log | ask summarize -) or name a file");
@@ -125,31 +141,29 @@ fn read_input(input: &Path) -> Result<(Kind, Vec<Document>)> {
         (bytes, kind)
     };
     let docs = extract::extract(kind, &bytes).with_context(|| format!("cannot extract text from {}", input.display()))?;
-    Ok((kind, docs))
+    let total = docs.len();
+    Ok((kind, docs, total))
 }
 
 impl SummarizeArgs {
     /// The messages chosen by --since, --until and --from (all of them
-    /// without those flags); an error for input that is not mail.
-    fn choose(&self, kind: Kind, docs: Vec<Document>) -> Result<Vec<Document>> {
+    /// without those flags), read from the input; an error for input that
+    /// is not mail, or when no message is chosen.
+    fn read_chosen(&self) -> Result<(Kind, Vec<Document>)> {
         let filter = self.when.resolve(&jiff::Zoned::now())?;
+        let admits = |d: &Document| filter.is_empty() || d.mail.as_ref().is_some_and(|m| filter.admits(m.date_ns(), m.from.as_deref()));
+        let (kind, docs, total) = read_input(&self.input, &admits)?;
         if filter.is_empty() {
-            return Ok(docs);
+            return Ok((kind, docs));
         }
         if kind != Kind::Mail {
             bail!("{}: --since, --until and --from choose e-mail messages, and this is not mail", self.input.display());
         }
-        let total = docs.len();
-        let chosen: Vec<Document> = docs
-            .into_iter()
-            .filter(|d| {
-                d.mail.as_ref().is_some_and(|m| filter.admits(m.date_ns(), m.from.as_deref()))
-            })
-            .collect();
+        let chosen: Vec<Document> = docs.into_iter().filter(admits).collect();
         if chosen.is_empty() {
             bail!("{}: none of its {total} messages matches --since, --until and --from", self.input.display());
         }
-        Ok(chosen)
+        Ok((kind, chosen))
     }
 }
 
@@ -197,8 +211,7 @@ impl Summarizer<'_> {
 impl Run for SummarizeArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let started = Instant::now();
-        let (kind, docs) = read_input(&self.input)?;
-        let docs = self.choose(kind, docs)?;
+        let (kind, docs) = self.read_chosen()?;
         // Messages are kept apart by a rule, each starting with its own headers.
         let text: String = docs
             .iter()
