@@ -159,19 +159,10 @@ fn versions(table: &Path) -> usize {
     std::fs::read_dir(table.join("_versions")).map(|d| d.count()).unwrap_or(0)
 }
 
-#[test]
-fn a_killed_run_is_continued_without_losing_committed_work() {
-    let env = Env::new();
-    for i in 0..120 {
-        env.write(&format!("many/note-{i:03}.txt"), format!("Note {i}: the meeting about topic {i} moved to room {}.", i * 7));
-    }
-    let mut child = env.cmd().args(["index", "--commit-every", "8", "many"]).stderr(Stdio::null()).spawn().unwrap();
-    // Wait (on the file system, not the clock) for some files to be committed, then SIGKILL.
-    let files_table = env.index_dir("default").join("files.lance");
-    loop {
-        if versions(&files_table) >= 3 {
-            break;
-        }
+/// Waits (on the file system, not the clock) until `table` has `n`
+/// committed versions, then kills `child` with SIGKILL.
+fn kill_after_versions(child: &mut std::process::Child, table: &Path, n: usize) {
+    while versions(table) < n {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("finished before it could be killed: {status}");
         }
@@ -179,6 +170,17 @@ fn a_killed_run_is_continued_without_losing_committed_work() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_run_is_continued_without_losing_committed_work() {
+    let env = Env::new();
+    for i in 0..120 {
+        env.write(&format!("many/note-{i:03}.txt"), format!("Note {i}: the meeting about topic {i} moved to room {}.", i * 7));
+    }
+    let mut child = env.cmd().args(["index", "--commit-every", "8", "many"]).stderr(Stdio::null()).spawn().unwrap();
+    // Some files are committed, then the run is killed.
+    kill_after_versions(&mut child, &env.index_dir("default").join("files.lance"), 3);
 
     // The kernel released the dead run's lock: this run does not exit 75.
     let s = env.index(&["many"]);
@@ -208,20 +210,9 @@ fn a_killed_run_keeps_the_messages_of_a_large_mailbox_it_embedded() {
     }
     env.write("mail/archive.mbox", mbox);
     let mut child = env.cmd().args(["index", "--commit-every", "8", "mail"]).stderr(Stdio::null()).spawn().unwrap();
-    // Wait (on the file system) for several slices of messages to be
-    // committed while the mailbox is still being embedded, then SIGKILL.
-    let chunks_table = env.index_dir("default").join("chunks.lance");
-    loop {
-        if versions(&chunks_table) >= 8 {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("finished before it could be killed: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Several slices of messages are committed while the mailbox is still
+    // being embedded, then the run is killed.
+    kill_after_versions(&mut child, &env.index_dir("default").join("chunks.lance"), 8);
     // What the killed first run committed is already searchable.
     let partial = json(&env.ok(&["status", "--json"]).stdout);
     assert!(partial["chunks"].as_u64().unwrap() >= 8, "{partial}");
