@@ -521,9 +521,6 @@ impl Batch {
     }
 }
 
-/// Bytes read to recognise an mbox, and to classify it.
-const HEAD_BYTES: u64 = 16 * 1024;
-
 /// A file's content as [`prepare`] reads it.
 enum Content {
     /// All its bytes.
@@ -539,8 +536,8 @@ impl Content {
         use std::io::Read;
         let mut file = std::fs::File::open(path)?;
         let mut head = Vec::new();
-        (&mut file).take(HEAD_BYTES).read_to_end(&mut head)?;
-        if kind::looks_mbox(&head) && kind::maildir_slot(path).is_none() {
+        (&mut file).take(kind::HEAD_BYTES).read_to_end(&mut head)?;
+        if kind::is_mbox(path, &head) {
             let (hash, size) = ask_ingest::content_hash_reader(head.as_slice().chain(file))?;
             return Ok(Content::Mailbox { head, hash, size });
         }

@@ -98,7 +98,7 @@ struct JsonSummary {
 /// admits are held, so choosing last week's mail from a mailbox of
 /// gigabytes costs one pass, not gigabytes of memory.
 fn read_input(input: &Path, keep: &dyn Fn(&Document) -> bool) -> Result<(Kind, Vec<Document>, usize)> {
-    if input != Path::new("-") && ask_ingest::kind::file_looks_mbox(input) && ask_ingest::kind::maildir_slot(input).is_none() {
+    if input != Path::new("-") && ask_ingest::kind::is_mbox_file(input) {
         let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
         let mut total = 0;
         let docs: Vec<Document> = extract::mbox_messages(std::io::BufReader::new(file), u64::MAX)

@@ -107,7 +107,7 @@ pub fn walk(roots: &[PathBuf], opts: &WalkOptions, mut f: impl FnMut(WalkEvent))
                         let c = candidate(entry.path(), &meta);
                         // A mailbox is read a message at a time: the limit
                         // applies to each message, not to the whole.
-                        if c.size > opts.max_file_size && !crate::kind::file_looks_mbox(&c.path) {
+                        if c.size > opts.max_file_size && !crate::kind::is_mbox_file(&c.path) {
                             f(WalkEvent::TooLarge(c));
                         } else {
                             f(WalkEvent::File(c));

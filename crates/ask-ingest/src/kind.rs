@@ -179,13 +179,23 @@ pub fn looks_mbox(bytes: &[u8]) -> bool {
         && bytes.iter().position(|&b| b == b'\n').is_some_and(|nl| looks_message(&bytes[nl + 1..]))
 }
 
-/// True when the file at `path` starts like an mbox (its first 16 KiB are
-/// read; an unreadable file is not one).
-pub fn file_looks_mbox(path: &Path) -> bool {
+/// Bytes of a file's start that [`is_mbox`] needs.
+pub const HEAD_BYTES: u64 = 16 * 1024;
+
+/// Whether a file whose first bytes are `head` is an mbox, to be read a
+/// message at a time: it starts like one and its name does not say
+/// otherwise (a Markdown file is Markdown, whatever its first line).
+pub fn is_mbox(path: &Path, head: &[u8]) -> bool {
+    looks_mbox(head) && classify(path, head) == Ok(Some(Kind::Mail))
+}
+
+/// [`is_mbox`] for the file at `path`, reading its first [`HEAD_BYTES`]
+/// (an unreadable file is not one).
+pub fn is_mbox_file(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = Vec::with_capacity(16 * 1024);
-    let read = std::fs::File::open(path).and_then(|f| f.take(16 * 1024).read_to_end(&mut head));
-    read.is_ok() && looks_mbox(&head)
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head));
+    read.is_ok() && is_mbox(path, &head)
 }
 
 /// True when the bytes start like one RFC 5322 message: a block of header
@@ -318,6 +328,11 @@ mod tests {
         let mbox = [b"From ada@example.org Mon Mar  4 10:00:00 2024\n".as_slice(), MESSAGE].concat();
         assert!(looks_mbox(&mbox));
         assert_eq!(classify(Path::new("Inbox"), &mbox), Ok(Some(Kind::Mail)));
+        // Read a message at a time: an mbox by content, unless its name
+        // says it is something else.
+        assert!(is_mbox(Path::new("Inbox"), &mbox) && is_mbox(Path::new("a.mbox"), &mbox) && is_mbox(Path::new("saved.txt"), &mbox));
+        assert!(!is_mbox(Path::new("notes.md"), &mbox));
+        assert!(!is_mbox(Path::new("Inbox"), MESSAGE), "one message without a From_ line is not an mbox");
         assert_eq!(classify(Path::new("saved.txt"), MESSAGE), Ok(Some(Kind::Mail)));
         // Prose that happens to start with a colon line is not mail.
         assert!(!looks_message(b"Note: buy milk\n\nand eggs\n"));
