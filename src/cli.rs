@@ -146,7 +146,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub stdin: bool,
 
-    /// Include hidden files and folders
+    /// Include hidden files and folders (Maildir++ folders such as .Sent always are)
     #[arg(long)]
     pub hidden: bool,
 
@@ -158,7 +158,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub no_ignore: bool,
 
-    /// Skip files larger than this (bytes, or with K, M, G: 500K, 50M)
+    /// Skip files larger than this (bytes, or with K, M, G: 500K, 50M); in an mbox, messages larger than this
     #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = parse_size)]
     pub max_file_size: u64,
 
