@@ -25,15 +25,19 @@ fn json_has_answer_sources_model_and_timings() {
     let v = json(&out.stdout);
     let answer = v["answer"].as_str().unwrap();
     assert!(!answer.is_empty(), "{v}");
-    // The answer cites a passage as [n] (the model's own marker, or the one
-    // ask adds when the model wrote none), and that passage holds the evidence.
-    let n: usize = answer
-        .rsplit_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or_else(|| panic!("no [n] citation: {v}"));
-    assert!(v["sources"][n - 1]["text"].as_str().unwrap().contains("1,200 euros"), "{v}");
-    assert!(v["attributed"].is_null() || v["attributed"] == n, "{v}");
+    // Every [n] in the answer (the model's own, or the one ask adds when
+    // the model wrote none: `attributed`) names one of the sources. Whether
+    // the 135M model answers well is not ask's to promise; which passage
+    // ask attributes an answer to is tested in src/cmd/query.rs.
+    let sources = v["sources"].as_array().unwrap().len();
+    for piece in answer.split('[').skip(1) {
+        if let Some(n) = piece.split_once(']').and_then(|(n, _)| n.parse::<usize>().ok()) {
+            assert!((1..=sources).contains(&n), "[{n}] names no source: {v}");
+        }
+    }
+    if let Some(n) = v["attributed"].as_u64() {
+        assert!(answer.ends_with(&format!(" [{n}]")) && (1..=sources as u64).contains(&n), "{v}");
+    }
     assert_eq!(v["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
     // 16 tokens are too few for a 32-token loop: the turn ended or ran out.
     assert!(matches!(v["stop"].as_str(), Some("end" | "limit")), "{v}");
@@ -52,7 +56,9 @@ fn question_from_stdin_and_context_only() {
     let out = env.run_with_stdin(&["query", "--context-only", "-k", "1"], b"how long does the bread bake\n");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("Context:\n\n[1] ") && text.contains("sourdough.txt:"), "{text}");
+    // The model reads the file's name, not where it lives: the same files
+    // anywhere give the same prompt.
+    assert!(text.starts_with("Context:\n\n[1] sourdough.txt:"), "{text}");
     assert!(text.contains("Dutch oven") && text.ends_with("Question: how long does the bread bake\n"), "{text}");
 }
 

@@ -91,10 +91,19 @@ fn attribute(answer: &str, passages: &[&str]) -> Option<usize> {
 }
 
 /// The user message: numbered passages, then the question.
+/// A passage's place as the model reads it: the file's name, not the
+/// folders above it. The prompt, and so a greedy answer, is then the same
+/// wherever the files live, and a deep path costs the context no tokens;
+/// the sources printed after the answer keep the full path.
+fn prompt_location(hit: &Hit) -> String {
+    let name = std::path::Path::new(&hit.path).file_name().map(|n| n.to_string_lossy().into_owned());
+    location(&Hit { path: name.unwrap_or_else(|| hit.path.clone()), ..hit.clone() })
+}
+
 fn user_message(hits: &[Hit], question: &str) -> String {
     let mut out = String::from("Context:\n\n");
     for (i, hit) in hits.iter().enumerate() {
-        out.push_str(&format!("[{}] {}\n{}\n\n", i + 1, location(hit), hit.text.trim()));
+        out.push_str(&format!("[{}] {}\n{}\n\n", i + 1, prompt_location(hit), hit.text.trim()));
     }
     out.push_str(&format!("{INSTRUCTION}\n\nQuestion: {question}"));
     out
