@@ -436,11 +436,20 @@ impl IndexArgs {
         // slice committed before the next begins: a killed run then loses
         // one slice, and the next run reuses the documents already stored
         // (by content hash), rather than starting the file over.
-        let mut done = 0;
+        let total = pending.len();
         let mut pending = pending.into_iter();
-        while done < doc_ends.last().copied().unwrap_or(0) {
-            let end = doc_ends.iter().copied().filter(|&e| e > done && e - done <= batch.limit).last();
-            let end = end.unwrap_or_else(|| doc_ends.iter().copied().find(|&e| e > done).expect("a document ends after `done`"));
+        let mut ends = doc_ends.into_iter().peekable();
+        let mut done = 0;
+        while done < total {
+            // Whole documents while they fit in a slice, and at least one.
+            let mut end = done;
+            while let Some(&e) = ends.peek() {
+                if end > done && e - done > batch.limit {
+                    break;
+                }
+                end = e;
+                ends.next();
+            }
             let slice: Vec<(ChunkRecord, String)> = pending.by_ref().take(end - done).collect();
             if embedder.is_none() {
                 bar.set_message("loading encoder");
@@ -458,7 +467,7 @@ impl IndexArgs {
                 .zip(vectors)
                 .map(|((record, text), vector)| ChunkRecord { text, vector, ..record })
                 .collect();
-            if end < *doc_ends.last().expect("not empty") {
+            if end < total {
                 rt.block_on(store.add_chunks(&embedded))?;
             }
             records.extend(embedded);
