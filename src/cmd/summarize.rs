@@ -92,11 +92,11 @@ struct JsonSummary {
 }
 
 /// Reads the input and turns it into documents (one, or one per message
-/// for mail), whatever its format.
-/// The input's kind and documents, and how many documents it held: an
-/// mbox file is read a message at a time and only the messages `keep`
-/// admits are held, so choosing last week's mail from a mailbox of
-/// gigabytes costs one pass, not gigabytes of memory.
+/// for mail), whatever its format; returns its kind, the documents `keep`
+/// admits and how many documents it held. An mbox file is read a message
+/// at a time and only the admitted messages are held, so choosing last
+/// week's mail from a mailbox of gigabytes costs one pass, not gigabytes
+/// of memory.
 fn read_input(input: &Path, keep: &dyn Fn(&Document) -> bool) -> Result<(Kind, Vec<Document>, usize)> {
     if input != Path::new("-") && ask_ingest::kind::is_mbox_file(input) {
         let file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
@@ -142,7 +142,7 @@ fn read_input(input: &Path, keep: &dyn Fn(&Document) -> bool) -> Result<(Kind, V
     };
     let docs = extract::extract(kind, &bytes).with_context(|| format!("cannot extract text from {}", input.display()))?;
     let total = docs.len();
-    Ok((kind, docs, total))
+    Ok((kind, docs.into_iter().filter(|d| keep(d)).collect(), total))
 }
 
 impl SummarizeArgs {
@@ -159,11 +159,10 @@ impl SummarizeArgs {
         if kind != Kind::Mail {
             bail!("{}: --since, --until and --from choose e-mail messages, and this is not mail", self.input.display());
         }
-        let chosen: Vec<Document> = docs.into_iter().filter(admits).collect();
-        if chosen.is_empty() {
+        if docs.is_empty() {
             bail!("{}: none of its {total} messages matches --since, --until and --from", self.input.display());
         }
-        Ok((kind, chosen))
+        Ok((kind, docs))
     }
 }
 
