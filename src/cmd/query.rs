@@ -90,7 +90,6 @@ fn attribute(answer: &str, passages: &[&str]) -> Option<usize> {
         .map(|(n, _)| n)
 }
 
-/// The user message: numbered passages, then the question.
 /// A passage's place as the model reads it: the file's name, not the
 /// folders above it. The prompt, and so a greedy answer, is then the same
 /// wherever the files live, and a deep path costs the context no tokens;
@@ -100,6 +99,7 @@ fn prompt_location(hit: &Hit) -> String {
     location(&Hit { path: name.unwrap_or_else(|| hit.path.clone()), ..hit.clone() })
 }
 
+/// The user message: numbered passages, then the question.
 fn user_message(hits: &[Hit], question: &str) -> String {
     let mut out = String::from("Context:\n\n");
     for (i, hit) in hits.iter().enumerate() {

@@ -217,11 +217,23 @@ impl Generator {
 
         let mut all = prompt_ids.clone();
         let mut stream = TokenStream::default();
+        // Decodes the tokens the guard lets through and hands on the text;
+        // false when the caller asked to stop.
+        let mut show = |tokens: &[u32]| -> Result<bool, ModelError> {
+            for &t in tokens {
+                if let Some(text) = stream.push(&self.tokenizer, t)? {
+                    if !on_text(&text) {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
         let mut guard = RepeatGuard::new(if params.ignore_eos { usize::MAX } else { LOOP_TOKENS });
         let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
         let decode_start = Instant::now();
         timings.stop = Stop::Limit;
-        'generate: for i in 0..budget {
+        for i in 0..budget {
             if params.repeat_penalty != 1.0 {
                 let from = all.len().saturating_sub(params.repeat_last_n);
                 logits = candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, &all[from..])?;
@@ -237,13 +249,9 @@ impl Generator {
                 timings.stop = Stop::Repetition;
                 break;
             };
-            for &t in shown {
-                if let Some(text) = stream.push(&self.tokenizer, t)? {
-                    if !on_text(&text) {
-                        timings.stop = Stop::Interrupted;
-                        break 'generate;
-                    }
-                }
+            if !show(shown)? {
+                timings.stop = Stop::Interrupted;
+                break;
             }
             if i + 1 == budget {
                 break;
@@ -252,15 +260,8 @@ impl Generator {
             logits = self.weights.forward(&input, all.len() - 1)?;
         }
         // Tokens held back as a possible repeat that never became a loop.
-        if matches!(timings.stop, Stop::End | Stop::Limit) {
-            for &t in guard.rest() {
-                if let Some(text) = stream.push(&self.tokenizer, t)? {
-                    if !on_text(&text) {
-                        timings.stop = Stop::Interrupted;
-                        break;
-                    }
-                }
-            }
+        if matches!(timings.stop, Stop::End | Stop::Limit) && !show(guard.rest())? {
+            timings.stop = Stop::Interrupted;
         }
         let decode_secs = decode_start.elapsed().as_secs_f64();
         timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
