@@ -301,6 +301,26 @@ impl Decoder {
         Ok(Decoder { cfg, embed, layers, norm, output, ropes, max_positions })
     }
 
+    /// Prepares every weight's kernels now (candle's tiles for K-quants,
+    /// see [`Linear::warm`]), the layers in parallel, so that the first
+    /// prompt does not pay for it on one core.
+    pub fn warm(&self) -> Result<()> {
+        use rayon::prelude::*;
+        let mut all: Vec<&Linear> = vec![&self.output];
+        for l in &self.layers {
+            match &l.qkv {
+                Qkv::Separate { q, k, v } => all.extend([q, k, v]),
+                Qkv::Fused(w) => all.push(w),
+            }
+            match &l.gate_up {
+                GateUp::Separate { gate, up } => all.extend([gate, up]),
+                GateUp::Fused(w) => all.push(w),
+            }
+            all.extend([&l.o, &l.down]);
+        }
+        all.par_iter().try_for_each(|w| w.warm())
+    }
+
     /// Forgets every cached position.
     pub fn clear_cache(&mut self) {
         for l in &mut self.layers {

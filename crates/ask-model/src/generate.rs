@@ -88,6 +88,9 @@ pub struct Timings {
     pub prefill_tokens_per_s: f64,
     /// Generation speed.
     pub decode_tokens_per_s: f64,
+    /// From the call to the first piece of text handed on: prefill and
+    /// the first token.
+    pub first_token_ms: f64,
     /// Why it ended.
     pub stop: Stop,
 }
@@ -149,6 +152,7 @@ impl Generator {
         }
         let weights = Decoder::from_gguf(&ct, &mut reader, &arch, context)
             .map_err(|e| invalid(path, format!("cannot load {arch} weights: {e}")))?;
+        weights.warm()?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Generator { weights, tokenizer, template, architecture: arch, name, stop, bos, eos, context, device })
     }
@@ -219,9 +223,11 @@ impl Generator {
         let mut stream = TokenStream::default();
         // Decodes the tokens the guard lets through and hands on the text;
         // false when the caller asked to stop.
+        let mut first_text: Option<f64> = None;
         let mut show = |tokens: &[u32]| -> Result<bool, ModelError> {
             for &t in tokens {
                 if let Some(text) = stream.push(&self.tokenizer, t)? {
+                    first_text.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1000.0);
                     if !on_text(&text) {
                         return Ok(false);
                     }
@@ -263,6 +269,7 @@ impl Generator {
         if matches!(timings.stop, Stop::End | Stop::Limit) && !show(guard.rest())? {
             timings.stop = Stop::Interrupted;
         }
+        timings.first_token_ms = first_text.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1000.0);
         let decode_secs = decode_start.elapsed().as_secs_f64();
         timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
         Ok(timings)
