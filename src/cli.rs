@@ -249,8 +249,10 @@ pub struct QueryArgs {
 /// How the answer model is chosen and samples its text (query, summarize).
 #[derive(Debug, Args)]
 pub struct GenArgs {
-    /// GGUF model [default: $ASK_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf]
-    #[arg(long, env = "ASK_MODEL", value_name = "FILE")]
+    /// GGUF model: a path, or a name in $ASK_HOME/models: qwen2.5-coder-1.5b
+    /// (the default), smollm2 (135M: fast, weak answers), gemma3-270m, or a
+    /// file name there
+    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 
     /// Sampling temperature; 0 picks the most likely token every time
@@ -318,15 +320,38 @@ pub struct SummarizeArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A BEIR-format dataset: corpus.jsonl, queries.jsonl, qrels/test.tsv
+    /// A BEIR-format dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv) to
+    /// measure retrieval, or a folder with questions.jsonl to measure answers
     #[arg(value_name = "DATASET_DIR")]
     pub dataset: PathBuf,
+
+    /// The documents the questions are about: a BEIR dataset or a folder of
+    /// files [default: DATASET_DIR if it has corpus.jsonl, else the folder
+    /// beside it named without "-qa"]
+    #[arg(long, value_name = "DIR")]
+    pub corpus: Option<PathBuf>,
 
     /// Ranking to evaluate
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
 
-    /// Print one JSON object: ndcg@10, recall@10, mrr@10, queries, median_ms
+    /// Answers: passages to retrieve for each question (as `ask query -k`)
+    #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
+    pub limit: usize,
+
+    /// Answers: passages less similar to the question than this are not used
+    #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
+    pub min_score: f32,
+
+    /// Answers: evaluate only the first N questions
+    #[arg(long, value_name = "N")]
+    pub max_questions: Option<usize>,
+
+    #[command(flatten)]
+    pub gen: GenArgs,
+
+    /// Print one JSON object (retrieval: ndcg@10, recall@10, mrr@10, queries,
+    /// median_ms; answers: the scores and every question's outcome)
     #[arg(long)]
     pub json: bool,
 }

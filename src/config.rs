@@ -14,8 +14,6 @@ use crate::cli::GlobalArgs;
 
 /// Name of the default encoder directory under `<home>/models`.
 pub const DEFAULT_ENCODER: &str = "all-MiniLM-L6-v2";
-/// Name of the default GGUF model under `<home>/models`.
-pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The config file's keys. Unknown keys are an error, so a typo is caught.
 #[derive(Debug, Default, Deserialize)]
@@ -40,7 +38,10 @@ pub struct Config {
     pub index_dir: PathBuf,
     /// Encoder directory.
     pub embed_model: PathBuf,
-    /// GGUF model from the config file or the default (a flag or ASK_MODEL wins).
+    /// `<home>/models`, where model names are looked up.
+    pub models_dir: PathBuf,
+    /// The answer model as the config file names it, else the default's
+    /// short name (a flag or ASK_MODEL wins: [`Config::answer_model`]).
     pub model: PathBuf,
     /// Print nothing but errors.
     pub quiet: bool,
@@ -126,8 +127,17 @@ impl Config {
             .clone()
             .or(file.embed_model)
             .unwrap_or_else(|| home.join("models").join(DEFAULT_ENCODER));
-        let model = file.model.unwrap_or_else(|| home.join("models").join(DEFAULT_MODEL));
-        Ok(Config { home, index_name, index_dir, embed_model, model, quiet: global.quiet })
+        let model = file.model.unwrap_or_else(|| PathBuf::from(ask_model::catalog::DEFAULT));
+        let models_dir = home.join("models");
+        Ok(Config { home, index_name, index_dir, embed_model, models_dir, model, quiet: global.quiet })
+    }
+
+    /// The GGUF file to answer with: `flag` (`--model` or ASK_MODEL), else
+    /// the config file's `model`, else the default; each may be a path, a
+    /// short name (`smollm2`) or a file name in the models directory.
+    pub fn answer_model(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        let spec = flag.unwrap_or(&self.model);
+        Ok(ask_model::catalog::resolve(spec, &self.models_dir)?)
     }
 
     /// Creates the index directory, owner-only: it holds private text.

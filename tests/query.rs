@@ -76,6 +76,25 @@ fn nothing_relevant_means_no_invented_answer() {
     let v = json(&out.stdout);
     assert!(v["answer"].is_null() && v["sources"].as_array().unwrap().is_empty(), "{v}");
     assert!(v["stop"].is_null(), "nothing was generated: {v}");
+    assert_eq!(v["model"], "no-model.gguf", "named as an answer would name it: {v}");
+}
+
+#[test]
+fn models_are_chosen_by_short_name_or_file_name() {
+    let env = indexed();
+    // Names are looked up in <ASK_HOME>/models.
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let ask = |model: &str| env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "--max-tokens", "4", "--model", model, "the deposit"]).output().unwrap();
+    for name in ["smollm2", "SmolLM2-135M-Instruct.Q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf"] {
+        let out = ask(name);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(json(&out.stdout)["model"], "SmolLM2-135M-Instruct.Q4_1.gguf", "{name}");
+    }
+    // A name that matches nothing lists what is there.
+    let out = ask("llama-9-giant");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("llama-9-giant") && err.contains("qwen2.5-coder-1.5b") && err.contains("smollm2"), "{err}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod util;
 
 mod documents;
+mod eval;
 mod index;
 mod mail;
 mod offline;

@@ -1,10 +1,13 @@
-//! `ask eval DATASET_DIR`: retrieval quality on BEIR-format judged data.
+//! `ask eval DATASET_DIR`: retrieval quality on BEIR-format judged data, or
+//! answer quality on a question set ([`answers`]).
 //!
 //! The corpus goes through the real pipeline: each passage is written as a
 //! text file and indexed by `ask index`'s own code into a scratch index under
 //! the cache directory, keyed by the corpus's hash and the encoder, so a
 //! second run on the same data only re-walks the files. Each judged query is
 //! then searched exactly as `ask search` would.
+
+mod answers;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -98,46 +101,90 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-impl EvalArgs {
-    /// The scratch directory for this corpus and encoder.
-    fn scratch(&self, encoder: &str) -> Result<PathBuf> {
-        let corpus = self.dataset.join("corpus.jsonl");
-        let bytes = std::fs::read(&corpus).with_context(|| format!("{}: not a BEIR dataset", corpus.display()))?;
-        let hash = ask_ingest::content_hash(&[bytes.as_slice(), encoder.as_bytes()].concat());
-        let name = std::path::absolute(&self.dataset)?
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into());
-        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        Ok(cache_home()?.join("eval").join(format!("{safe}-{}", &hash[..16])))
+/// A corpus indexed for evaluation: the index, and the corpus id of each
+/// indexed file.
+struct Prepared {
+    cfg: Config,
+    id_of: HashMap<String, String>,
+    passages: usize,
+}
+
+/// The scratch directory for a corpus (keyed by `key`) and encoder.
+fn scratch(dir: &Path, key: &[u8], encoder: &str) -> Result<PathBuf> {
+    let hash = ask_ingest::content_hash(&[key, encoder.as_bytes()].concat());
+    let name = std::path::absolute(dir)?.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    Ok(cache_home()?.join("eval").join(format!("{safe}-{}", &hash[..16])))
+}
+
+/// Indexes `corpus` with the real pipeline into a scratch index
+/// (incremental: a no-op when that index is complete). A BEIR corpus
+/// (`corpus.jsonl`) is written out one file per passage, whose id is the
+/// passage's `_id`; any other folder is indexed where it is, each file's id
+/// being its path below the folder.
+/// `loaded` is the dataset at `corpus` when the caller has read it already.
+fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) -> Result<Prepared> {
+    let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
+    let beir = corpus.join("corpus.jsonl");
+    let (docs, dir, id_of) = if beir.is_file() {
+        let bytes = std::fs::read(&beir).with_context(|| format!("cannot read {}", beir.display()))?;
+        let dir = scratch(corpus, &bytes, &info.name)?;
+        let read;
+        let ds = match loaded {
+            Some(ds) => ds,
+            None => {
+                read = Dataset::load(corpus)?;
+                &read
+            }
+        };
+        let docs = dir.join("docs");
+        write_corpus(ds, &docs)?;
+        let id_of = ds.corpus.iter().map(|d| (docs.join(file_name(&d.id)).to_string_lossy().into_owned(), d.id.clone())).collect();
+        (docs, dir, id_of)
+    } else if corpus.is_dir() {
+        let docs = std::path::absolute(corpus)?;
+        let dir = scratch(corpus, docs.as_os_str().as_encoded_bytes(), &info.name)?;
+        (docs, dir, HashMap::new())
+    } else {
+        anyhow::bail!("{}: not a BEIR dataset (no corpus.jsonl) nor a folder of documents", corpus.display());
+    };
+    let cfg = Config { index_name: "eval".into(), index_dir: dir.join("index"), ..cfg.clone() };
+    match index_args(&docs)?.run(&cfg, rt)? {
+        Exit::Success => {}
+        other => anyhow::bail!("indexing {} for evaluation failed (exit {})", docs.display(), other.code()),
     }
+    let mut prepared = Prepared { cfg, id_of, passages: 0 };
+    if prepared.id_of.is_empty() {
+        // A folder: every indexed file, by its path below the folder.
+        let store = rt.block_on(ask_store::Store::open(&prepared.cfg.index_dir))?;
+        for path in rt.block_on(store.file_records())?.into_keys() {
+            if let Some(rel) = Path::new(&path).strip_prefix(&docs).ok().map(|r| r.to_string_lossy().into_owned()) {
+                prepared.id_of.insert(path, rel);
+            }
+        }
+    }
+    prepared.passages = prepared.id_of.len();
+    Ok(prepared)
 }
 
 impl Run for EvalArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        if self.dataset.join("questions.jsonl").is_file() {
+            return answers::run(self, cfg, rt);
+        }
         let ui = Ui::new(cfg.quiet, false);
-        let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
-        let scratch = self.scratch(&info.name)?;
         let ds = Dataset::load(&self.dataset)?;
         let queries = ds.judged_queries();
         if queries.is_empty() {
             anyhow::bail!("{}: no query in qrels/test.tsv has a relevant passage in queries.jsonl", self.dataset.display());
         }
-
-        // Index the corpus with the real pipeline (incremental: a no-op
-        // when this scratch index is complete).
-        let docs = scratch.join("docs");
-        write_corpus(&ds, &docs)?;
-        let index_cfg = Config { index_name: "eval".into(), index_dir: scratch.join("index"), ..cfg.clone() };
-        match index_args(&docs)?.run(&index_cfg, rt)? {
-            Exit::Success => {}
-            other => return Ok(other),
-        }
-
-        let id_of: HashMap<String, &str> =
-            ds.corpus.iter().map(|d| (docs.join(file_name(&d.id)).to_string_lossy().into_owned(), d.id.as_str())).collect();
+        let prepared = match &self.corpus {
+            Some(corpus) => prepare(corpus, None, cfg, rt)?,
+            None => prepare(&self.dataset, Some(&ds), cfg, rt)?,
+        };
+        let id_of = &prepared.id_of;
         let mode: Mode = self.mode.into();
-        let (store, embedder) = open_for_query(&index_cfg, rt, mode.needs_vector())?;
+        let (store, embedder) = open_for_query(&prepared.cfg, rt, mode.needs_vector())?;
         let filter = Filter::default();
         let bar = ui.bar(queries.len() as u64, "queries");
         let mut scores = Scores::default();
@@ -151,7 +198,7 @@ impl Run for EvalArgs {
             let mut seen = HashSet::new();
             let ranked: Vec<&str> = hits
                 .iter()
-                .filter_map(|h| id_of.get(&h.path).copied())
+                .filter_map(|h| id_of.get(&h.path).map(String::as_str))
                 .filter(|id| seen.insert(*id))
                 .take(CUTOFF)
                 .collect();
@@ -169,7 +216,7 @@ impl Run for EvalArgs {
             median_ms: median(latencies),
             mode: mode.as_str(),
             dataset: self.dataset.display().to_string(),
-            passages: ds.corpus.len(),
+            passages: prepared.passages,
         };
         let mut out = std::io::stdout().lock();
         if self.json {

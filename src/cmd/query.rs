@@ -4,8 +4,9 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ask_model::Generator;
-use ask_store::{Hit, Request};
+use ask_model::prompt::{self, Passage};
+use ask_model::{Embedder, Generator};
+use ask_store::{Filter, Hit, Mode, Request, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -14,12 +15,6 @@ use super::Run;
 use crate::cli::QueryArgs;
 use crate::config::Config;
 use crate::exit::Exit;
-
-/// Small models repeat a long system prompt back; they follow an
-/// instruction placed after the context and just before the question.
-const SYSTEM: &str = "You are a helpful assistant that answers from the user's documents.";
-const INSTRUCTION: &str = "Answer the question using only the passages above, and cite the \
-passages you use by number, like [1]. If they do not contain the answer, say you do not know.";
 
 #[derive(Serialize)]
 struct Source<'a> {
@@ -41,13 +36,14 @@ struct JsonTimings {
     generated_tokens: usize,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
+    first_token_ms: f64,
 }
 
 #[derive(Serialize)]
 struct JsonAnswer<'a> {
     answer: Option<String>,
     /// The source ask cited for the model, which cited none (see
-    /// [`attribute`]); null when the model cited its sources itself.
+    /// [`prompt::attribute`]); null when the model cited its sources itself.
     attributed: Option<usize>,
     sources: Vec<Source<'a>>,
     model: String,
@@ -55,39 +51,6 @@ struct JsonAnswer<'a> {
     /// "interrupted"; null when nothing was generated.
     stop: Option<ask_model::Stop>,
     timings: JsonTimings,
-}
-
-/// The passage to cite for an answer whose model cited none, by number:
-/// the one sharing the most distinct words with the answer (words of three
-/// or more letters that are not stop words, or holding a digit; "1,200"
-/// is one word, so "200" does not match it), the
-/// better-ranked on a tie. None when the answer already cites a passage
-/// as `[n]`, or shares no such word with any. Small models (the default
-/// 135M one) seldom write the markers the prompt asks for; this keeps
-/// every answer tied to a source the user can check, and `--json` says
-/// when ask, not the model, made the citation.
-fn attribute(answer: &str, passages: &[&str]) -> Option<usize> {
-    if (1..=passages.len()).any(|n| answer.contains(&format!("[{n}]"))) {
-        return None;
-    }
-    const STOP: [&str; 24] = [
-        "the", "and", "for", "that", "this", "with", "are", "was", "were", "from", "which", "not", "but", "you", "your",
-        "have", "has", "had", "will", "can", "its", "their", "there", "answer",
-    ];
-    let words = |t: &str| -> std::collections::HashSet<String> {
-        t.split_whitespace()
-            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
-            .filter(|w| (w.chars().count() >= 3 && !STOP.contains(&w.as_str())) || w.chars().any(|c| c.is_ascii_digit()))
-            .collect()
-    };
-    let said = words(answer);
-    passages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i + 1, words(p).intersection(&said).count()))
-        .filter(|&(_, shared)| shared > 0)
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(n, _)| n)
 }
 
 /// A passage's place as the model reads it: the file's name, not the
@@ -99,14 +62,29 @@ fn prompt_location(hit: &Hit) -> String {
     location(&Hit { path: name.unwrap_or_else(|| hit.path.clone()), ..hit.clone() })
 }
 
-/// The user message: numbered passages, then the question.
-fn user_message(hits: &[Hit], question: &str) -> String {
-    let mut out = String::from("Context:\n\n");
-    for (i, hit) in hits.iter().enumerate() {
-        out.push_str(&format!("[{}] {}\n{}\n\n", i + 1, prompt_location(hit), hit.text.trim()));
-    }
-    out.push_str(&format!("{INSTRUCTION}\n\nQuestion: {question}"));
-    out
+/// How passages are chosen for a question.
+pub(crate) struct Search<'a> {
+    pub k: usize,
+    pub mode: Mode,
+    pub filter: &'a Filter,
+    /// Passages less similar to the question than this are dropped.
+    pub min_score: f32,
+}
+
+/// The passages to answer `question` from, best first.
+pub(crate) fn retrieve(rt: &Runtime, store: &Store, embedder: &Embedder, question: &str, search: &Search) -> Result<Vec<Hit>> {
+    // The question's vector is used in every mode: BM25 hits get their
+    // cosine similarity from it, so --min-score means the same thing.
+    let vector = embedder.embed_query(question)?;
+    let req = Request { text: question, vector: Some(&vector), k: search.k, mode: search.mode, filter: search.filter };
+    let mut hits = rt.block_on(store.search(&req))?;
+    hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
+    Ok(hits)
+}
+
+/// The passages as the model reads them.
+pub(crate) fn passages(hits: &[Hit]) -> Vec<Passage> {
+    hits.iter().map(|h| Passage { heading: prompt_location(h), text: h.text.clone() }).collect()
 }
 
 impl QueryArgs {
@@ -136,38 +114,33 @@ impl Run for QueryArgs {
         let filter = self.filter.resolve_now()?;
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        // The question's vector is used in every mode: BM25 hits get their
-        // cosine similarity from it, so --min-score means the same thing.
-        let vector = embedder.embed_query(&question)?;
-        let req = Request { text: &question, vector: Some(&vector), k: self.limit, mode: self.mode.into(), filter: &filter };
-        let mut hits = rt.block_on(store.search(&req))?;
-        hits.retain(|h| h.similarity.is_none_or(|s| s >= self.min_score));
+        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score };
+        let mut hits = retrieve(rt, &store, &embedder, &question, &search)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
-        let model_path = self.gen.model.clone().unwrap_or_else(|| cfg.model.clone());
+        let model_path = cfg.answer_model(self.gen.model.as_deref());
         if hits.is_empty() {
+            // No model is needed, nor need it exist; --json still names
+            // it as an answer would (its file name).
+            let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
+            let path = model_path.as_deref().unwrap_or(spec);
+            let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
-            return self.finish(None, &[], &model_path.display().to_string(), retrieval_ms, None, msg);
+            return self.finish(None, &[], &name, retrieval_ms, None, msg);
         }
         if self.context_only {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", user_message(&hits, &question))?;
+            writeln!(out, "{}", prompt::user_message(&passages(&hits), &question))?;
             return Ok(Exit::Success);
         }
 
-        let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
+        let mut model = Generator::load(&model_path?).context("cannot load the answer model")?;
         // Fit the passages into the context window: room is kept for the
         // answer, whole passages only, lowest-ranked dropped first.
         let budget = model.context_length().saturating_sub(self.gen.max_tokens.min(model.context_length() / 2));
-        while hits.len() > 1 {
-            let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
-            if model.count_tokens(&prompt)? < budget {
-                break;
-            }
-            hits.pop();
-        }
-        let prompt = model.chat_prompt(SYSTEM, &user_message(&hits, &question))?;
+        let (prompt, kept) = prompt::fit(&model, &passages(&hits), &question, budget)?;
+        hits.truncate(kept);
         let params = self.gen.sampling();
         let interrupted = super::interrupt_flag(rt);
         let mut answer = String::new();
@@ -217,7 +190,7 @@ impl QueryArgs {
         no_answer: &str,
     ) -> Result<Exit> {
         let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
-        let attributed = answer.as_deref().and_then(|a| attribute(a, &texts));
+        let attributed = answer.as_deref().and_then(|a| prompt::attribute(a, &texts));
         let mut out = std::io::stdout().lock();
         let sources: Vec<Source> = hits
             .iter()
@@ -252,6 +225,7 @@ impl QueryArgs {
                     generated_tokens: t.generated_tokens,
                     prefill_tokens_per_s: t.prefill_tokens_per_s,
                     decode_tokens_per_s: t.decode_tokens_per_s,
+                    first_token_ms: t.first_token_ms,
                 },
             };
             serde_json::to_writer(&mut out, &json)?;
@@ -270,27 +244,5 @@ impl QueryArgs {
             writeln!(out, "[{}] {}", s.n, s.location)?;
         }
         Ok(Exit::Success)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::attribute;
-
-    #[test]
-    fn cites_the_passage_that_shares_the_answers_words() {
-        let passages = ["The council met in May.", "Drip irrigation got 2,400 euros from the council budget.", "Bread bakes for 40 minutes."];
-        assert_eq!(attribute("The council approved 2,400 euros for drip irrigation.", &passages), Some(2));
-        // A tie goes to the better-ranked passage; stop words do not count.
-        assert_eq!(attribute("The council did.", &passages), Some(1));
-        assert_eq!(attribute("Bake it for 40 minutes.", &passages), Some(3));
-        assert_eq!(attribute("It took 400 days.", &passages), None, "400 is not 2,400");
-    }
-
-    #[test]
-    fn leaves_answers_that_cite_or_share_nothing() {
-        let passages = ["Drip irrigation got 2,400 euros.", "Bread bakes for 40 minutes."];
-        assert_eq!(attribute("It got 2,400 euros [1].", &passages), None);
-        assert_eq!(attribute("I do not know.", &passages), None);
     }
 }

@@ -224,7 +224,7 @@ impl Run for SummarizeArgs {
             bail!("{}: no text to summarize", self.input.display());
         }
         let ui = Ui::new(cfg.quiet, false);
-        let model_path = self.gen.model.clone().unwrap_or_else(|| cfg.model.clone());
+        let model_path = cfg.answer_model(self.gen.model.as_deref())?;
         let spinner = ui.spinner("loading the model");
         let model = Generator::load(&model_path).context("cannot load the summary model")?;
         spinner.finish_and_clear();

@@ -21,6 +21,14 @@ pub enum EvalError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file was read but its content cannot be used.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A line could not be parsed.
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -85,7 +93,7 @@ fn read(path: &Path) -> Result<String, EvalError> {
     std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.into(), source })
 }
 
-fn jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
+pub(crate) fn jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
     let text = read(path)?;
     let mut out = Vec::new();
     for (i, line) in text.split('\n').enumerate() {

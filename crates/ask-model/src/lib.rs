@@ -1,5 +1,7 @@
 //! The local models ask runs with candle: a sentence encoder that turns text
-//! into vectors ([`embed`]).
+//! into vectors ([`embed`]), a GGUF decoder that writes answers
+//! ([`generate`]) from grounded prompts ([`prompt`]), and the names that
+//! choose a model file ([`catalog`]).
 //!
 //! Models are loaded from files the user already has; nothing here opens a
 //! network connection. Families are recognised by architecture (the
@@ -7,11 +9,13 @@
 #![deny(missing_docs)]
 
 pub mod bert;
+pub mod catalog;
 pub mod embed;
 mod decoder;
 mod matvec;
 mod ops;
 pub mod generate;
+pub mod prompt;
 mod quant;
 
 pub use embed::{Embedder, EncoderInfo, Pooling};

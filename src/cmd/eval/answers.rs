@@ -1,0 +1,155 @@
+//! `ask eval QA_DIR`: answer quality on a question set with gold strings.
+//!
+//! Every question goes through what `ask query` does (the same retrieval,
+//! the same prompt from `ask_model::prompt`, the same model and sampling),
+//! with the model loaded once; `ask_eval::qa` scores the answers.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ask_eval::qa::{self, AnswerScores, Outcome};
+use ask_model::{prompt, Generator};
+use ask_store::Filter;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use super::super::query::{passages, retrieve, Search};
+use super::super::search::open_for_query;
+use crate::cli::EvalArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::progress::Ui;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    dataset: String,
+    corpus: String,
+    passages: usize,
+    model: &'a str,
+    k: usize,
+    mode: &'static str,
+    #[serde(flatten)]
+    scores: AnswerScores,
+    outcomes: &'a [Outcome],
+}
+
+/// The documents a question set is about: `--corpus`, else the set's own
+/// folder when it holds a BEIR corpus, else the folder beside it named
+/// without `-qa` (`msmarco-5k-qa` → `msmarco-5k`).
+fn corpus_dir(args: &EvalArgs) -> Result<PathBuf> {
+    if let Some(c) = &args.corpus {
+        return Ok(c.clone());
+    }
+    let dir = &args.dataset;
+    if dir.join("corpus.jsonl").is_file() {
+        return Ok(dir.clone());
+    }
+    let abs = std::path::absolute(dir)?;
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(base) = name.strip_suffix("-qa") {
+        let beside = abs.with_file_name(base);
+        if beside.is_dir() {
+            return Ok(beside);
+        }
+    }
+    anyhow::bail!("{}: no corpus.jsonl here and no folder beside it named {:?}; name the documents with --corpus DIR", dir.display(), name.trim_end_matches("-qa"))
+}
+
+pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    let questions_path = args.dataset.join("questions.jsonl");
+    let mut questions = qa::load_questions(&questions_path)?;
+    questions.truncate(args.max_questions.unwrap_or(usize::MAX));
+    let corpus = corpus_dir(args)?;
+    let prepared = super::prepare(&corpus, None, cfg, rt)?;
+    let known: std::collections::HashSet<&str> = prepared.id_of.values().map(String::as_str).collect();
+    if let Some(q) = questions.iter().find(|q| !known.contains(q.source.as_str())) {
+        anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", questions_path.display(), q.id, q.source, corpus.display());
+    }
+
+    let (store, embedder) = open_for_query(&prepared.cfg, rt, true)?;
+    let embedder = embedder.expect("the encoder was asked for");
+    let model_path = cfg.answer_model(args.gen.model.as_deref())?;
+    let ui = Ui::new(cfg.quiet, false);
+    let spinner = ui.spinner("loading the model");
+    let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
+    spinner.finish_and_clear();
+    let params = args.gen.sampling();
+    let budget = model.context_length().saturating_sub(params.max_tokens.min(model.context_length() / 2));
+    let filter = Filter::default();
+    let search = Search { k: args.limit, mode: args.mode.into(), filter: &filter, min_score: args.min_score };
+
+    let bar = ui.bar(questions.len() as u64, "questions");
+    let mut outcomes = Vec::with_capacity(questions.len());
+    for q in &questions {
+        let started = Instant::now();
+        let mut hits = retrieve(rt, &store, &embedder, &q.question, &search)?;
+        let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
+        if !hits.is_empty() {
+            let (text, kept) = prompt::fit(&model, &passages(&hits), &q.question, budget)?;
+            hits.truncate(kept);
+            let before_model = started.elapsed().as_secs_f64() * 1000.0;
+            let mut answer = String::new();
+            let t = model.generate(&text, &params, |piece| {
+                answer.push_str(piece);
+                true
+            })?;
+            let source = hits.iter().position(|h| prepared.id_of.get(&h.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
+            let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+            let cited = prompt::citations(&answer, hits.len());
+            outcome = Outcome {
+                correct: qa::is_correct(&answer, &q.answers),
+                hit: source.is_some(),
+                cited: source.is_some_and(|n| cited.contains(&n)),
+                cited_support: cited.iter().any(|&n| qa::is_correct(texts[n - 1], &q.answers)),
+                attributed: source.is_some() && prompt::attribute(&answer, &texts) == source,
+                not_found: qa::says_not_found(&answer),
+                first_token_ms: before_model + t.first_token_ms,
+                prompt_tokens: t.prompt_tokens,
+                generated_tokens: t.generated_tokens,
+                decode_tokens_per_s: t.decode_tokens_per_s,
+                answer: answer.trim().to_owned(),
+                ..outcome
+            };
+        }
+        outcome.answer_ms = started.elapsed().as_secs_f64() * 1000.0;
+        outcomes.push(outcome);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let report = Report {
+        dataset: args.dataset.display().to_string(),
+        corpus: corpus.display().to_string(),
+        passages: prepared.passages,
+        model: &model.name,
+        k: args.limit,
+        mode: search.mode.as_str(),
+        scores: AnswerScores::from(&outcomes),
+        outcomes: &outcomes,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_report(&mut out, &report, &questions_path)?;
+    }
+    Ok(Exit::Success)
+}
+
+fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()> {
+    let s = &r.scores;
+    writeln!(out, "{} ({} questions over {} passages)", questions.display(), s.questions, r.passages)?;
+    writeln!(out, "  model {}, -k {}, mode {}", r.model, r.k, r.mode)?;
+    writeln!(out, "  answer accuracy      {:.3}", s.accuracy)?;
+    writeln!(out, "  retrieval hit        {:.3}  (the source among the passages given to the model)", s.retrieval_hit)?;
+    writeln!(out, "  citation accuracy    {:.3}  (the model's own [n] names the source; ask's added [n]: {:.3})", s.citation_accuracy, s.attributed_accuracy)?;
+    writeln!(out, "  citation support     {:.3}  (the model's own [n] names a passage holding a gold answer)", s.citation_support)?;
+    writeln!(out, "  says not found       {:.3}", s.not_found)?;
+    writeln!(out, "  time to first token  p50 {:.2} s, p90 {:.2} s", s.first_token_ms_p50 / 1000.0, s.first_token_ms_p90 / 1000.0)?;
+    writeln!(out, "  whole answer         p50 {:.2} s, p90 {:.2} s", s.answer_ms_p50 / 1000.0, s.answer_ms_p90 / 1000.0)?;
+    writeln!(out, "  prompt p50 {:.0} tokens, decode p50 {:.1} tokens/s", s.prompt_tokens_p50, s.decode_tokens_per_s_p50)?;
+    Ok(())
+}

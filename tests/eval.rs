@@ -1,0 +1,103 @@
+use crate::util::*;
+
+/// Questions over the fixture documents, with gold strings read off them.
+const QUESTIONS: &str = r#"{"id": "deposit", "question": "How much is the security deposit for the flat?", "answers": ["1200 euros", "1200"], "source": "tenancy-notes.md"}
+{"id": "bake", "question": "At what temperature is the sourdough baked?", "answers": ["250 degrees", "250"], "source": "sourdough.txt"}
+{"id": "plumber", "question": "Who replaced the boiler during the tenancy?", "answers": ["Ingrid Vos"], "source": "tenancy-notes.md"}
+"#;
+
+fn qa_set(env: &Env) -> std::path::PathBuf {
+    env.copy_docs();
+    env.write("qa/questions.jsonl", QUESTIONS);
+    env.path("qa")
+}
+
+#[test]
+fn answers_are_scored_over_a_folder_of_documents() {
+    let env = Env::new();
+    qa_set(&env);
+    let out = env.ok(&["eval", "qa", "--corpus", "docs", "--json", "--max-tokens", "24", "-k", "2"]);
+    let v = json(&out.stdout);
+    assert_eq!(v["questions"], 3, "{v}");
+    assert_eq!(v["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
+    // Each source is the only file that holds its answer: retrieval finds it.
+    assert_eq!(v["retrieval_hit"], 1.0, "{v}");
+    let outcomes = v["outcomes"].as_array().unwrap();
+    let ids: Vec<&str> = outcomes.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["deposit", "bake", "plumber"]);
+    let golds = [["1200"].as_slice(), &["250"], &["ingrid vos"]];
+    let mut correct = 0;
+    for (o, gold) in outcomes.iter().zip(golds) {
+        // Scored as the set's rules say: "1,200" reads as 1200.
+        let answer = o["answer"].as_str().unwrap().to_lowercase().replace("1,200", "1200");
+        let expect = gold.iter().any(|g| answer.contains(g));
+        assert_eq!(o["correct"], expect, "{o}");
+        correct += expect as usize;
+        assert!(o["first_token_ms"].as_f64().unwrap() > 0.0 && o["answer_ms"].as_f64().unwrap() >= o["first_token_ms"].as_f64().unwrap(), "{o}");
+    }
+    assert!((v["accuracy"].as_f64().unwrap() - correct as f64 / 3.0).abs() < 1e-9, "{v}");
+
+    // Plain text names the same figures.
+    let text = String::from_utf8(env.ok(&["eval", "qa", "--corpus", "docs", "--max-tokens", "8", "--max-questions", "1"]).stdout).unwrap();
+    assert!(text.contains("1 questions over 5 passages"), "{text}");
+    assert!(text.contains("answer accuracy") && text.contains("time to first token"), "{text}");
+}
+
+#[test]
+fn a_question_whose_source_is_not_in_the_corpus_is_an_error() {
+    let env = Env::new();
+    qa_set(&env);
+    env.write("qa/questions.jsonl", r#"{"id": "x", "question": "Where?", "answers": ["here"], "source": "missing.md"}"#);
+    let out = env.run(&["eval", "qa", "--corpus", "docs"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("\"missing.md\"") && err.contains("docs"), "{err}");
+    // Without --corpus, a set needs a corpus beside it.
+    let out = env.run(&["eval", "qa"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--corpus"), "{}", stderr(&out));
+}
+
+/// The default answer model answers a plain question from the right
+/// passage and cites it itself (issue 13: answers people can rely on).
+#[test]
+fn the_default_model_answers_and_cites_on_its_own() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    // The default is looked up in <ASK_HOME>/models.
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let out = env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "-k", "3", "How much is the security deposit for the flat?"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out.stdout);
+    assert_eq!(v["model"], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "{v}");
+    let answer = v["answer"].as_str().unwrap();
+    assert!(answer.contains("1,200") || answer.contains("1200"), "{v}");
+    assert!(v["attributed"].is_null(), "the model cited a passage itself: {v}");
+    let n = v["sources"].as_array().unwrap().iter().position(|s| s["path"].as_str().unwrap().ends_with("tenancy-notes.md")).unwrap() + 1;
+    assert!(answer.contains(&format!("[{n}]")), "cites the tenancy notes as [{n}]: {v}");
+}
+
+/// Retrieval on a BEIR-format set: queries whose one relevant passage is
+/// unmistakable score nDCG@10 1; the passages are indexed as files.
+#[test]
+fn retrieval_is_scored_on_a_beir_dataset() {
+    let env = Env::new();
+    env.write(
+        "beir/corpus.jsonl",
+        concat!(
+            r#"{"_id": "p1", "title": "Sourdough", "text": "Bake the loaf in a Dutch oven at 250 degrees for 45 minutes."}"#,
+            "\n",
+            r#"{"_id": "p2", "title": "Lighthouse", "text": "The lighthouse keeper climbs 120 steps to light the lamp at dusk."}"#,
+            "\n",
+            r#"{"_id": "p3", "title": "Tax", "text": "The tax return is due on the last day of July."}"#,
+            "\n"
+        ),
+    );
+    env.write("beir/queries.jsonl", "{\"_id\": \"q1\", \"text\": \"how long to bake sourdough bread\"}\n{\"_id\": \"q2\", \"text\": \"how many steps does the lighthouse keeper climb\"}\n");
+    env.write("beir/qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\tp1\t2\nq2\tp2\t1\n");
+    let v = json(&env.ok(&["eval", "beir", "--json"]).stdout);
+    assert_eq!((v["queries"].as_u64(), v["passages"].as_u64()), (Some(2), Some(3)), "{v}");
+    assert_eq!(v["ndcg@10"], 1.0, "{v}");
+    assert_eq!(v["mrr@10"], 1.0, "{v}");
+}
