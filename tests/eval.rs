@@ -101,3 +101,31 @@ fn retrieval_is_scored_on_a_beir_dataset() {
     assert_eq!(v["ndcg@10"], 1.0, "{v}");
     assert_eq!(v["mrr@10"], 1.0, "{v}");
 }
+
+/// Asked for something the passages do not hold, the default model says
+/// so instead of inventing it (issue 13).
+#[test]
+fn the_default_model_says_when_the_passages_do_not_answer() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let out = env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "-k", "3", "What is the landlord's phone number?"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out.stdout);
+    let answer = v["answer"].as_str().unwrap().to_lowercase().replace('\u{2019}', "'");
+    let declines = ["not provided", "not mention", "not know", "don't know", "not contain", "not include", "no information", "not given", "not specified"];
+    assert!(declines.iter().any(|d| answer.contains(d)), "{v}");
+    // Without its [n] citations the answer holds no number to call.
+    let mut uncited = String::new();
+    let mut depth = 0;
+    for c in answer.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            c if depth == 0 => uncited.push(c),
+            _ => {}
+        }
+    }
+    assert!(!uncited.chars().any(|c| c.is_ascii_digit()), "no invented number: {v}");
+}

@@ -58,7 +58,7 @@ fn question_from_stdin_and_context_only() {
     let text = String::from_utf8(out.stdout).unwrap();
     // The model reads the file's name, not where it lives: the same files
     // anywhere give the same prompt.
-    assert!(text.starts_with("Context:\n\n[1] sourdough.txt:"), "{text}");
+    assert!(text.starts_with("Passages:\n\n[1] sourdough.txt:"), "{text}");
     assert!(text.contains("Dutch oven") && text.ends_with("Question: how long does the bread bake\n"), "{text}");
 }
 
