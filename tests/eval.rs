@@ -58,18 +58,23 @@ fn a_question_whose_source_is_not_in_the_corpus_is_an_error() {
     assert!(stderr(&out).contains("--corpus"), "{}", stderr(&out));
 }
 
+/// `ask query --json -k 3 QUESTION` over the sample documents with no
+/// --model or ASK_MODEL: the default, looked up in <ASK_HOME>/models.
+fn ask_default_model(question: &str) -> serde_json::Value {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let out = env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "-k", "3", question]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&out.stdout)
+}
+
 /// The default answer model answers a plain question from the right
 /// passage and cites it itself (issue 13: answers people can rely on).
 #[test]
 fn the_default_model_answers_and_cites_on_its_own() {
-    let env = Env::new();
-    env.copy_docs();
-    env.index(&["docs"]);
-    // The default is looked up in <ASK_HOME>/models.
-    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
-    let out = env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "-k", "3", "How much is the security deposit for the flat?"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v = json(&out.stdout);
+    let v = ask_default_model("How much is the security deposit for the flat?");
     assert_eq!(v["model"], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "{v}");
     let answer = v["answer"].as_str().unwrap();
     assert!(answer.contains("1,200") || answer.contains("1200"), "{v}");
@@ -106,13 +111,7 @@ fn retrieval_is_scored_on_a_beir_dataset() {
 /// so instead of inventing it (issue 13).
 #[test]
 fn the_default_model_says_when_the_passages_do_not_answer() {
-    let env = Env::new();
-    env.copy_docs();
-    env.index(&["docs"]);
-    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
-    let out = env.cmd().env_remove("ASK_MODEL").args(["query", "--json", "-k", "3", "What is the landlord's phone number?"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v = json(&out.stdout);
+    let v = ask_default_model("What is the landlord's phone number?");
     let answer = v["answer"].as_str().unwrap().to_lowercase().replace('\u{2019}', "'");
     let declines = ["not provided", "not mention", "not know", "don't know", "not contain", "not include", "no information", "not given", "not specified"];
     assert!(declines.iter().any(|d| answer.contains(d)), "{v}");
