@@ -123,7 +123,9 @@ fn scratch(dir: &Path, key: &[u8], encoder: &str) -> Result<PathBuf> {
 /// passage's `_id`; any other folder is indexed where it is, each file's id
 /// being its path below the folder.
 /// `loaded` is the dataset at `corpus` when the caller has read it already.
-fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) -> Result<Prepared> {
+/// An indexing run that does not succeed (another `ask index` holds the
+/// scratch index: 75) gives its exit code, for the caller to return.
+fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) -> Result<Result<Prepared, Exit>> {
     let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
     let beir = corpus.join("corpus.jsonl");
     let (docs, dir, id_of) = if beir.is_file() {
@@ -151,7 +153,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
     let cfg = Config { index_name: "eval".into(), index_dir: dir.join("index"), ..cfg.clone() };
     match index_args(&docs)?.run(&cfg, rt)? {
         Exit::Success => {}
-        other => anyhow::bail!("indexing {} for evaluation failed (exit {})", docs.display(), other.code()),
+        other => return Ok(Err(other)),
     }
     let mut prepared = Prepared { cfg, id_of, passages: 0 };
     if prepared.id_of.is_empty() {
@@ -164,7 +166,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
         }
     }
     prepared.passages = prepared.id_of.len();
-    Ok(prepared)
+    Ok(Ok(prepared))
 }
 
 impl Run for EvalArgs {
@@ -181,6 +183,10 @@ impl Run for EvalArgs {
         let prepared = match &self.corpus {
             Some(corpus) => prepare(corpus, None, cfg, rt)?,
             None => prepare(&self.dataset, Some(&ds), cfg, rt)?,
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(exit) => return Ok(exit),
         };
         let id_of = &prepared.id_of;
         let mode: Mode = self.mode.into();

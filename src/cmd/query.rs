@@ -138,8 +138,7 @@ impl Run for QueryArgs {
         let mut model = Generator::load(&model_path?).context("cannot load the answer model")?;
         // Fit the passages into the context window: room is kept for the
         // answer, whole passages only, lowest-ranked dropped first.
-        let budget = model.context_length().saturating_sub(self.gen.max_tokens.min(model.context_length() / 2));
-        let (prompt, kept) = prompt::fit(&model, &passages(&hits), &question, budget)?;
+        let (prompt, kept) = prompt::fit(&model, &passages(&hits), &question, self.gen.max_tokens)?;
         hits.truncate(kept);
         let params = self.gen.sampling();
         let interrupted = super::interrupt_flag(rt);

@@ -36,10 +36,13 @@ pub fn user_message(passages: &[Passage], question: &str) -> String {
 }
 
 /// The chat prompt for `question` over as many of `passages` (best first)
-/// as fit in `budget` tokens: whole passages only, the lowest-ranked
-/// dropped first, at least one kept. Returns the prompt and how many
-/// passages it holds.
-pub fn fit(model: &Generator, passages: &[Passage], question: &str, budget: usize) -> Result<(String, usize), ModelError> {
+/// as fit in the model's context with room for `answer_tokens` (at most
+/// half the context): whole passages only, the lowest-ranked dropped
+/// first, at least one kept. Returns the prompt and how many passages it
+/// holds.
+pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_tokens: usize) -> Result<(String, usize), ModelError> {
+    let context = model.context_length();
+    let budget = context.saturating_sub(answer_tokens.min(context / 2));
     let mut n = passages.len();
     loop {
         let prompt = model.chat_prompt(SYSTEM, &user_message(&passages[..n], question))?;

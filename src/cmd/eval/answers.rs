@@ -62,7 +62,10 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let mut questions = qa::load_questions(&questions_path)?;
     questions.truncate(args.max_questions.unwrap_or(usize::MAX));
     let corpus = corpus_dir(args)?;
-    let prepared = super::prepare(&corpus, None, cfg, rt)?;
+    let prepared = match super::prepare(&corpus, None, cfg, rt)? {
+        Ok(p) => p,
+        Err(exit) => return Ok(exit),
+    };
     let known: std::collections::HashSet<&str> = prepared.id_of.values().map(String::as_str).collect();
     if let Some(q) = questions.iter().find(|q| !known.contains(q.source.as_str())) {
         anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", questions_path.display(), q.id, q.source, corpus.display());
@@ -76,7 +79,6 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
     spinner.finish_and_clear();
     let params = args.gen.sampling();
-    let budget = model.context_length().saturating_sub(params.max_tokens.min(model.context_length() / 2));
     let filter = Filter::default();
     let search = Search { k: args.limit, mode: args.mode.into(), filter: &filter, min_score: args.min_score };
 
@@ -87,7 +89,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let mut hits = retrieve(rt, &store, &embedder, &q.question, &search)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         if !hits.is_empty() {
-            let (text, kept) = prompt::fit(&model, &passages(&hits), &q.question, budget)?;
+            let (text, kept) = prompt::fit(&model, &passages(&hits), &q.question, params.max_tokens)?;
             hits.truncate(kept);
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
             let mut answer = String::new();
