@@ -156,7 +156,10 @@ fn concurrent_runs_never_corrupt_the_index() {
 
 /// Counts the committed versions of a LanceDB table.
 fn versions(table: &Path) -> usize {
-    std::fs::read_dir(table.join("_versions")).map(|d| d.count()).unwrap_or(0)
+    // One `N.manifest` per committed version; lance also keeps a
+    // `latest_version_hint.json` there, which is not a version.
+    let manifest = |e: &std::fs::DirEntry| e.path().extension().is_some_and(|x| x == "manifest");
+    std::fs::read_dir(table.join("_versions")).map(|d| d.filter_map(|e| e.ok()).filter(manifest).count()).unwrap_or(0)
 }
 
 /// Waits (on the file system, not the clock) until `table` has `n`
