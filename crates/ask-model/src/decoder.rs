@@ -360,7 +360,7 @@ impl Decoder {
             x = (x + h)?;
             let h = layer.ffn_norm.forward(&x)?;
             let gate_up = match &layer.gate_up {
-                GateUp::Separate { gate, up } => Tensor::cat(&[gate.forward(&h)?, up.forward(&h)?], D::Minus1)?,
+                GateUp::Separate { gate, up } => Tensor::cat(&Linear::forward_many(&[gate, up], &h)?, D::Minus1)?,
                 GateUp::Fused(w) => w.forward(&h)?,
             };
             let h = layer.down.forward(&ops::gated(&gate_up, self.cfg.gelu)?)?;
@@ -380,7 +380,11 @@ fn attention(cfg: &Config, layer: &mut Layer, rope: &Rope, x: &Tensor, pos: usiz
     let (b, s, _) = x.dims3()?;
     let (h, kvh, d) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
     let (q, k, v) = match &layer.qkv {
-        Qkv::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+        Qkv::Separate { q, k, v } => {
+            let mut qkv = Linear::forward_many(&[q, k, v], x)?.into_iter();
+            let mut next = || qkv.next().expect("three outputs");
+            (next(), next(), next())
+        }
         Qkv::Fused(w) => {
             let qkv = w.forward(x)?;
             (qkv.narrow(D::Minus1, 0, h * d)?, qkv.narrow(D::Minus1, h * d, kvh * d)?, qkv.narrow(D::Minus1, (h + kvh) * d, kvh * d)?)

@@ -1,27 +1,36 @@
-//! Decode's matrix-vector products, on the weights' own 4-, 5- and 8-bit
-//! blocks.
+//! Decode's matrix-vector products, on the weights' own 4-, 5-, 6- and
+//! 8-bit blocks.
 //!
 //! Decode multiplies one activation row by every weight of the model for
 //! each token, so its speed is the speed of reading the weights. candle 0.11
 //! has only scalar code for Q4_1 and Q5_0 (SmolLM2's and Gemma 3's main
-//! types), and moving them to Q8_0 reads 1.7x the bytes. These kernels read
+//! types), and moving them to Q8_0 reads 1.7x the bytes; its K-quant decode
+//! reads Q4_K from tiles a third larger than the blocks. These kernels read
 //! the blocks as stored, in the way llama.cpp does: the activation row is
 //! quantized once to 8-bit blocks of 32 (scale `d` and `s = d·Σq`), every
 //! block's integer dot product runs in AVX2 (`maddubs` on unsigned weight
 //! nibbles against signed activations), and the block's offset (Q4_0's 8,
 //! Q4_1's minimum, Q5_0's 16) is folded in through `s`, once per block.
+//! The K-quants (Q4_K, Q6_K: 256 values with sub-scales per 32 or 16) read
+//! the row quantized a second way, in blocks of 256 with sums per 16
+//! ([`ActK`]), so that a block's products add up as integers.
 //! Each block also asks for the bytes 8 KiB ahead of it to be fetched:
 //! without that, decode on a 2-core machine read weights at 7.7 GB/s of the
 //! 22 GB/s the memory gives; with it, 14.6 GB/s (SmolLM2 tg128 from 69 to
-//! 116 tokens/s; 320 bytes ahead gave 80, 2,560 gave 108, 16 KiB 111).
+//! 116 tokens/s; 320 bytes ahead gave 80, 2,560 gave 108, 16 KiB 111; for
+//! Qwen2.5-1.5B Q4_K_M, 4 KiB gave 30.4 tokens/s, 8 KiB 30.9, 16 KiB 28.2).
 //! The SIMD code is AVX2 (x86-64-v3, ask's build baseline); other targets
 //! get a scalar fallback, which `quant::Linear` avoids by keeping candle's
 //! NEON kernels there.
 //! The rows are shared among candle's spinning thread pool, one parallel
 //! region per call; callers fuse the products that share an input (q, k, v;
-//! gate, up) into one matrix so a layer needs four regions, not seven.
+//! gate, up) into one matrix, or one call ([`QMatrix::matvec_parts`]), so a
+//! layer needs four regions, not seven.
 
-use candle_core::quantized::GgmlDType;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
 /// Values per block, for weights and activations alike.
@@ -52,6 +61,53 @@ pub fn quantize_row(x: &[f32], out: &mut Vec<ActBlock>) {
         }
         ActBlock { d, s: d * sum as f32, qs }
     }));
+}
+
+/// Values per K-quant block (and per activation block for them).
+pub const QK_K: usize = 256;
+
+/// One activation block for K-quant weights: 256 values as `d · qs[i]`,
+/// and the sums of `qs` over each 16, which fold in the weights' offsets.
+/// One scale per 256 lets a weight block's products add up as integers,
+/// with one float multiply per block: per 32 values, as [`ActBlock`] does,
+/// decode on Qwen2.5-1.5B Q4_K_M spent so long on float work that it ran
+/// at 19 tokens/s against candle's 23.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ActK {
+    d: f32,
+    qs: [i8; QK_K],
+    sums: [i16; QK_K / 16],
+}
+
+/// A row of activations quantized for every kind of weight block.
+#[derive(Default)]
+pub struct Acts {
+    blocks: Vec<ActBlock>,
+    /// Empty when the row is not a whole number of K-quant blocks.
+    k: Vec<ActK>,
+}
+
+impl Acts {
+    pub fn quantize(&mut self, x: &[f32]) {
+        quantize_row(x, &mut self.blocks);
+        self.k.clear();
+        if x.len().is_multiple_of(QK_K) {
+            self.k.extend(x.chunks_exact(QK_K).map(|xs| {
+                let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let qs: [i8; QK_K] = std::array::from_fn(|i| (xs[i] * id).round() as i8);
+                let sums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
+                ActK { d, qs, sums }
+            }));
+        }
+    }
+
+    /// Values in the row.
+    fn len(&self) -> usize {
+        self.blocks.len() * QK
+    }
 }
 
 // GGML's block layouts (ggml-common.h). In the 4- and 5-bit ones, byte j
@@ -88,16 +144,38 @@ struct BlockQ8_0 {
     qs: [i8; QK],
 }
 
-/// A block type: the integers it stores and the two floats that make them
-/// real values, `scale · int + bias`.
+/// 256 values in eight runs of 32, each with a 6-bit scale and minimum.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BlockQ4K {
+    d: f16,
+    dmin: f16,
+    scales: [u8; 12],
+    qs: [u8; 128],
+}
+
+/// 256 six-bit values (stored less 32) in 16 runs of 16 with 8-bit scales.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BlockQ6K {
+    ql: [u8; 128],
+    qh: [u8; 64],
+    scales: [i8; 16],
+    d: f16,
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144 && std::mem::size_of::<BlockQ6K>() == 210);
+
+/// A block type: `SUBS` runs of [`QK`] values, each stored as integers and
+/// two floats that make them real values, `scale · int + bias`.
 trait Block: Copy + Send + Sync + 'static {
-    /// The stored integers: unsigned for the 4- and 5-bit types, signed
-    /// for Q8_0.
-    fn ints(&self) -> [i32; QK];
-    fn scale(&self) -> f32;
-    /// Added to every value (Q4_0's -8·d, Q4_1's minimum, Q5_0's -16·d).
-    /// Against an activation block it adds `bias · Σ d_a·q_a = bias · s`.
-    fn bias(&self) -> f32;
+    /// Runs of QK values in a block: 1, or 8 for the K-quants' 256.
+    const SUBS: usize = 1;
+    /// Run j's integers (unsigned for the 4- and 5-bit types, signed for
+    /// Q8_0; the K-quants' times their integer sub-scales), its scale and
+    /// its bias (Q4_0's -8·d, Q4_1's minimum, Q5_0's -16·d, Q4_K's
+    /// -dmin·m), added to every value. Against an activation block the
+    /// bias adds `bias · Σ d_a·q_a = bias · s`.
+    fn sub(&self, j: usize) -> ([i32; QK], f32, f32);
 }
 
 /// Byte j's low nibble is value j, its high nibble value j + 16.
@@ -111,74 +189,112 @@ fn nibbles(qs: &[u8; QK / 2]) -> [i32; QK] {
 }
 
 impl Block for BlockQ4_0 {
-    fn ints(&self) -> [i32; QK] {
-        nibbles(&self.qs)
-    }
-    fn scale(&self) -> f32 {
-        self.d.to_f32()
-    }
-    fn bias(&self) -> f32 {
-        -8.0 * self.d.to_f32()
+    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
+        let d = self.d.to_f32();
+        (nibbles(&self.qs), d, -8.0 * d)
     }
 }
 
 impl Block for BlockQ4_1 {
-    fn ints(&self) -> [i32; QK] {
-        nibbles(&self.qs)
-    }
-    fn scale(&self) -> f32 {
-        self.d.to_f32()
-    }
-    fn bias(&self) -> f32 {
-        self.m.to_f32()
+    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
+        (nibbles(&self.qs), self.d.to_f32(), self.m.to_f32())
     }
 }
 
 impl Block for BlockQ5_0 {
-    fn ints(&self) -> [i32; QK] {
+    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
         let mut q = nibbles(&self.qs);
         let qh = u32::from_le_bytes(self.qh);
         for (j, q) in q.iter_mut().enumerate() {
             *q |= (((qh >> j) & 1) << 4) as i32;
         }
-        q
-    }
-    fn scale(&self) -> f32 {
-        self.d.to_f32()
-    }
-    fn bias(&self) -> f32 {
-        -16.0 * self.d.to_f32()
+        let d = self.d.to_f32();
+        (q, d, -16.0 * d)
     }
 }
 
 impl Block for BlockQ8_0 {
-    fn ints(&self) -> [i32; QK] {
-        self.qs.map(i32::from)
-    }
-    fn scale(&self) -> f32 {
-        self.d.to_f32()
-    }
-    fn bias(&self) -> f32 {
-        0.0
+    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
+        (self.qs.map(i32::from), self.d.to_f32(), 0.0)
     }
 }
 
-/// One row's dot product, block by block, without SIMD.
+/// Run j's 6-bit scale and minimum, as Q4_K packs them in 12 bytes: the
+/// first four runs in the low 6 bits of bytes 0-3 and 4-7, the last four in
+/// the nibbles of bytes 8-11 with their top 2 bits in bytes 0-7's top bits.
+fn q4k_scale_min(scales: &[u8; 12], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        ((scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
+    }
+}
+
+impl Block for BlockQ4K {
+    const SUBS: usize = 8;
+    fn sub(&self, j: usize) -> ([i32; QK], f32, f32) {
+        // Bytes 32g..32g + 32 hold run 2g in their low nibbles and run
+        // 2g + 1 in their high ones.
+        let (sc, m) = q4k_scale_min(&self.scales, j);
+        let bytes = &self.qs[32 * (j / 2)..][..QK];
+        let shift = 4 * (j % 2);
+        let q = std::array::from_fn(|i| ((bytes[i] >> shift) & 0x0f) as i32 * sc as i32);
+        (q, self.d.to_f32(), -self.dmin.to_f32() * m as f32)
+    }
+}
+
+impl Block for BlockQ6K {
+    const SUBS: usize = 8;
+    fn sub(&self, j: usize) -> ([i32; QK], f32, f32) {
+        // Each half (128 values) has 64 bytes of low nibbles and 32 of
+        // high bit pairs: run k of the half takes its low 4 bits from
+        // bytes 32·(k % 2).. (nibble k / 2) and its high 2 from bit pair k
+        // of the half's qh bytes; a scale covers 16 values.
+        let (n, k) = (j / 4, j % 4);
+        let ql = &self.ql[64 * n + 32 * (k % 2)..][..QK];
+        let qh = &self.qh[32 * n..][..QK];
+        let q = std::array::from_fn(|i| {
+            let v = ((ql[i] >> (4 * (k / 2))) & 0x0f) | (((qh[i] >> (2 * k)) & 3) << 4);
+            (v as i32 - 32) * self.scales[8 * n + 2 * k + i / 16] as i32
+        });
+        (q, self.d.to_f32(), 0.0)
+    }
+}
+
+/// One row's dot product, run by run, without SIMD.
 fn dot_scalar<B: Block>(w: &[B], a: &[ActBlock]) -> f32 {
+    let runs = w.iter().flat_map(|w| (0..B::SUBS).map(|j| w.sub(j)));
+    runs.zip(a)
+        .map(|((ints, scale, bias), a)| {
+            let idot: i32 = ints.iter().zip(&a.qs).map(|(&q, &a)| q * a as i32).sum();
+            scale * a.d * idot as f32 + bias * a.s
+        })
+        .sum()
+}
+
+/// [`dot_scalar`] against 256-value activation blocks.
+fn dot_scalar_k<B: Block>(w: &[B], a: &[ActK]) -> f32 {
     w.iter()
         .zip(a)
         .map(|(w, a)| {
-            let idot: i32 = w.ints().iter().zip(&a.qs).map(|(&q, &a)| q * a as i32).sum();
-            w.scale() * a.d * idot as f32 + w.bias() * a.s
+            (0..B::SUBS)
+                .map(|j| {
+                    let (ints, scale, bias) = w.sub(j);
+                    let qs = &a.qs[QK * j..QK * (j + 1)];
+                    let idot: i32 = ints.iter().zip(qs).map(|(&q, &a)| q * a as i32).sum();
+                    let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+                    a.d * (scale * idot as f32 + bias * sum as f32)
+                })
+                .sum::<f32>()
         })
         .sum()
 }
 
 /// A row of blocks as floats.
 fn to_f32<B: Block>(w: &[B], out: &mut [f32]) {
-    for (b, out) in w.iter().zip(out.chunks_exact_mut(QK)) {
-        let (scale, bias) = (b.scale(), b.bias());
-        for (o, q) in out.iter_mut().zip(b.ints()) {
+    let runs = w.iter().flat_map(|w| (0..B::SUBS).map(|j| w.sub(j)));
+    for ((ints, scale, bias), out) in runs.zip(out.chunks_exact_mut(QK)) {
+        for (o, q) in out.iter_mut().zip(ints) {
             *o = scale * q as f32 + bias;
         }
     }
@@ -232,17 +348,28 @@ mod avx2 {
         _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
     }
 
-    /// Dot product of one row of 4- or 5-bit blocks: `values` unpacks a
-    /// block to unsigned bytes; the biases are summed separately.
+    /// Asks for the cache lines of a block `PREFETCH` bytes ahead.
     #[inline(always)]
-    unsafe fn dot_unsigned<B: Block>(w: &[B], a: &[ActBlock], values: impl Fn(&B) -> __m256i) -> f32 {
+    unsafe fn prefetch<B>(w: &B) {
+        let p = (w as *const B as *const i8).add(PREFETCH);
+        for line in (0..std::mem::size_of::<B>()).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(p.add(line));
+        }
+    }
+
+    /// Dot product of one row of 4- or 5-bit blocks: `values` unpacks a
+    /// block to unsigned bytes, `scale_bias` gives its two floats; the
+    /// biases are summed separately.
+    #[inline(always)]
+    unsafe fn dot_unsigned<B: Block>(w: &[B], a: &[ActBlock], values: impl Fn(&B) -> __m256i, scale_bias: impl Fn(&B) -> (f32, f32)) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut offsets = 0f32;
         for (w, a) in w.iter().zip(a) {
-            _mm_prefetch::<_MM_HINT_T0>((w as *const B as *const i8).add(PREFETCH));
+            prefetch(w);
             let p = dot_u8_i8(values(w), load_act(a));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(w.scale() * a.d), p, acc);
-            offsets += w.bias() * a.s;
+            let (scale, bias) = scale_bias(w);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * a.d), p, acc);
+            offsets += bias * a.s;
         }
         hsum(acc) + offsets
     }
@@ -250,17 +377,138 @@ mod avx2 {
     pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[ActBlock]) -> f32 {
         // SAFETY: this module is compiled only where AVX2 and FMA are
         // enabled for the whole build.
-        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs)) }
+        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), -8.0 * b.d.to_f32())) }
     }
 
     pub(super) fn dot_q4_1(w: &[BlockQ4_1], a: &[ActBlock]) -> f32 {
         // SAFETY: as above.
-        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs)) }
+        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), b.m.to_f32())) }
     }
 
     pub(super) fn dot_q5_0(w: &[BlockQ5_0], a: &[ActBlock]) -> f32 {
         // SAFETY: as above.
-        unsafe { dot_unsigned(w, a, |b| _mm256_or_si256(unpack_nibbles(&b.qs), fifth_bits(u32::from_le_bytes(b.qh)))) }
+        unsafe {
+            dot_unsigned(
+                w,
+                a,
+                |b| _mm256_or_si256(unpack_nibbles(&b.qs), fifth_bits(u32::from_le_bytes(b.qh))),
+                |b| (b.d.to_f32(), -16.0 * b.d.to_f32()),
+            )
+        }
+    }
+
+    /// Q4_K's eight 6-bit scales and eight minimums as bytes: 12 bytes
+    /// unpacked as [`q4k_scale_min`] reads them, four at a time in u32s.
+    #[inline(always)]
+    fn q4k_scales_mins(packed: &[u8; 12]) -> [u32; 4] {
+        let w = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        let (w0, w1, w2) = (w(0), w(1), w(2));
+        const LOW6: u32 = 0x3f3f_3f3f;
+        const LOW4: u32 = 0x0f0f_0f0f;
+        const TOP2: u32 = 0x0303_0303;
+        [
+            w0 & LOW6,
+            (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4),
+            w1 & LOW6,
+            ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4),
+        ]
+    }
+
+    /// Shuffles that spread 16-bit lane j of a 128-bit half (broadcast to
+    /// both halves) over all 16 lanes.
+    #[inline(always)]
+    unsafe fn lane16(j: usize) -> __m256i {
+        let b = (2 * j) as i8;
+        _mm256_set1_epi16(i16::from_le_bytes([b as u8, b as u8 + 1]))
+    }
+
+    /// Q4_K: per run of 32, the nibbles' products with the activations
+    /// (`maddubs`) times the run's scale (`madd`), summed as integers over
+    /// the block; one FMA by `d · d_a` per block; the minimums against the
+    /// activations' sums, also as integers.
+    pub(super) fn dot_q4k(w: &[BlockQ4K], a: &[ActK]) -> f32 {
+        // SAFETY: this module is compiled only where AVX2 and FMA are
+        // enabled for the whole build; loads stay inside the blocks.
+        unsafe {
+            let mut acc = _mm256_setzero_ps();
+            let mut acc_m = _mm_setzero_ps();
+            let low = _mm256_set1_epi8(0x0f);
+            for (w, a) in w.iter().zip(a) {
+                prefetch(w);
+                let sm = q4k_scales_mins(&w.scales);
+                // Scales in lanes 0-7, minimums in 8-15.
+                let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(sm[3] as i32, sm[2] as i32, sm[1] as i32, sm[0] as i32));
+                let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
+                // Sums per 32 values: adjacent pairs of the 16 sums.
+                let sums32 = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+                let mins = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums32);
+                acc_m = _mm_fmadd_ps(_mm_set1_ps(w.dmin.to_f32() * a.d), _mm_cvtepi32_ps(mins), acc_m);
+                let scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+                let mut sumi = _mm256_setzero_si256();
+                for g in 0..4 {
+                    let bytes = _mm256_loadu_si256(w.qs.as_ptr().add(32 * g) as *const __m256i);
+                    let lo = _mm256_and_si256(bytes, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+                    let x0 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g) as *const __m256i);
+                    let x1 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g + 32) as *const __m256i);
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_shuffle_epi8(scales, lane16(2 * g)));
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_shuffle_epi8(scales, lane16(2 * g + 1)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d.to_f32() * a.d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+            let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            hsum(acc) - _mm_cvtss_f32(m)
+        }
+    }
+
+    /// Q6_K: the six-bit values rebuilt as unsigned bytes (0..63), their
+    /// products with the activations times each 16 values' scale, summed as
+    /// integers over the block, less 32 times the scales against the
+    /// activations' sums; one FMA by `d · d_a` per block.
+    pub(super) fn dot_q6k(w: &[BlockQ6K], a: &[ActK]) -> f32 {
+        // SAFETY: as for dot_q4k.
+        unsafe {
+            let mut acc = _mm256_setzero_ps();
+            let (low, pair) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+            for (w, a) in w.iter().zip(a) {
+                prefetch(w);
+                let sc8 = _mm_loadu_si128(w.scales.as_ptr() as *const __m128i);
+                let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), sums), 5);
+                let mut sumi = _mm256_setzero_si256();
+                for n in 0..2 {
+                    let ql0 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n) as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n + 32) as *const __m256i);
+                    let qh = _mm256_loadu_si256(w.qh.as_ptr().add(32 * n) as *const __m256i);
+                    let runs = [
+                        _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, pair), 4)),
+                        _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), pair), 4)),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), pair), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), pair), 4),
+                        ),
+                    ];
+                    for (k, q) in runs.into_iter().enumerate() {
+                        let r = 4 * n + k;
+                        let x = _mm256_loadu_si256(a.qs.as_ptr().add(32 * r) as *const __m256i);
+                        // Scale 2r for the run's first 16 values, 2r + 1
+                        // for the rest.
+                        let pick = _mm_set_epi64x(i64::from_le_bytes([2 * r as u8 + 1; 8]), i64::from_le_bytes([2 * r as u8; 8]));
+                        let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales));
+                    }
+                }
+                let sumi = _mm256_sub_epi32(sumi, offset);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d.to_f32() * a.d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+            hsum(acc)
+        }
     }
 
     pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[ActBlock]) -> f32 {
@@ -268,7 +516,7 @@ mod avx2 {
         unsafe {
             let mut acc = _mm256_setzero_ps();
             for (w, a) in w.iter().zip(a) {
-                _mm_prefetch::<_MM_HINT_T0>((w as *const BlockQ8_0 as *const i8).add(PREFETCH));
+                prefetch(w);
                 let q = _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i);
                 // maddubs wants one unsigned side: |q| against a with q's sign.
                 let p = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load_act(a), q));
@@ -280,17 +528,33 @@ mod avx2 {
 }
 
 trait Kernel: Block {
-    fn dot(w: &[Self], a: &[ActBlock]) -> f32;
+    /// The activation blocks this type's kernel reads, one per block.
+    type Act;
+    fn acts(x: &Acts) -> &[Self::Act];
+    fn dot(w: &[Self], a: &[Self::Act]) -> f32;
+    #[cfg(test)]
+    fn scalar(w: &[Self], a: &[Self::Act]) -> f32;
 }
 
 macro_rules! kernel {
     ($block:ty, $simd:ident) => {
+        kernel!($block, $simd, ActBlock, blocks, dot_scalar);
+    };
+    ($block:ty, $simd:ident, $act:ty, $field:ident, $scalar:ident) => {
         impl Kernel for $block {
-            fn dot(w: &[Self], a: &[ActBlock]) -> f32 {
+            type Act = $act;
+            fn acts(x: &Acts) -> &[$act] {
+                &x.$field
+            }
+            fn dot(w: &[Self], a: &[$act]) -> f32 {
                 #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
                 return avx2::$simd(w, a);
                 #[allow(unreachable_code)]
-                dot_scalar(w, a)
+                $scalar(w, a)
+            }
+            #[cfg(test)]
+            fn scalar(w: &[Self], a: &[$act]) -> f32 {
+                $scalar(w, a)
             }
         }
     };
@@ -299,23 +563,87 @@ kernel!(BlockQ4_0, dot_q4_0);
 kernel!(BlockQ4_1, dot_q4_1);
 kernel!(BlockQ5_0, dot_q5_0);
 kernel!(BlockQ8_0, dot_q8_0);
+kernel!(BlockQ4K, dot_q4k, ActK, k, dot_scalar_k);
+kernel!(BlockQ6K, dot_q6k, ActK, k, dot_scalar_k);
+
+/// A weight's blocks: copied out of the GGUF tensor, or read in place in a
+/// `QTensor` that other kernels also use (candle's tiles for the
+/// K-quants' prefill), so the weights are not held twice.
+#[derive(Clone)]
+enum Store<B> {
+    Owned(Vec<B>),
+    /// The tensor and where its blocks are: looking them up through
+    /// `QTensor::data` for every row cost 3% of decode.
+    Shared { _tensor: Arc<QTensor>, blocks: *const B, len: usize },
+}
+
+// SAFETY: `Shared` points into the storage of a QTensor it keeps alive,
+// which candle never mutates nor moves (its repacked tiles live apart), so
+// the blocks are shared immutable data like `Owned`'s.
+unsafe impl<B: Send + Sync> Send for Store<B> {}
+unsafe impl<B: Send + Sync> Sync for Store<B> {}
+
+impl<B: Block> Store<B> {
+    /// The tensor's bytes when they are in memory and aligned for `B`.
+    fn shared(t: Arc<QTensor>) -> Option<Store<B>> {
+        let Ok(Cow::Borrowed(bytes)) = t.data() else { return None };
+        // SAFETY: every `B` is a `repr(C)` struct of integers and halves,
+        // for which every bit pattern is valid.
+        let (head, blocks, tail) = unsafe { bytes.align_to::<B>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return None;
+        }
+        let (blocks, len) = (blocks.as_ptr(), blocks.len());
+        Some(Store::Shared { _tensor: t, blocks, len })
+    }
+
+    fn get(&self) -> &[B] {
+        match self {
+            Store::Owned(v) => v,
+            // SAFETY: see the Send impl; len blocks were there when shared.
+            Store::Shared { blocks, len, .. } => unsafe { std::slice::from_raw_parts(*blocks, *len) },
+        }
+    }
+}
 
 #[derive(Clone)]
 enum Blocks {
-    Q4_0(Vec<BlockQ4_0>),
-    Q4_1(Vec<BlockQ4_1>),
-    Q5_0(Vec<BlockQ5_0>),
-    Q8_0(Vec<BlockQ8_0>),
+    Q4_0(Store<BlockQ4_0>),
+    Q4_1(Store<BlockQ4_1>),
+    Q5_0(Store<BlockQ5_0>),
+    Q8_0(Store<BlockQ8_0>),
+    Q4K(Store<BlockQ4K>),
+    Q6K(Store<BlockQ6K>),
 }
 
-/// `$body` with `$b` bound to the block vector of whichever type `$blocks` is.
+/// `$body` with `$b` bound to the block slice of whichever type `$blocks` is.
 macro_rules! each {
     ($blocks:expr, $b:ident => $body:expr) => {
         match $blocks {
-            Blocks::Q4_0($b) => $body,
-            Blocks::Q4_1($b) => $body,
-            Blocks::Q5_0($b) => $body,
-            Blocks::Q8_0($b) => $body,
+            Blocks::Q4_0(s) => {
+                let $b = s.get();
+                $body
+            }
+            Blocks::Q4_1(s) => {
+                let $b = s.get();
+                $body
+            }
+            Blocks::Q5_0(s) => {
+                let $b = s.get();
+                $body
+            }
+            Blocks::Q8_0(s) => {
+                let $b = s.get();
+                $body
+            }
+            Blocks::Q4K(s) => {
+                let $b = s.get();
+                $body
+            }
+            Blocks::Q6K(s) => {
+                let $b = s.get();
+                $body
+            }
         }
     };
 }
@@ -330,7 +658,7 @@ pub struct QMatrix {
 
 /// Copies raw GGML bytes into blocks of `B` (the bytes of a QTensor carry
 /// no alignment promise, the blocks' halves need 2).
-fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Vec<B>> {
+fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Store<B>> {
     let size = std::mem::size_of::<B>();
     if !bytes.len().is_multiple_of(size) {
         return None;
@@ -344,30 +672,60 @@ fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Vec<B>> {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * size);
         out.set_len(n);
     }
-    Some(out)
+    Some(Store::Owned(out))
 }
 
 impl QMatrix {
     /// A matrix from the bytes of a GGML tensor of `dtype`, or None when
     /// these kernels do not run that type or shape.
     pub fn from_ggml(dtype: GgmlDType, bytes: &[u8], rows: usize, cols: usize) -> Option<QMatrix> {
-        if !cols.is_multiple_of(QK) {
-            return None;
-        }
         let blocks = match dtype {
             GgmlDType::Q4_0 => Blocks::Q4_0(blocks_of(bytes)?),
             GgmlDType::Q4_1 => Blocks::Q4_1(blocks_of(bytes)?),
             GgmlDType::Q5_0 => Blocks::Q5_0(blocks_of(bytes)?),
             GgmlDType::Q8_0 => Blocks::Q8_0(blocks_of(bytes)?),
+            GgmlDType::Q4K => Blocks::Q4K(blocks_of(bytes)?),
+            GgmlDType::Q6K => Blocks::Q6K(blocks_of(bytes)?),
             _ => return None,
         };
-        let m = QMatrix { rows, cols, blocks };
-        (each!(&m.blocks, b => b.len()) == rows * cols / QK).then_some(m)
+        Self::checked(QMatrix { rows, cols, blocks })
+    }
+
+    /// A matrix reading a K-quant tensor's blocks where they are, or None
+    /// for other types, shapes, or bytes not in memory.
+    pub fn shared(t: Arc<QTensor>) -> Option<QMatrix> {
+        let (rows, cols) = t.shape().dims2().ok()?;
+        let blocks = match t.dtype() {
+            GgmlDType::Q4K => Blocks::Q4K(Store::shared(t)?),
+            GgmlDType::Q6K => Blocks::Q6K(Store::shared(t)?),
+            _ => return None,
+        };
+        Self::checked(QMatrix { rows, cols, blocks })
+    }
+
+    fn checked(m: QMatrix) -> Option<QMatrix> {
+        let per_block = QK * m.subs();
+        (m.cols.is_multiple_of(per_block) && each!(&m.blocks, b => b.len()) == m.rows * m.cols / per_block).then_some(m)
+    }
+
+    /// Runs of QK values per block.
+    fn subs(&self) -> usize {
+        fn subs<B: Block>(_: &[B]) -> usize {
+            B::SUBS
+        }
+        each!(&self.blocks, b => subs(b))
     }
 
     /// The rows of `parts` stacked, when they share a block type and a
-    /// width (q, k and v; gate and up).
+    /// width (q, k and v; gate and up) and hold their own blocks.
     pub fn stack(parts: &[&QMatrix]) -> Option<QMatrix> {
+        fn append<B: Block>(a: &mut Store<B>, b: &Store<B>) -> Option<()> {
+            match a {
+                Store::Owned(a) => a.extend_from_slice(b.get()),
+                Store::Shared { .. } => return None,
+            }
+            Some(())
+        }
         let first = parts.first()?;
         let mut out = (*first).clone();
         for p in &parts[1..] {
@@ -375,10 +733,12 @@ impl QMatrix {
                 return None;
             }
             match (&mut out.blocks, &p.blocks) {
-                (Blocks::Q4_0(a), Blocks::Q4_0(b)) => a.extend_from_slice(b),
-                (Blocks::Q4_1(a), Blocks::Q4_1(b)) => a.extend_from_slice(b),
-                (Blocks::Q5_0(a), Blocks::Q5_0(b)) => a.extend_from_slice(b),
-                (Blocks::Q8_0(a), Blocks::Q8_0(b)) => a.extend_from_slice(b),
+                (Blocks::Q4_0(a), Blocks::Q4_0(b)) => append(a, b)?,
+                (Blocks::Q4_1(a), Blocks::Q4_1(b)) => append(a, b)?,
+                (Blocks::Q5_0(a), Blocks::Q5_0(b)) => append(a, b)?,
+                (Blocks::Q8_0(a), Blocks::Q8_0(b)) => append(a, b)?,
+                (Blocks::Q4K(a), Blocks::Q4K(b)) => append(a, b)?,
+                (Blocks::Q6K(a), Blocks::Q6K(b)) => append(a, b)?,
                 _ => return None,
             }
             out.rows += p.rows;
@@ -390,16 +750,51 @@ impl QMatrix {
         self.rows
     }
 
+    /// Row r's dot product with `x`.
+    fn dot(&self, r: usize, x: &Acts) -> f32 {
+        fn dot<B: Kernel>(w: &[B], r: usize, x: &Acts) -> f32 {
+            let a = B::acts(x);
+            B::dot(&w[r * a.len()..(r + 1) * a.len()], a)
+        }
+        each!(&self.blocks, b => dot(b, r, x))
+    }
+
     /// `out[r] = Σ_c W[r, c] · x[c]` with `x` already quantized.
-    pub fn matvec(&self, x: &[ActBlock], out: &mut [f32]) {
-        assert_eq!(x.len() * QK, self.cols, "activation length");
-        assert_eq!(out.len(), self.rows, "output length");
-        each!(&self.blocks, b => rows_in_parallel(b, x, out))
+    #[cfg(test)]
+    pub fn matvec(&self, x: &Acts, out: &mut [f32]) {
+        Self::matvec_parts(&mut [(self, out)], x)
+    }
+
+    /// [`QMatrix::matvec`] for several matrices of one width at once (q,
+    /// k and v of different block types, say), in one parallel region.
+    pub fn matvec_parts(parts: &mut [(&QMatrix, &mut [f32])], x: &Acts) {
+        for (m, out) in parts.iter() {
+            assert_eq!(x.len(), m.cols, "activation length");
+            assert_eq!(out.len(), m.rows, "output length");
+        }
+        // Each part's first row in the rows of all.
+        let starts: Vec<usize> = parts.iter().scan(0, |n, (m, _)| Some(std::mem::replace(n, *n + m.rows))).collect();
+        let total: usize = parts.iter().map(|(m, _)| m.rows).sum();
+        let dsts: Vec<(&QMatrix, usize)> = parts.iter_mut().map(|(m, out)| (*m, out.as_mut_ptr() as usize)).collect();
+        let row = |g: usize| {
+            let p = starts.partition_point(|&s| s <= g) - 1;
+            let (m, dst) = dsts[p];
+            let r = g - starts[p];
+            let v = m.dot(r, x);
+            // SAFETY: r < the part's rows, its output's length (asserted
+            // above), and every global row is computed once.
+            unsafe { *(dst as *mut f32).add(r) = v };
+        };
+        if total <= SERIAL_ROWS {
+            (0..total).for_each(row);
+            return;
+        }
+        candle_core::utils::barrier_pool().execute_chunked(total, |range| range.for_each(row));
     }
 
     /// Rows from `r0` on as floats, as many as fit `out`.
     pub fn rows_f32(&self, r0: usize, out: &mut [f32]) {
-        let n = self.cols / QK;
+        let n = self.cols / (QK * self.subs());
         let r1 = r0 + out.len() / self.cols;
         each!(&self.blocks, b => to_f32(&b[r0 * n..r1 * n], out))
     }
@@ -408,27 +803,6 @@ impl QMatrix {
 /// Rows at or below which one thread does the whole product: waking the
 /// pool costs more than it saves.
 const SERIAL_ROWS: usize = 64;
-
-fn rows_in_parallel<B: Kernel>(w: &[B], x: &[ActBlock], out: &mut [f32]) {
-    let per_row = x.len();
-    if out.len() <= SERIAL_ROWS {
-        for (r, o) in out.iter_mut().enumerate() {
-            *o = B::dot(&w[r * per_row..(r + 1) * per_row], x);
-        }
-        return;
-    }
-    // Each worker writes the rows of the ranges it takes, and the pool
-    // hands every range out once; the pointer is passed as an integer
-    // because raw pointers are not Sync.
-    let dst = out.as_mut_ptr() as usize;
-    candle_core::utils::barrier_pool().execute_chunked(out.len(), |range| {
-        for r in range {
-            let v = B::dot(&w[r * per_row..(r + 1) * per_row], x);
-            // SAFETY: r < out.len() and no other worker is given row r.
-            unsafe { *(dst as *mut f32).add(r) = v };
-        }
-    });
-}
 
 #[cfg(test)]
 mod tests {
@@ -446,12 +820,24 @@ mod tests {
     /// every type, through the SIMD, scalar and parallel paths.
     #[test]
     fn kernels_match_dequantized_weights() {
-        let (rows, cols) = (80, 96);
-        let x = ramp(1, cols, 3);
-        let mut act = Vec::new();
-        quantize_row(&x, &mut act);
-        let act_f32: Vec<f32> = act.iter().flat_map(|a| a.qs.iter().map(move |&q| q as f32 * a.d)).collect();
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        for (dtype, cols) in [
+            (GgmlDType::Q4_0, 96),
+            (GgmlDType::Q4_1, 96),
+            (GgmlDType::Q5_0, 96),
+            (GgmlDType::Q8_0, 96),
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q6K, 512),
+        ] {
+            let rows = 80;
+            let x = ramp(1, cols, 3);
+            let mut act = Acts::default();
+            act.quantize(&x);
+            // The activations as the kernel of the type reads them.
+            let act_f32: Vec<f32> = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) {
+                act.k.iter().flat_map(|a| a.qs.iter().map(move |&q| q as f32 * a.d)).collect()
+            } else {
+                act.blocks.iter().flat_map(|a| a.qs.iter().map(move |&q| q as f32 * a.d)).collect()
+            };
             let w = Tensor::from_vec(ramp(rows, cols, 1), (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let m = QMatrix::from_ggml(dtype, &q.data().unwrap(), rows, cols).unwrap();
@@ -459,8 +845,17 @@ mod tests {
             let want: Vec<f32> = deq.iter().map(|row| row.iter().zip(&act_f32).map(|(a, b)| a * b).sum()).collect();
             let mut got = vec![0f32; rows];
             m.matvec(&act, &mut got);
-            let n = cols / QK;
-            let scalar: Vec<f32> = (0..rows).map(|r| each!(&m.blocks, b => dot_scalar(&b[r * n..(r + 1) * n], &act))).collect();
+            fn scalar<B: Kernel>(w: &[B], r: usize, x: &Acts) -> f32 {
+                let a = B::acts(x);
+                B::scalar(&w[r * a.len()..(r + 1) * a.len()], a)
+            }
+            let scalar: Vec<f32> = (0..rows).map(|r| each!(&m.blocks, b => scalar(b, r, &act))).collect();
+            let shared = QMatrix::shared(Arc::new(q)).map(|m| {
+                let mut y = vec![0f32; rows];
+                m.matvec(&act, &mut y);
+                y
+            });
+            assert_eq!(shared.is_some(), matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K), "{dtype:?}");
             let mut ours = vec![0f32; rows * cols];
             m.rows_f32(0, &mut ours);
             for (a, b) in ours.iter().zip(deq.concat()) {
@@ -471,13 +866,16 @@ mod tests {
                 assert!((got[r] - want[r]).abs() <= tol, "{dtype:?} row {r}: {} vs {}", got[r], want[r]);
                 assert!((scalar[r] - want[r]).abs() <= tol, "{dtype:?} scalar row {r}: {} vs {}", scalar[r], want[r]);
             }
+            if let Some(shared) = shared {
+                assert_eq!(shared, got, "{dtype:?}: blocks read in place");
+            }
         }
     }
 
     #[test]
     fn stacked_matrices_give_the_rows_of_each() {
-        let mut act = Vec::new();
-        quantize_row(&ramp(1, 64, 2), &mut act);
+        let mut act = Acts::default();
+        act.quantize(&ramp(1, 64, 2));
         let part = |rows, seed| {
             let w = Tensor::from_vec(ramp(rows, 64, seed), (rows, 64), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
@@ -497,23 +895,56 @@ mod tests {
     }
 
     #[test]
+    fn parts_of_different_types_in_one_region() {
+        // Enough rows in all (2 × 70 > SERIAL_ROWS) for the parallel path,
+        // split where the parts meet.
+        let mut act = Acts::default();
+        act.quantize(&ramp(1, 256, 2));
+        let part = |dtype, rows, seed| {
+            let w = Tensor::from_vec(ramp(rows, 256, seed), (rows, 256), &Device::Cpu).unwrap();
+            QMatrix::shared(Arc::new(QTensor::quantize(&w, dtype).unwrap())).unwrap()
+        };
+        let (a, b) = (part(GgmlDType::Q4K, 70, 1), part(GgmlDType::Q6K, 70, 4));
+        let (mut ya, mut yb) = (vec![0f32; 70], vec![0f32; 70]);
+        a.matvec(&act, &mut ya);
+        b.matvec(&act, &mut yb);
+        let (mut za, mut zb) = (vec![0f32; 70], vec![0f32; 70]);
+        QMatrix::matvec_parts(&mut [(&a, &mut za), (&b, &mut zb)], &act);
+        assert_eq!((za, zb), (ya, yb));
+        assert!(QMatrix::stack(&[&a, &a]).is_none(), "blocks read in place are not copied to stack");
+    }
+
+    #[test]
     fn quantized_activations_stay_within_half_a_step() {
-        let x = ramp(1, 64, 5);
-        let mut act = Vec::new();
-        quantize_row(&x, &mut act);
-        for (a, xs) in act.iter().zip(x.chunks(QK)) {
+        let x = ramp(1, 512, 5);
+        let mut act = Acts::default();
+        act.quantize(&x);
+        for (a, xs) in act.blocks.iter().zip(x.chunks(QK)) {
             for (q, v) in a.qs.iter().zip(xs) {
                 assert!((*q as f32 * a.d - v).abs() <= a.d / 2.0 + 1e-6);
             }
             assert_eq!(a.s, a.d * a.qs.iter().map(|&q| q as i32).sum::<i32>() as f32);
         }
+        assert_eq!(act.k.len(), 2);
+        for (a, xs) in act.k.iter().zip(x.chunks(QK_K)) {
+            for (q, v) in a.qs.iter().zip(xs) {
+                assert!((*q as f32 * a.d - v).abs() <= a.d / 2.0 + 1e-6);
+            }
+            for (sum, qs) in a.sums.iter().zip(a.qs.chunks(16)) {
+                assert_eq!(*sum as i32, qs.iter().map(|&q| q as i32).sum::<i32>());
+            }
+        }
+        act.quantize(&x[..96]);
+        assert!(act.k.is_empty(), "96 values are no whole K-quant block");
     }
 
     #[test]
     fn rejects_shapes_and_types_it_cannot_run() {
         let w = Tensor::from_vec(ramp(4, 256, 0), (4, 256), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q5K).unwrap();
+        assert!(QMatrix::from_ggml(GgmlDType::Q5K, &q.data().unwrap(), 4, 256).is_none());
         let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-        assert!(QMatrix::from_ggml(GgmlDType::Q4K, &q.data().unwrap(), 4, 256).is_none());
+        assert!(QMatrix::from_ggml(GgmlDType::Q4K, &q.data().unwrap(), 8, 128).is_none(), "a row of half a block");
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         assert!(QMatrix::from_ggml(GgmlDType::Q8_0, &q.data().unwrap(), 5, 256).is_none(), "wrong row count");
     }

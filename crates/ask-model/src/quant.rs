@@ -6,12 +6,13 @@
 //! several times faster than quantized dot products on ask's blocks. The
 //! K-quants on x86 are the exception: candle repacks them into tiles whose
 //! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm 1.4-2.7x
-//! ([`candle_tiles`]). Decode multiplies one
-//! row, so it is memory-bound: there the weight stays in its blocks and
-//! ask's own kernels ([`crate::matvec`]) read them as stored, for Q4_0,
-//! Q4_1, Q5_0 and Q8_0 (Q5_1, rare, is moved to Q8_0 at load). Other types
-//! (the K-quants, floats) go through candle's `QMatMul`, which has SIMD
-//! kernels for them.
+//! ([`candle_tiles`]). Decode multiplies one row, so it is memory-bound:
+//! there the weight stays in its blocks and ask's own kernels
+//! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
+//! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load); a K-quant weight
+//! keeps one copy of its blocks, which candle's tiles and ask's kernels
+//! both read from. Other types (Q2_K, Q3_K, Q5_K, floats) go through
+//! candle's `QMatMul`, which has SIMD kernels for them.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::matvec::{quantize_row, QMatrix};
+use crate::matvec::{Acts, QMatrix};
 
 /// Rows at or above which a matmul goes through f32 sgemm.
 pub const SGEMM_MIN_ROWS: usize = 16;
@@ -29,6 +30,9 @@ pub const SGEMM_MIN_ROWS: usize = 16;
 enum Weight {
     /// Blocks that [`crate::matvec`] runs.
     Blocks(Arc<QMatrix>),
+    /// A K-quant weight: candle's tiles ([`candle_tiles`]) for many rows,
+    /// ask's kernels on the same bytes for one.
+    Tiled { tiles: QMatMul, blocks: Arc<QMatrix> },
     /// `QMatMul::QTensor` for other quantized types, `Tensor` for floats.
     Candle(QMatMul),
 }
@@ -96,12 +100,18 @@ impl Linear {
         let tiled = kernels != Kernels::Exact && candle_tiles(weight.dtype(), out_features, in_features);
         let slow_in_candle = matches!(weight.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
         let to_q8 = || QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0);
+        if tiled && kernels == Kernels::Blocks {
+            if let Some(blocks) = QMatrix::shared(weight.clone()) {
+                let tiles = QMatMul::from_arc(weight)?;
+                return Ok(Linear { weight: Weight::Tiled { tiles, blocks: Arc::new(blocks) }, bias, out_features, in_features, tiled });
+            }
+        }
         let blocks = match kernels {
             Kernels::Blocks if weight.dtype() == GgmlDType::Q5_1 && in_features % 32 == 0 => {
                 QMatrix::from_ggml(GgmlDType::Q8_0, &to_q8()?.data()?, out_features, in_features)
             }
-            Kernels::Blocks => QMatrix::from_ggml(weight.dtype(), &weight.data()?, out_features, in_features),
-            Kernels::Candle | Kernels::Exact => None,
+            Kernels::Blocks if !tiled => QMatrix::from_ggml(weight.dtype(), &weight.data()?, out_features, in_features),
+            Kernels::Blocks | Kernels::Candle | Kernels::Exact => None,
         };
         let weight = match blocks {
             Some(m) => Weight::Blocks(Arc::new(m)),
@@ -135,7 +145,7 @@ impl Linear {
         for p in parts {
             match &p.weight {
                 Weight::Blocks(m) => blocks.push(m.as_ref()),
-                Weight::Candle(_) => return Ok(None),
+                Weight::Tiled { .. } | Weight::Candle(_) => return Ok(None),
             }
         }
         let Some(m) = QMatrix::stack(&blocks) else { return Ok(None) };
@@ -152,7 +162,7 @@ impl Linear {
     /// more dimension than `ids`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         let m = match &self.weight {
-            Weight::Blocks(m) => m,
+            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } => m,
             Weight::Candle(q) => return q.embedding(ids),
         };
         let flat = ids.flatten_all()?.to_vec1::<u32>()?;
@@ -168,6 +178,37 @@ impl Linear {
         Tensor::from_vec(out, dims, &Device::Cpu)
     }
 
+    /// The blocks ask's kernels run for one row, if any.
+    fn row_blocks(&self) -> Option<&QMatrix> {
+        match &self.weight {
+            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } => Some(m),
+            Weight::Candle(_) => None,
+        }
+    }
+
+    /// `[p.forward(x) for p in parts]`, for layers that share their input
+    /// (q, k and v of different block types, say): one parallel region
+    /// for all when x is one row that ask's kernels run for each.
+    pub fn forward_many(parts: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+        let blocks: Option<Vec<&QMatrix>> = parts.iter().map(|p| p.row_blocks()).collect();
+        let (Some(blocks), 1) = (blocks, rows) else { return parts.iter().map(|p| p.forward(x)).collect() };
+        let ys = by_rows(x, &blocks)?;
+        parts
+            .iter()
+            .zip(ys)
+            .map(|(p, y)| {
+                let mut dims = x.dims().to_vec();
+                *dims.last_mut().expect("rank >= 1") = p.out_features;
+                let y = y.reshape(dims)?;
+                match &p.bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            })
+            .collect()
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let rows = x.elem_count() / self.in_features;
         let mut out_dims = x.dims().to_vec();
@@ -176,16 +217,9 @@ impl Linear {
             Weight::Blocks(m) if rows >= SGEMM_MIN_ROWS => {
                 matmul_by_tiles(x, self.out_features, &|r0, out| m.rows_f32(r0, out))?.reshape(out_dims)?
             }
-            Weight::Blocks(m) => {
-                let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let mut ys = vec![0f32; rows * self.out_features];
-                let mut act = Vec::new();
-                for (x, y) in xs.chunks_exact(self.in_features).zip(ys.chunks_exact_mut(self.out_features)) {
-                    quantize_row(x, &mut act);
-                    m.matvec(&act, y);
-                }
-                Tensor::from_vec(ys, out_dims, &Device::Cpu)?
-            }
+            Weight::Blocks(m) => by_rows(x, &[m])?.remove(0).reshape(out_dims)?,
+            Weight::Tiled { blocks, .. } if rows == 1 => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
+            Weight::Tiled { tiles, .. } => tiles.forward(x)?,
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS && !self.tiled => {
                 let data = w.data()?;
                 if let Some(read) = row_reader(w.dtype(), &data, self.in_features) {
@@ -202,6 +236,24 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// `x · Wᵀ` for every W of `ws` (which share x's width), a row of x at a
+/// time through ask's kernels: each row is quantized once, and each row's
+/// products with all of `ws` share one parallel region.
+fn by_rows(x: &Tensor, ws: &[&QMatrix]) -> Result<Vec<Tensor>> {
+    let in_features = x.dim(candle_core::D::Minus1)?;
+    let rows = x.elem_count() / in_features;
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; rows * w.rows()]).collect();
+    let mut act = Acts::default();
+    for (i, x) in xs.chunks_exact(in_features).enumerate() {
+        act.quantize(x);
+        let mut parts: Vec<(&QMatrix, &mut [f32])> =
+            ws.iter().zip(ys.iter_mut()).map(|(w, y)| (*w, &mut y[i * w.rows()..(i + 1) * w.rows()])).collect();
+        QMatrix::matvec_parts(&mut parts, &act);
+    }
+    ws.iter().zip(ys).map(|(w, y)| Tensor::from_vec(y, (rows, w.rows()), &Device::Cpu)).collect()
 }
 
 /// Weight rows dequantized per tile, at most this many at a time (with
@@ -397,4 +449,3 @@ mod tests {
         }
     }
 }
-
