@@ -205,6 +205,10 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
 
+    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
+    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
+    pub passage_tokens: usize,
+
     #[command(flatten)]
     pub filter: FilterArgs,
 
@@ -230,6 +234,10 @@ pub struct QueryArgs {
     /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
+
+    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
+    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
+    pub passage_tokens: usize,
 
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -342,6 +350,10 @@ pub struct EvalArgs {
     /// Answers: passages less similar to the question than this are not used
     #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
     pub min_score: f32,
+
+    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
+    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
+    pub passage_tokens: usize,
 
     /// Answers: evaluate only the first N questions
     #[arg(long, value_name = "N")]

@@ -63,6 +63,28 @@ fn question_from_stdin_and_context_only() {
 }
 
 #[test]
+fn passage_tokens_keep_the_sentences_that_answer() {
+    let env = indexed();
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["query", "--context-only", "-k", "2"];
+        args.extend_from_slice(extra);
+        args.push("how long does the bread bake in the Dutch oven");
+        let out = env.cmd().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let whole = ask(&[]);
+    let cut = ask(&["--passage-tokens", "40"]);
+    assert!(whole.contains("Levain: mix 50 g starter") && whole.contains("20 minutes with the"), "{whole}");
+    // The sentence that answers stays, whole (its wrapped line included),
+    // under its passage's number; the levain recipe goes; left-out runs
+    // show as "…".
+    assert!(cut.contains("[1] sourdough.txt:1-13\n… Bake in a preheated Dutch oven at 250 degrees: 20 minutes with the\nlid on"), "{cut}");
+    assert!(!cut.contains("Levain: mix"), "{cut}");
+    assert!(cut.len() < whole.len() / 2, "{cut}");
+}
+
+#[test]
 fn nothing_relevant_means_no_invented_answer() {
     let env = indexed();
     // The GGUF path is bogus: with nothing relevant, the model is never loaded.

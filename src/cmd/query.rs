@@ -87,6 +87,24 @@ pub(crate) fn passages(hits: &[Hit]) -> Vec<Passage> {
     hits.iter().map(|h| Passage { heading: prompt_location(h), text: h.text.clone() }).collect()
 }
 
+/// `passages` as the model reads them: with a `budget` (the encoder's
+/// tokens) they do not fit, only the sentences that bear most on the
+/// question ([`prompt::select`]), each scored by its cosine similarity to
+/// the question in the encoder that retrieved them.
+pub(crate) fn focus(embedder: &Embedder, question: &str, passages: Vec<Passage>, budget: usize) -> Result<Vec<Passage>> {
+    let tokens = |s: &str| embedder.tokenizer().encode(s, false).map_or(s.len() / 4, |e| e.len());
+    if budget == 0 || passages.iter().map(|p| tokens(&p.text)).sum::<usize>() <= budget {
+        return Ok(passages);
+    }
+    let split: Vec<Vec<&str>> = passages.iter().map(|p| prompt::sentences(&p.text)).collect();
+    let all: Vec<&str> = split.iter().flatten().copied().collect();
+    let q = embedder.embed_query(question)?;
+    let (vectors, _) = embedder.embed_passages(&all)?;
+    let mut similarity = vectors.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>());
+    let scores: Vec<Vec<f32>> = split.iter().map(|ss| similarity.by_ref().take(ss.len()).collect()).collect();
+    Ok(prompt::select(&passages, &scores, tokens, budget))
+}
+
 impl QueryArgs {
     fn question(&self) -> Result<String> {
         let q = if self.question.is_empty() {
@@ -116,6 +134,7 @@ impl Run for QueryArgs {
         let embedder = embedder.expect("the encoder was asked for");
         let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score };
         let mut hits = retrieve(rt, &store, &embedder, &question, &search)?;
+        let shown = focus(&embedder, &question, passages(&hits), self.passage_tokens)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
@@ -131,14 +150,14 @@ impl Run for QueryArgs {
         }
         if self.context_only {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", prompt::user_message(&passages(&hits), &question))?;
+            writeln!(out, "{}", prompt::user_message(&shown, &question))?;
             return Ok(Exit::Success);
         }
 
         let mut model = Generator::load(&model_path?).context("cannot load the answer model")?;
         // Fit the passages into the context window: room is kept for the
         // answer, whole passages only, lowest-ranked dropped first.
-        let (prompt, kept) = prompt::fit(&model, &passages(&hits), &question, self.gen.max_tokens)?;
+        let (prompt, kept) = prompt::fit(&model, &shown, &question, self.gen.max_tokens)?;
         hits.truncate(kept);
         let params = self.gen.sampling();
         let interrupted = super::interrupt_flag(rt);

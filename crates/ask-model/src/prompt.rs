@@ -53,6 +53,114 @@ pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_token
     }
 }
 
+/// A passage's sentences, in order, as slices of its text: sentence
+/// boundaries by Unicode's rules (UAX #29), where a line break ends a
+/// sentence only at a blank line, after a Markdown heading, or before a
+/// list item, quote or table row; other line breaks are the wrapping of
+/// prose (mail, plain text), which Unicode's rules would otherwise cut.
+/// Blank pieces are dropped.
+pub fn sentences(text: &str) -> Vec<&str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let starts_block = |line: &str| {
+        let t = line.trim_start();
+        let numbered = t.split_once(['.', ')']).is_some_and(|(n, _)| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        t.is_empty() || numbered || t.starts_with(['-', '*', '+', '#', '|', '>', '•'])
+    };
+    // The same text with wrapping line breaks made spaces: one byte for
+    // one, so the boundaries found in it are boundaries in `text`.
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut flat = String::with_capacity(text.len());
+    for (i, line) in lines.iter().enumerate() {
+        flat.push_str(line);
+        if let Some(next) = lines.get(i + 1) {
+            let ends_block = line.trim().is_empty() || line.trim_start().starts_with('#') || starts_block(next);
+            flat.push(if ends_block { '\n' } else { ' ' });
+        }
+    }
+    let mut out = Vec::new();
+    // Where the piece being built starts: a list number ("1.", which
+    // Unicode's rules end a sentence after) joins the words after it.
+    let mut start = 0;
+    let mut at = 0;
+    for piece in flat.split_sentence_bounds() {
+        at += piece.len();
+        let s = text[start..at].trim();
+        let marker = s.len() <= 4 && !s.chars().any(char::is_alphabetic) && !text[at..].trim().is_empty();
+        if !marker {
+            if !s.is_empty() {
+                out.push(s);
+            }
+            start = at;
+        }
+    }
+    out
+}
+
+/// The default budget of [`select`], in the encoder's tokens, for `ask
+/// query` and `ask eval` (`--passage-tokens`); 0 gives whole passages.
+pub const PASSAGE_TOKENS: usize = 0;
+
+/// Where sentences of a passage were left out.
+pub const GAP: &str = "…";
+
+/// The passages cut down to the sentences that bear most on the question,
+/// `budget` tokens in all (as `tokens` counts them), in their original
+/// order and numbering, so that `[n]` still names the passage's source.
+///
+/// `scores[p][i]` is how well sentence i of `sentences(&passages[p].text)`
+/// matches the question. Every passage keeps its best sentence; then, best
+/// first, each sentence joins with the sentences on either side of it (a
+/// pronoun's noun, a number's unit), as long as they fit. Left-out runs
+/// show as [`GAP`]. A budget the passages already fit returns them whole.
+pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -> usize, budget: usize) -> Vec<Passage> {
+    let split: Vec<Vec<&str>> = passages.iter().map(|p| sentences(&p.text)).collect();
+    let cost: Vec<Vec<usize>> = split.iter().map(|ss| ss.iter().map(|s| tokens(s)).collect()).collect();
+    if cost.iter().flatten().sum::<usize>() <= budget {
+        return passages.to_vec();
+    }
+    let mut keep: Vec<Vec<bool>> = split.iter().map(|ss| vec![false; ss.len()]).collect();
+    let mut used = 0;
+    let score = |p: usize, i: usize| scores.get(p).and_then(|s| s.get(i)).copied().unwrap_or(f32::MIN);
+    // (passage, sentence) pairs, best first; ties keep the earlier.
+    let ranked = |pairs: &mut Vec<(usize, usize)>| pairs.sort_by(|a, b| score(b.0, b.1).total_cmp(&score(a.0, a.1)).then(a.cmp(b)));
+    for p in 0..split.len() {
+        let mut own: Vec<(usize, usize)> = (0..split[p].len()).map(|i| (p, i)).collect();
+        ranked(&mut own);
+        if let Some(&(_, i)) = own.first() {
+            keep[p][i] = true;
+            used += cost[p][i];
+        }
+    }
+    // Then, best first, each sentence with the ones on either side of it.
+    let mut all: Vec<(usize, usize)> = (0..split.len()).flat_map(|p| (0..split[p].len()).map(move |i| (p, i))).collect();
+    ranked(&mut all);
+    for (p, i) in all {
+        for j in [i, i.wrapping_sub(1), i + 1] {
+            if j < split[p].len() && !keep[p][j] && used + cost[p][j] <= budget {
+                keep[p][j] = true;
+                used += cost[p][j];
+            }
+        }
+    }
+    passages
+        .iter()
+        .enumerate()
+        .map(|(p, passage)| {
+            // Kept sentences, and one GAP for each run left out.
+            let mut pieces: Vec<&str> = Vec::new();
+            for (i, s) in split[p].iter().enumerate() {
+                if keep[p][i] {
+                    pieces.push(s);
+                } else if pieces.last() != Some(&GAP) {
+                    pieces.push(GAP);
+                }
+            }
+            let text = pieces.join(" ");
+            Passage { heading: passage.heading.clone(), text }
+        })
+        .collect()
+}
+
 /// The passage numbers an answer cites as `[n]`, `[n, m]` or `[n][m]`, in
 /// the order first cited, keeping only numbers of passages that exist.
 pub fn citations(answer: &str, passages: usize) -> Vec<usize> {
@@ -132,6 +240,45 @@ mod tests {
         // something else, are not citations.
         assert_eq!(citations("See [7] and [a] and [1-2] or [ 2 ]", 3), [2]);
         assert_eq!(citations("an [unclosed", 3), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn sentences_end_at_full_stops_and_line_breaks() {
+        let text = "# Setup\nInstall it. Then run `ask index ~/notes`!  Done?\n\n- one item\n- two";
+        assert_eq!(sentences(text), ["# Setup", "Install it.", "Then run `ask index ~/notes`!", "Done?", "- one item", "- two"]);
+        assert_eq!(sentences("  \n \n"), Vec::<&str>::new());
+        // Wrapped prose is not cut at its line ends; numbered lists are.
+        let wrapped = "Mix 50 g starter and water the night\nbefore. It is ready when it\nfloats.\n1. Mix\n2. Bake";
+        assert_eq!(sentences(wrapped), ["Mix 50 g starter and water the night\nbefore.", "It is ready when it\nfloats.", "1. Mix", "2. Bake"]);
+    }
+
+    #[test]
+    fn selection_keeps_the_best_sentences_their_neighbours_and_every_passage() {
+        let p = |t: &str| Passage { heading: "h".into(), text: t.into() };
+        let passages = [p("A1. A2. A3. A4. A5."), p("B1. B2.")];
+        // Every sentence costs 1 token here.
+        let one = |_: &str| 1;
+        let scores = vec![vec![0.1, 0.2, 0.9, 0.3, 0.0], vec![0.05, 0.01]];
+        // Budget 2: each passage's best only (A3, B1); the passages'
+        // numbering and order stay.
+        let got = select(&passages, &scores, one, 2);
+        assert_eq!(got.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(), ["… A3. …", "B1. …"]);
+        // Budget 3 and 4: the best sentence's neighbours, the one before
+        // it first, before any sentence that scores better than they do.
+        let got = select(&passages, &scores, one, 3);
+        assert_eq!(got[0].text, "… A2. A3. …");
+        let got = select(&passages, &scores, one, 4);
+        assert_eq!(got[0].text, "… A2. A3. A4. …");
+        assert_eq!(got[1].text, "B1. …");
+        // Budget 5: then the next best (A4), whose neighbour A5 fits.
+        let got = select(&passages, &scores, one, 5);
+        assert_eq!(got[0].text, "… A2. A3. A4. A5.");
+        // Costs count: a sentence too long for the room left is passed
+        // over for a shorter one further down.
+        let long_a2 = |s: &str| if s == "A2." { 5 } else { 1 };
+        assert_eq!(select(&passages, &scores, long_a2, 3)[0].text, "… A3. A4. …");
+        // A budget everything fits returns the passages as they were.
+        assert_eq!(select(&passages, &scores, one, 7), passages);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ask_store::Filter;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use super::super::query::{passages, retrieve, Search};
+use super::super::query::{focus, passages, retrieve, Search};
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
@@ -30,6 +30,7 @@ struct Report<'a> {
     model: &'a str,
     k: usize,
     mode: &'static str,
+    passage_tokens: usize,
     #[serde(flatten)]
     scores: AnswerScores,
     outcomes: &'a [Outcome],
@@ -89,7 +90,8 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let mut hits = retrieve(rt, &store, &embedder, &q.question, &search)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         if !hits.is_empty() {
-            let (text, kept) = prompt::fit(&model, &passages(&hits), &q.question, params.max_tokens)?;
+            let shown = focus(&embedder, &q.question, passages(&hits), args.passage_tokens)?;
+            let (text, kept) = prompt::fit(&model, &shown, &q.question, params.max_tokens)?;
             hits.truncate(kept);
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
             let mut answer = String::new();
@@ -100,11 +102,12 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
             let source = hits.iter().position(|h| prepared.id_of.get(&h.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
             let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
             let cited = prompt::citations(&answer, hits.len());
+            // Support is judged on the text the model was given.
             outcome = Outcome {
                 correct: qa::is_correct(&answer, &q.answers),
                 hit: source.is_some(),
                 cited: source.is_some_and(|n| cited.contains(&n)),
-                cited_support: cited.iter().any(|&n| qa::is_correct(texts[n - 1], &q.answers)),
+                cited_support: cited.iter().any(|&n| qa::is_correct(&shown[n - 1].text, &q.answers)),
                 attributed: source.is_some() && prompt::attribute(&answer, &texts) == source,
                 not_found: qa::says_not_found(&answer),
                 first_token_ms: before_model + t.first_token_ms,
@@ -128,6 +131,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         model: &model.name,
         k: args.limit,
         mode: search.mode.as_str(),
+        passage_tokens: args.passage_tokens,
         scores: AnswerScores::from(&outcomes),
         outcomes: &outcomes,
     };
@@ -144,7 +148,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
 fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()> {
     let s = &r.scores;
     writeln!(out, "{} ({} questions over {} passages)", questions.display(), s.questions, r.passages)?;
-    writeln!(out, "  model {}, -k {}, mode {}", r.model, r.k, r.mode)?;
+    writeln!(out, "  model {}, -k {}, mode {}, --passage-tokens {}", r.model, r.k, r.mode, r.passage_tokens)?;
     writeln!(out, "  answer accuracy      {:.3}", s.accuracy)?;
     writeln!(out, "  retrieval hit        {:.3}  (the source among the passages given to the model)", s.retrieval_hit)?;
     writeln!(out, "  citation accuracy    {:.3}  (the model's own [n] names the source; ask's added [n]: {:.3})", s.citation_accuracy, s.attributed_accuracy)?;
