@@ -290,6 +290,10 @@ pub struct GenArgs {
     /// Keep generating past the model's end-of-turn token, up to --max-tokens (for benchmarks)
     #[arg(long)]
     pub ignore_eos: bool,
+
+    /// Prompt-lookup decoding: draft up to N tokens copied from the prompt and check them in one pass (greedy only; the text is the same; 0 = off)
+    #[arg(long, value_name = "N", default_value_t = ask_model::generate::LOOKUP_TOKENS)]
+    pub lookup: usize,
 }
 
 impl GenArgs {
@@ -303,6 +307,7 @@ impl GenArgs {
             max_tokens: self.max_tokens,
             repeat_penalty: self.repeat_penalty,
             ignore_eos: self.ignore_eos,
+            lookup: self.lookup,
             ..Default::default()
         }
     }

@@ -83,6 +83,38 @@ fn the_default_model_answers_and_cites_on_its_own() {
     assert!(answer.contains(&format!("[{n}]")), "cites the tenancy notes as [{n}]: {v}");
 }
 
+/// Prompt-lookup decoding (drafts copied from the prompt, checked in one
+/// pass) changes no token of an answer, with either kernel family: Q4_1
+/// (SmolLM2) and Q4_K/Q6_K (the default model) on real prompts; and the
+/// drafts were made and used.
+#[test]
+fn prompt_lookup_changes_no_token_of_an_answer() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let ask = |model: &str, lookup: &str, question: &str| {
+        let args = ["query", "--json", "-k", "2", "--max-tokens", "48", "--model", model, "--lookup", lookup, question];
+        let out = env.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)
+    };
+    let mut accepted = 0;
+    for (model, question) in [
+        ("smollm2", "How much is the security deposit for the flat?"),
+        ("smollm2", "How long does the bread bake in the Dutch oven?"),
+        ("qwen2.5-coder-1.5b", "How long does the bread bake in the Dutch oven?"),
+    ] {
+        let plain = ask(model, "0", question);
+        let drafted = ask(model, "7", question);
+        assert_eq!(plain["answer"], drafted["answer"], "{model}: {question}");
+        assert_eq!(plain["timings"]["generated_tokens"], drafted["timings"]["generated_tokens"]);
+        assert_eq!(plain["timings"]["drafted_tokens"], 0);
+        accepted += drafted["timings"]["accepted_tokens"].as_u64().unwrap();
+    }
+    assert!(accepted > 0, "some drafted tokens were kept");
+}
+
 /// Retrieval on a BEIR-format set: queries whose one relevant passage is
 /// unmistakable score nDCG@10 1; the passages are indexed as files.
 #[test]

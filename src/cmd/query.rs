@@ -37,6 +37,8 @@ struct JsonTimings {
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
     first_token_ms: f64,
+    drafted_tokens: usize,
+    accepted_tokens: usize,
 }
 
 #[derive(Serialize)]
@@ -244,6 +246,8 @@ impl QueryArgs {
                     prefill_tokens_per_s: t.prefill_tokens_per_s,
                     decode_tokens_per_s: t.decode_tokens_per_s,
                     first_token_ms: t.first_token_ms,
+                    drafted_tokens: t.drafted_tokens,
+                    accepted_tokens: t.accepted_tokens,
                 },
             };
             serde_json::to_writer(&mut out, &json)?;

@@ -119,6 +119,10 @@ pub struct Outcome {
     pub generated_tokens: usize,
     /// Decode speed.
     pub decode_tokens_per_s: f64,
+    /// Prompt-lookup decoding: tokens drafted.
+    pub drafted_tokens: usize,
+    /// Of those, the ones the model chose.
+    pub accepted_tokens: usize,
     /// The answer as generated.
     pub answer: String,
 }
@@ -155,6 +159,11 @@ pub struct AnswerScores {
     pub prompt_tokens_p50: f64,
     /// Median decode speed, tokens/s.
     pub decode_tokens_per_s_p50: f64,
+    /// Prompt-lookup decoding: share of all drafted tokens accepted (0
+    /// when none were drafted).
+    pub lookup_acceptance: f64,
+    /// Prompt-lookup decoding: drafted tokens per generated one.
+    pub lookup_drafted_per_token: f64,
 }
 
 /// The `p`-th percentile (0-100) by linear interpolation between closest
@@ -168,6 +177,15 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     let rank = p / 100.0 * (xs.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     xs[lo] + (xs[hi] - xs[lo]) * (rank - lo as f64)
+}
+
+/// a / b, or 0 when b is.
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 impl AnswerScores {
@@ -191,6 +209,8 @@ impl AnswerScores {
             answer_ms_p90: percentile(&whole, 90.0),
             prompt_tokens_p50: percentile(&values(|o| o.prompt_tokens as f64), 50.0),
             decode_tokens_per_s_p50: percentile(&values(|o| o.decode_tokens_per_s), 50.0),
+            lookup_acceptance: ratio(outcomes.iter().map(|o| o.accepted_tokens).sum(), outcomes.iter().map(|o| o.drafted_tokens).sum()),
+            lookup_drafted_per_token: ratio(outcomes.iter().map(|o| o.drafted_tokens).sum(), outcomes.iter().map(|o| o.generated_tokens).sum()),
         }
     }
 }

@@ -35,6 +35,10 @@ pub const ARCHITECTURES: [&str; 6] = ["llama", "mistral", "qwen2", "qwen3", "gem
 /// computed, and the tasks share the cores.
 pub const ATTN_CHUNK: usize = 128;
 
+/// Most positions [`Decoder::forward_each`] runs exactly as one-at-a-time
+/// decode steps would: as many as ask's kernels take in one pass.
+pub const VERIFY_ROWS: usize = crate::matvec::MAX_ROWS;
+
 /// The switches that tell one family from another.
 #[derive(Debug, Clone)]
 struct Config {
@@ -301,11 +305,8 @@ impl Decoder {
         Ok(Decoder { cfg, embed, layers, norm, output, ropes, max_positions })
     }
 
-    /// Prepares every weight's kernels now (candle's tiles for K-quants,
-    /// see [`Linear::warm`]), the layers in parallel, so that the first
-    /// prompt does not pay for it on one core.
-    pub fn warm(&self) -> Result<()> {
-        use rayon::prelude::*;
+    /// Every matrix of the model, the output layer first.
+    fn linears(&self) -> Vec<&Linear> {
         let mut all: Vec<&Linear> = vec![&self.output];
         for l in &self.layers {
             match &l.qkv {
@@ -318,7 +319,21 @@ impl Decoder {
             }
             all.extend([&l.o, &l.down]);
         }
-        all.par_iter().try_for_each(|w| w.warm())
+        all
+    }
+
+    /// Whether [`Decoder::forward_each`] is exact: every matrix runs on
+    /// ask's kernels for a few rows (not so for types only candle runs).
+    pub fn rows_exact(&self) -> bool {
+        self.linears().iter().all(|l| l.rows_exact())
+    }
+
+    /// Prepares every weight's kernels now (candle's tiles for K-quants,
+    /// see [`Linear::warm`]), the layers in parallel, so that the first
+    /// prompt does not pay for it on one core.
+    pub fn warm(&self) -> Result<()> {
+        use rayon::prelude::*;
+        self.linears().par_iter().try_for_each(|w| w.warm())
     }
 
     /// Forgets every cached position.
@@ -335,6 +350,33 @@ impl Decoder {
     /// dequantized once per prompt and multiplied by all its rows in sgemm;
     /// only attention runs in query chunks (see [`attend`]).
     pub fn forward(&mut self, ids: &Tensor, pos: usize) -> Result<Tensor> {
+        let (_, s) = ids.dims2()?;
+        let x = self.hidden(ids, pos)?;
+        let last = x.narrow(1, s - 1, 1)?;
+        self.output.forward(&self.norm.forward(&last)?)?.flatten_all()
+    }
+
+    /// The logits of every position of `ids` (1, s) run at `pos`, shape
+    /// (s, vocab). With s at most [`VERIFY_ROWS`], row i is bit for bit
+    /// what running the first i + 1 tokens one at a time gives: checking
+    /// drafted tokens in one pass changes no greedy choice.
+    pub fn forward_each(&mut self, ids: &Tensor, pos: usize) -> Result<Tensor> {
+        let (_, s) = ids.dims2()?;
+        let x = self.hidden(ids, pos)?;
+        let logits = self.output.forward(&self.norm.forward(&x)?)?;
+        logits.reshape((s, ()))
+    }
+
+    /// Forgets the cached positions from `len` on (drafted tokens that
+    /// were not kept).
+    pub fn truncate(&mut self, len: usize) {
+        for l in &mut self.layers {
+            l.cache.len = l.cache.len.min(len);
+        }
+    }
+
+    /// The last layer's output for `ids` at `pos`, (1, s, hidden).
+    fn hidden(&mut self, ids: &Tensor, pos: usize) -> Result<Tensor> {
         if pos == 0 {
             self.clear_cache();
         }
@@ -370,9 +412,7 @@ impl Decoder {
             };
             x = (x + h)?;
         }
-        let last = x.narrow(1, s - 1, 1)?;
-        let logits = self.output.forward(&self.norm.forward(&last)?)?;
-        logits.flatten_all()
+        Ok(x)
     }
 }
 
@@ -441,8 +481,11 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, window: Option<usize>)
     thread_local! {
         static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    // A few queries (a decode step, drafted tokens being checked) run one
+    // at a time, each exactly as a lone decode step runs it.
+    let chunk = if s <= VERIFY_ROWS { 1 } else { ATTN_CHUNK };
     let task = |(hq, c0): (usize, usize)| {
-        let len = ATTN_CHUNK.min(s - c0);
+        let len = chunk.min(s - c0);
         let first = pos + c0;
         let end = first + len;
         let lo = window.map_or(0, |w| (first + 1).saturating_sub(w));
@@ -474,7 +517,7 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, window: Option<usize>)
             }
         });
     };
-    let tasks: Vec<(usize, usize)> = (0..h).flat_map(|hq| (0..s).step_by(ATTN_CHUNK).map(move |c0| (hq, c0))).collect();
+    let tasks: Vec<(usize, usize)> = (0..h).flat_map(|hq| (0..s).step_by(chunk).map(move |c0| (hq, c0))).collect();
     // One decode step over a short context is less work than waking a thread.
     if s == 1 && h * (pos + 1) < 16_384 {
         tasks.into_iter().for_each(task);

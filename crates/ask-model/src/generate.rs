@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokenizers::Tokenizer;
 
-use crate::decoder::Decoder;
+use crate::decoder::{Decoder, VERIFY_ROWS};
 use crate::ModelError;
 
 const SUPPORTED: &str = "ask runs llama (Llama 2/3, Mistral, SmolLM2), qwen2, qwen3, gemma3 and phi3 GGUF files";
@@ -48,6 +48,10 @@ pub struct SamplingParams {
     /// repetition loop, up to `max_tokens` (benchmarks and tests that need
     /// a generation of known length).
     pub ignore_eos: bool,
+    /// Prompt-lookup decoding: up to this many tokens drafted from the
+    /// text so far and checked in one pass (greedy decoding only; 0 =
+    /// off). The text is the same token for token either way.
+    pub lookup: usize,
 }
 
 /// A generation that repeats this many of its own tokens verbatim is in a
@@ -73,7 +77,7 @@ pub enum Stop {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64, ignore_eos: false }
+        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64, ignore_eos: false, lookup: 0 }
     }
 }
 
@@ -93,6 +97,36 @@ pub struct Timings {
     pub first_token_ms: f64,
     /// Why it ended.
     pub stop: Stop,
+    /// Prompt-lookup decoding: tokens drafted.
+    pub drafted_tokens: usize,
+    /// Of those, the ones the model went on to choose.
+    pub accepted_tokens: usize,
+}
+
+/// Tokens prompt-lookup decoding drafts by default in `ask query`,
+/// `summarize` and `eval` (`--lookup`); 0 turns it off.
+pub const LOOKUP_TOKENS: usize = 0;
+
+/// Longest run of the text's last tokens that prompt lookup matches.
+const LOOKUP_NGRAM: usize = 3;
+
+/// Prompt-lookup drafting: the tokens that followed the latest earlier
+/// occurrence of the last n tokens of `seq` (n from [`LOOKUP_NGRAM`] down
+/// to 2), at most `k` of them; none when the tail occurred nowhere before.
+/// Answers from passages copy names, numbers and phrases of the prompt,
+/// which this finds without a draft model.
+fn draft(seq: &[u32], k: usize) -> &[u32] {
+    for n in (2..=LOOKUP_NGRAM).rev() {
+        if k == 0 || seq.len() <= n {
+            continue;
+        }
+        let tail = &seq[seq.len() - n..];
+        if let Some(start) = (0..seq.len() - n).rev().find(|&i| &seq[i..i + n] == tail) {
+            let from = start + n;
+            return &seq[from..(from + k).min(seq.len())];
+        }
+    }
+    &[]
 }
 
 /// A loaded generative model with its tokenizer and chat template.
@@ -216,7 +250,7 @@ impl Generator {
         // Prefill at position 0, which also starts every family's KV cache anew.
         let start = Instant::now();
         let input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mut logits = self.weights.forward(&input, 0)?;
+        let logits = self.weights.forward(&input, 0)?;
         timings.prefill_tokens_per_s = prompt_ids.len() as f64 / start.elapsed().as_secs_f64();
 
         let mut all = prompt_ids.clone();
@@ -237,14 +271,27 @@ impl Generator {
         };
         let mut guard = RepeatGuard::new(if params.ignore_eos { usize::MAX } else { LOOP_TOKENS });
         let budget = params.max_tokens.min(self.context - prompt_ids.len() - 1);
+        // Drafts are checked by greedy choice, on matrices whose rows come
+        // out the same in one pass as one at a time.
+        let lookup = if params.temperature <= 0.0 && self.weights.rows_exact() { params.lookup.min(VERIFY_ROWS - 1) } else { 0 };
+        // Logits for the coming positions: the next token's first, then
+        // one for each drafted token (whose K/V are in the cache) after it.
+        let mut rows: std::collections::VecDeque<Tensor> = [logits].into();
+        let mut drafted: std::collections::VecDeque<u32> = Default::default();
         let decode_start = Instant::now();
         timings.stop = Stop::Limit;
         for i in 0..budget {
+            let mut logits = rows.pop_front().expect("logits for the next position");
             if params.repeat_penalty != 1.0 {
                 let from = all.len().saturating_sub(params.repeat_last_n);
                 logits = candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, &all[from..])?;
             }
             let next = sampler.sample(&logits)?;
+            match drafted.pop_front() {
+                Some(d) if d == next => timings.accepted_tokens += 1,
+                // The rows after a wrong draft were for other text.
+                _ => rows.clear(),
+            }
             if self.stop.contains(&next) && !params.ignore_eos {
                 timings.stop = Stop::End;
                 break;
@@ -262,8 +309,25 @@ impl Generator {
             if i + 1 == budget {
                 break;
             }
-            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = self.weights.forward(&input, all.len() - 1)?;
+            if rows.is_empty() {
+                // The cache holds every token but `next` (and no rejected
+                // draft): run it, and a draft of what may follow.
+                drafted.clear();
+                self.weights.truncate(all.len() - 1);
+                let guess = draft(&all, lookup.min(budget - i - 2));
+                let input: Vec<u32> = std::iter::once(next).chain(guess.iter().copied()).collect();
+                let ids = Tensor::new(input.as_slice(), &self.device)?.unsqueeze(0)?;
+                if guess.is_empty() {
+                    rows.push_back(self.weights.forward(&ids, all.len() - 1)?);
+                } else {
+                    let each = self.weights.forward_each(&ids, all.len() - 1)?;
+                    for r in 0..input.len() {
+                        rows.push_back(each.get(r)?);
+                    }
+                    timings.drafted_tokens += guess.len();
+                    drafted.extend(guess.iter().copied());
+                }
+            }
         }
         // Tokens held back as a possible repeat that never became a loop.
         if matches!(timings.stop, Stop::End | Stop::Limit) && !show(guard.rest())? {
@@ -486,6 +550,20 @@ mod tests {
         assert_eq!(g.push(2), Some(&[][..]));
         // 4 breaks the run: all three come out together.
         assert_eq!(g.push(4), Some(&[1, 2, 4][..]));
+    }
+
+    #[test]
+    fn drafts_follow_the_latest_match_of_the_longest_tail() {
+        // ... 7 8 9 1 2 ... 5 8 9 | 8 9 → after "8 9" came "1 2" last.
+        let seq = [7, 8, 9, 3, 4, 5, 8, 9, 1, 2, 6, 8, 9];
+        assert_eq!(draft(&seq, 2), [1, 2]);
+        assert_eq!(draft(&seq, 10), [1, 2, 6, 8, 9], "no further than the text goes");
+        // A three-token tail beats a later two-token match.
+        let seq = [1, 2, 3, 4, 9, 2, 3, 5, 1, 2, 3];
+        assert_eq!(draft(&seq, 1), [4]);
+        // No earlier occurrence of the last two, or no room: no draft.
+        assert_eq!(draft(&[1, 2, 3, 4], 3), Vec::<u32>::new());
+        assert_eq!(draft(&seq, 0), Vec::<u32>::new());
     }
 
     #[test]

@@ -357,35 +357,48 @@ mod avx2 {
         }
     }
 
-    /// Dot product of one row of 4- or 5-bit blocks: `values` unpacks a
-    /// block to unsigned bytes, `scale_bias` gives its two floats; the
-    /// biases are summed separately.
+    /// Dot products of one row of 4- or 5-bit blocks with M activation
+    /// rows: `values` unpacks a block to unsigned bytes, `scale_bias` gives
+    /// its two floats; the biases are summed separately. Each activation
+    /// row goes through the same operations in the same order whatever M
+    /// is, so its result does not depend on the rows beside it.
     #[inline(always)]
-    unsafe fn dot_unsigned<B: Block>(w: &[B], a: &[ActBlock], values: impl Fn(&B) -> __m256i, scale_bias: impl Fn(&B) -> (f32, f32)) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut offsets = 0f32;
-        for (w, a) in w.iter().zip(a) {
+    unsafe fn dot_unsigned<B: Block, const M: usize>(
+        w: &[B],
+        a: [&[ActBlock]; M],
+        values: impl Fn(&B) -> __m256i,
+        scale_bias: impl Fn(&B) -> (f32, f32),
+    ) -> [f32; M] {
+        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
+        let mut acc = [_mm256_setzero_ps(); M];
+        let mut offsets = [0f32; M];
+        for (i, w) in w.iter().enumerate() {
             prefetch(w);
-            let p = dot_u8_i8(values(w), load_act(a));
+            let q = values(w);
             let (scale, bias) = scale_bias(w);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * a.d), p, acc);
-            offsets += bias * a.s;
+            for r in 0..M {
+                let a = a[r].get_unchecked(i);
+                let p = dot_u8_i8(q, load_act(a));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a.d), p, acc[r]);
+                offsets[r] += bias * a.s;
+            }
         }
-        hsum(acc) + offsets
+        std::array::from_fn(|r| hsum(acc[r]) + offsets[r])
     }
 
-    pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[ActBlock]) -> f32 {
+    pub(super) fn dot_q4_0<const M: usize>(w: &[BlockQ4_0], a: [&[ActBlock]; M]) -> [f32; M] {
         // SAFETY: this module is compiled only where AVX2 and FMA are
-        // enabled for the whole build.
+        // enabled for the whole build; indexes are within the lengths
+        // asserted.
         unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), -8.0 * b.d.to_f32())) }
     }
 
-    pub(super) fn dot_q4_1(w: &[BlockQ4_1], a: &[ActBlock]) -> f32 {
+    pub(super) fn dot_q4_1<const M: usize>(w: &[BlockQ4_1], a: [&[ActBlock]; M]) -> [f32; M] {
         // SAFETY: as above.
         unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), b.m.to_f32())) }
     }
 
-    pub(super) fn dot_q5_0(w: &[BlockQ5_0], a: &[ActBlock]) -> f32 {
+    pub(super) fn dot_q5_0<const M: usize>(w: &[BlockQ5_0], a: [&[ActBlock]; M]) -> [f32; M] {
         // SAFETY: as above.
         unsafe {
             dot_unsigned(
@@ -425,41 +438,55 @@ mod avx2 {
     /// Q4_K: per run of 32, the nibbles' products with the activations
     /// (`maddubs`) times the run's scale (`madd`), summed as integers over
     /// the block; one FMA by `d · d_a` per block; the minimums against the
-    /// activations' sums, also as integers.
-    pub(super) fn dot_q4k(w: &[BlockQ4K], a: &[ActK]) -> f32 {
-        // SAFETY: this module is compiled only where AVX2 and FMA are
-        // enabled for the whole build; loads stay inside the blocks.
+    /// activations' sums, also as integers. M activation rows share each
+    /// block's unpacking, each row computed as it would be alone.
+    pub(super) fn dot_q4k<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
+        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
+        // SAFETY: as above; loads stay inside the blocks.
         unsafe {
-            let mut acc = _mm256_setzero_ps();
-            let mut acc_m = _mm_setzero_ps();
+            let mut acc = [_mm256_setzero_ps(); M];
+            let mut acc_m = [_mm_setzero_ps(); M];
             let low = _mm256_set1_epi8(0x0f);
-            for (w, a) in w.iter().zip(a) {
+            for (i, w) in w.iter().enumerate() {
                 prefetch(w);
                 let sm = q4k_scales_mins(&w.scales);
                 // Scales in lanes 0-7, minimums in 8-15.
                 let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(sm[3] as i32, sm[2] as i32, sm[1] as i32, sm[0] as i32));
-                let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
-                // Sums per 32 values: adjacent pairs of the 16 sums.
-                let sums32 = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
-                let mins = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums32);
-                acc_m = _mm_fmadd_ps(_mm_set1_ps(w.dmin.to_f32() * a.d), _mm_cvtepi32_ps(mins), acc_m);
+                let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
+                for r in 0..M {
+                    let a = a[r].get_unchecked(i);
+                    let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
+                    // Sums per 32 values: adjacent pairs of the 16 sums.
+                    let sums32 = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+                    let mins = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums32);
+                    acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin * a.d), _mm_cvtepi32_ps(mins), acc_m[r]);
+                }
                 let scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
-                let mut sumi = _mm256_setzero_si256();
+                let mut sumi = [_mm256_setzero_si256(); M];
                 for g in 0..4 {
                     let bytes = _mm256_loadu_si256(w.qs.as_ptr().add(32 * g) as *const __m256i);
                     let lo = _mm256_and_si256(bytes, low);
                     let hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
-                    let x0 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g) as *const __m256i);
-                    let x1 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g + 32) as *const __m256i);
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_shuffle_epi8(scales, lane16(2 * g)));
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_shuffle_epi8(scales, lane16(2 * g + 1)));
-                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                    let (s0, s1) = (_mm256_shuffle_epi8(scales, lane16(2 * g)), _mm256_shuffle_epi8(scales, lane16(2 * g + 1)));
+                    for r in 0..M {
+                        let a = a[r].get_unchecked(i);
+                        let x0 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g) as *const __m256i);
+                        let x1 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g + 32) as *const __m256i);
+                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0);
+                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1);
+                        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p0, p1));
+                    }
                 }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d.to_f32() * a.d), _mm256_cvtepi32_ps(sumi), acc);
+                for r in 0..M {
+                    let a = a[r].get_unchecked(i);
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+                }
             }
-            let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            hsum(acc) - _mm_cvtss_f32(m)
+            std::array::from_fn(|r| {
+                let m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));
+                let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                hsum(acc[r]) - _mm_cvtss_f32(m)
+            })
         }
     }
 
@@ -467,17 +494,18 @@ mod avx2 {
     /// products with the activations times each 16 values' scale, summed as
     /// integers over the block, less 32 times the scales against the
     /// activations' sums; one FMA by `d · d_a` per block.
-    pub(super) fn dot_q6k(w: &[BlockQ6K], a: &[ActK]) -> f32 {
+    pub(super) fn dot_q6k<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
+        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
         // SAFETY: as for dot_q4k.
         unsafe {
-            let mut acc = _mm256_setzero_ps();
+            let mut acc = [_mm256_setzero_ps(); M];
             let (low, pair) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
-            for (w, a) in w.iter().zip(a) {
+            for (i, w) in w.iter().enumerate() {
                 prefetch(w);
+                let d = w.d.to_f32();
                 let sc8 = _mm_loadu_si128(w.scales.as_ptr() as *const __m128i);
-                let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
-                let offset = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), sums), 5);
-                let mut sumi = _mm256_setzero_si256();
+                let sc16 = _mm256_cvtepi8_epi16(sc8);
+                let mut sumi = [_mm256_setzero_si256(); M];
                 for n in 0..2 {
                     let ql0 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n) as *const __m256i);
                     let ql1 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n + 32) as *const __m256i);
@@ -495,34 +523,47 @@ mod avx2 {
                         ),
                     ];
                     for (k, q) in runs.into_iter().enumerate() {
-                        let r = 4 * n + k;
-                        let x = _mm256_loadu_si256(a.qs.as_ptr().add(32 * r) as *const __m256i);
-                        // Scale 2r for the run's first 16 values, 2r + 1
-                        // for the rest.
-                        let pick = _mm_set_epi64x(i64::from_le_bytes([2 * r as u8 + 1; 8]), i64::from_le_bytes([2 * r as u8; 8]));
+                        let run = 4 * n + k;
+                        // Scale 2·run for the run's first 16 values,
+                        // 2·run + 1 for the rest.
+                        let pick = _mm_set_epi64x(i64::from_le_bytes([2 * run as u8 + 1; 8]), i64::from_le_bytes([2 * run as u8; 8]));
                         let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales));
+                        for r in 0..M {
+                            let x = _mm256_loadu_si256(a[r].get_unchecked(i).qs.as_ptr().add(32 * run) as *const __m256i);
+                            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales));
+                        }
                     }
                 }
-                let sumi = _mm256_sub_epi32(sumi, offset);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d.to_f32() * a.d), _mm256_cvtepi32_ps(sumi), acc);
+                for r in 0..M {
+                    let a = a[r].get_unchecked(i);
+                    let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
+                    let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 5);
+                    let sumi = _mm256_sub_epi32(sumi[r], offset);
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi), acc[r]);
+                }
             }
-            hsum(acc)
+            std::array::from_fn(|r| hsum(acc[r]))
         }
     }
 
-    pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[ActBlock]) -> f32 {
+    pub(super) fn dot_q8_0<const M: usize>(w: &[BlockQ8_0], a: [&[ActBlock]; M]) -> [f32; M] {
+        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
         // SAFETY: as above.
         unsafe {
-            let mut acc = _mm256_setzero_ps();
-            for (w, a) in w.iter().zip(a) {
+            let mut acc = [_mm256_setzero_ps(); M];
+            for (i, w) in w.iter().enumerate() {
                 prefetch(w);
                 let q = _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i);
+                let d = w.d.to_f32();
                 // maddubs wants one unsigned side: |q| against a with q's sign.
-                let p = dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load_act(a), q));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d.to_f32() * a.d), p, acc);
+                let abs = _mm256_sign_epi8(q, q);
+                for r in 0..M {
+                    let a = a[r].get_unchecked(i);
+                    let p = dot_u8_i8(abs, _mm256_sign_epi8(load_act(a), q));
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), p, acc[r]);
+                }
             }
-            hsum(acc)
+            std::array::from_fn(|r| hsum(acc[r]))
         }
     }
 }
@@ -531,7 +572,9 @@ trait Kernel: Block {
     /// The activation blocks this type's kernel reads, one per block.
     type Act;
     fn acts(x: &Acts) -> &[Self::Act];
-    fn dot(w: &[Self], a: &[Self::Act]) -> f32;
+    /// One weight row's dot products with M activation rows; each result
+    /// is bit for bit what M = 1 gives for that activation row.
+    fn dot<const M: usize>(w: &[Self], a: [&[Self::Act]; M]) -> [f32; M];
     #[cfg(test)]
     fn scalar(w: &[Self], a: &[Self::Act]) -> f32;
 }
@@ -546,11 +589,11 @@ macro_rules! kernel {
             fn acts(x: &Acts) -> &[$act] {
                 &x.$field
             }
-            fn dot(w: &[Self], a: &[$act]) -> f32 {
+            fn dot<const M: usize>(w: &[Self], a: [&[$act]; M]) -> [f32; M] {
                 #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
                 return avx2::$simd(w, a);
                 #[allow(unreachable_code)]
-                $scalar(w, a)
+                std::array::from_fn(|r| $scalar(w, a[r]))
             }
             #[cfg(test)]
             fn scalar(w: &[Self], a: &[$act]) -> f32 {
@@ -750,27 +793,45 @@ impl QMatrix {
         self.rows
     }
 
-    /// Row r's dot product with `x`.
-    fn dot(&self, r: usize, x: &Acts) -> f32 {
-        fn dot<B: Kernel>(w: &[B], r: usize, x: &Acts) -> f32 {
-            let a = B::acts(x);
-            B::dot(&w[r * a.len()..(r + 1) * a.len()], a)
+    /// Row r's dot products with the M rows of `xs`.
+    fn dot<const M: usize>(&self, r: usize, xs: &[Acts]) -> [f32; M] {
+        fn dot<B: Kernel, const M: usize>(w: &[B], r: usize, xs: &[Acts]) -> [f32; M] {
+            let a: [&[B::Act]; M] = std::array::from_fn(|i| B::acts(&xs[i]));
+            let n = a[0].len();
+            B::dot(&w[r * n..(r + 1) * n], a)
         }
-        each!(&self.blocks, b => dot(b, r, x))
+        each!(&self.blocks, b => dot(b, r, xs))
     }
 
     /// `out[r] = Σ_c W[r, c] · x[c]` with `x` already quantized.
     #[cfg(test)]
     pub fn matvec(&self, x: &Acts, out: &mut [f32]) {
-        Self::matvec_parts(&mut [(self, out)], x)
+        Self::matvec_parts(&mut [(self, out)], std::slice::from_ref(x))
     }
 
-    /// [`QMatrix::matvec`] for several matrices of one width at once (q,
-    /// k and v of different block types, say), in one parallel region.
-    pub fn matvec_parts(parts: &mut [(&QMatrix, &mut [f32])], x: &Acts) {
+    /// `x · Wᵀ` for up to [`MAX_ROWS`] quantized rows `xs` and several
+    /// matrices of their width at once (q, k and v of different block
+    /// types, say), in one parallel region that reads each weight once.
+    /// Each part's output is `xs.len()` rows of its own rows, row-major.
+    /// A row's results are the same whichever rows come with it.
+    pub fn matvec_parts(parts: &mut [(&QMatrix, &mut [f32])], xs: &[Acts]) {
+        match xs.len() {
+            1 => Self::parts::<1>(parts, xs),
+            2 => Self::parts::<2>(parts, xs),
+            3 => Self::parts::<3>(parts, xs),
+            4 => Self::parts::<4>(parts, xs),
+            5 => Self::parts::<5>(parts, xs),
+            6 => Self::parts::<6>(parts, xs),
+            7 => Self::parts::<7>(parts, xs),
+            8 => Self::parts::<8>(parts, xs),
+            n => panic!("{n} activation rows at once; at most {MAX_ROWS}"),
+        }
+    }
+
+    fn parts<const M: usize>(parts: &mut [(&QMatrix, &mut [f32])], xs: &[Acts]) {
         for (m, out) in parts.iter() {
-            assert_eq!(x.len(), m.cols, "activation length");
-            assert_eq!(out.len(), m.rows, "output length");
+            assert!(xs.iter().all(|x| x.len() == m.cols), "activation length");
+            assert_eq!(out.len(), M * m.rows, "output length");
         }
         // Each part's first row in the rows of all.
         let starts: Vec<usize> = parts.iter().scan(0, |n, (m, _)| Some(std::mem::replace(n, *n + m.rows))).collect();
@@ -780,10 +841,11 @@ impl QMatrix {
             let p = starts.partition_point(|&s| s <= g) - 1;
             let (m, dst) = dsts[p];
             let r = g - starts[p];
-            let v = m.dot(r, x);
-            // SAFETY: r < the part's rows, its output's length (asserted
-            // above), and every global row is computed once.
-            unsafe { *(dst as *mut f32).add(r) = v };
+            for (i, v) in m.dot::<M>(r, xs).into_iter().enumerate() {
+                // SAFETY: i · rows + r < M · rows, the part's output length
+                // (asserted above), and every global row is computed once.
+                unsafe { *(dst as *mut f32).add(i * m.rows + r) = v };
+            }
         };
         if total <= SERIAL_ROWS {
             (0..total).for_each(row);
@@ -803,6 +865,9 @@ impl QMatrix {
 /// Rows at or below which one thread does the whole product: waking the
 /// pool costs more than it saves.
 const SERIAL_ROWS: usize = 64;
+
+/// Most activation rows one [`QMatrix::matvec_parts`] takes.
+pub const MAX_ROWS: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -909,9 +974,50 @@ mod tests {
         a.matvec(&act, &mut ya);
         b.matvec(&act, &mut yb);
         let (mut za, mut zb) = (vec![0f32; 70], vec![0f32; 70]);
-        QMatrix::matvec_parts(&mut [(&a, &mut za), (&b, &mut zb)], &act);
+        QMatrix::matvec_parts(&mut [(&a, &mut za), (&b, &mut zb)], std::slice::from_ref(&act));
         assert_eq!((za, zb), (ya, yb));
         assert!(QMatrix::stack(&[&a, &a]).is_none(), "blocks read in place are not copied to stack");
+    }
+
+    #[test]
+    fn several_rows_at_once_give_each_rows_own_result_exactly() {
+        // What prompt-lookup decoding relies on: checking drafted tokens
+        // in one pass gives the logits one token at a time would.
+        for (dtype, cols) in [
+            (GgmlDType::Q4_0, 96),
+            (GgmlDType::Q4_1, 96),
+            (GgmlDType::Q5_0, 96),
+            (GgmlDType::Q8_0, 96),
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q6K, 512),
+        ] {
+            let rows = 70;
+            let w = Tensor::from_vec(ramp(rows, cols, 1), (rows, cols), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let m = QMatrix::from_ggml(dtype, &q.data().unwrap(), rows, cols).unwrap();
+            let xs: Vec<Acts> = (0..MAX_ROWS)
+                .map(|seed| {
+                    let mut a = Acts::default();
+                    a.quantize(&ramp(1, cols, seed + 7));
+                    a
+                })
+                .collect();
+            let alone: Vec<Vec<f32>> = xs
+                .iter()
+                .map(|x| {
+                    let mut y = vec![0f32; rows];
+                    m.matvec(x, &mut y);
+                    y
+                })
+                .collect();
+            for n in [2, 5, MAX_ROWS] {
+                let mut y = vec![0f32; n * rows];
+                QMatrix::matvec_parts(&mut [(&m, &mut y)], &xs[..n]);
+                for (i, want) in alone[..n].iter().enumerate() {
+                    assert_eq!(&y[i * rows..(i + 1) * rows], &want[..], "{dtype:?}: row {i} of {n}");
+                }
+            }
+        }
     }
 
     #[test]

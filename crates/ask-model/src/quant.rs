@@ -178,6 +178,12 @@ impl Linear {
         Tensor::from_vec(out, dims, &Device::Cpu)
     }
 
+    /// Whether a few rows at once give each row what it gives alone (ask's
+    /// kernels run this weight for fewer than [`SGEMM_MIN_ROWS`] rows).
+    pub fn rows_exact(&self) -> bool {
+        self.row_blocks().is_some()
+    }
+
     /// The blocks ask's kernels run for one row, if any.
     fn row_blocks(&self) -> Option<&QMatrix> {
         match &self.weight {
@@ -188,11 +194,12 @@ impl Linear {
 
     /// `[p.forward(x) for p in parts]`, for layers that share their input
     /// (q, k and v of different block types, say): one parallel region
-    /// for all when x is one row that ask's kernels run for each.
+    /// for all when x has fewer than [`SGEMM_MIN_ROWS`] rows and ask's
+    /// kernels run each part.
     pub fn forward_many(parts: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
         let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
         let blocks: Option<Vec<&QMatrix>> = parts.iter().map(|p| p.row_blocks()).collect();
-        let (Some(blocks), 1) = (blocks, rows) else { return parts.iter().map(|p| p.forward(x)).collect() };
+        let Some(blocks) = blocks.filter(|_| rows < SGEMM_MIN_ROWS) else { return parts.iter().map(|p| p.forward(x)).collect() };
         let ys = by_rows(x, &blocks)?;
         parts
             .iter()
@@ -218,7 +225,7 @@ impl Linear {
                 matmul_by_tiles(x, self.out_features, &|r0, out| m.rows_f32(r0, out))?.reshape(out_dims)?
             }
             Weight::Blocks(m) => by_rows(x, &[m])?.remove(0).reshape(out_dims)?,
-            Weight::Tiled { blocks, .. } if rows == 1 => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
+            Weight::Tiled { blocks, .. } if rows < SGEMM_MIN_ROWS => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
             Weight::Tiled { tiles, .. } => tiles.forward(x)?,
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS && !self.tiled => {
                 let data = w.data()?;
@@ -238,20 +245,29 @@ impl Linear {
     }
 }
 
-/// `x · Wᵀ` for every W of `ws` (which share x's width), a row of x at a
-/// time through ask's kernels: each row is quantized once, and each row's
-/// products with all of `ws` share one parallel region.
+/// `x · Wᵀ` for every W of `ws` (which share x's width) through ask's
+/// kernels: each row of x is quantized once, and up to
+/// [`matvec::MAX_ROWS`](crate::matvec::MAX_ROWS) rows go through all of
+/// `ws` in one parallel region, each weight read once for them. A row's
+/// results do not depend on the rows beside it.
 fn by_rows(x: &Tensor, ws: &[&QMatrix]) -> Result<Vec<Tensor>> {
     let in_features = x.dim(candle_core::D::Minus1)?;
     let rows = x.elem_count() / in_features;
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let acts: Vec<Acts> = xs
+        .chunks_exact(in_features)
+        .map(|x| {
+            let mut a = Acts::default();
+            a.quantize(x);
+            a
+        })
+        .collect();
     let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; rows * w.rows()]).collect();
-    let mut act = Acts::default();
-    for (i, x) in xs.chunks_exact(in_features).enumerate() {
-        act.quantize(x);
+    for (c, chunk) in acts.chunks(crate::matvec::MAX_ROWS).enumerate() {
+        let (i0, n) = (c * crate::matvec::MAX_ROWS, chunk.len());
         let mut parts: Vec<(&QMatrix, &mut [f32])> =
-            ws.iter().zip(ys.iter_mut()).map(|(w, y)| (*w, &mut y[i * w.rows()..(i + 1) * w.rows()])).collect();
-        QMatrix::matvec_parts(&mut parts, &act);
+            ws.iter().zip(ys.iter_mut()).map(|(w, y)| (*w, &mut y[i0 * w.rows()..(i0 + n) * w.rows()])).collect();
+        QMatrix::matvec_parts(&mut parts, chunk);
     }
     ws.iter().zip(ys).map(|(w, y)| Tensor::from_vec(y, (rows, w.rows()), &Device::Cpu)).collect()
 }

@@ -114,6 +114,8 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
                 prompt_tokens: t.prompt_tokens,
                 generated_tokens: t.generated_tokens,
                 decode_tokens_per_s: t.decode_tokens_per_s,
+                drafted_tokens: t.drafted_tokens,
+                accepted_tokens: t.accepted_tokens,
                 answer: answer.trim().to_owned(),
                 ..outcome
             };
@@ -157,5 +159,8 @@ fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()
     writeln!(out, "  time to first token  p50 {:.2} s, p90 {:.2} s", s.first_token_ms_p50 / 1000.0, s.first_token_ms_p90 / 1000.0)?;
     writeln!(out, "  whole answer         p50 {:.2} s, p90 {:.2} s", s.answer_ms_p50 / 1000.0, s.answer_ms_p90 / 1000.0)?;
     writeln!(out, "  prompt p50 {:.0} tokens, decode p50 {:.1} tokens/s", s.prompt_tokens_p50, s.decode_tokens_per_s_p50)?;
+    if s.lookup_drafted_per_token > 0.0 {
+        writeln!(out, "  prompt lookup        {:.2} drafted per token, {:.3} of them accepted", s.lookup_drafted_per_token, s.lookup_acceptance)?;
+    }
     Ok(())
 }
