@@ -130,9 +130,15 @@ fn a_held_lock_makes_a_second_run_exit_75_or_wait() {
     lock.lock().unwrap();
     let out = env.run(&["index", "docs"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert!(stderr(&out).contains("another `ask index`"), "{}", stderr(&out));
-    // With --wait it blocks until the lock is released, then does the work.
-    let child = env.cmd().args(["index", "--wait", "--json", "docs"]).stdout(Stdio::piped()).spawn().unwrap();
+    assert!(stderr(&out).contains("is writing to the index") && stderr(&out).contains("pass --wait"), "{}", stderr(&out));
+    // With --wait it says it is waiting and blocks; the lock is released
+    // only once it has said so, so the run below did wait for it.
+    let mut child = env.cmd().args(["index", "--wait", "--json", "docs"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.starts_with("ask: waiting for the `ask index` run"), "{line}");
+    assert!(child.try_wait().unwrap().is_none(), "still waiting while the lock is held");
     drop(lock);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());

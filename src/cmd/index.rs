@@ -20,7 +20,7 @@ use ask_ingest::discover::{self, WalkEvent, WalkOptions};
 use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
 use ask_model::embed::{load_tokenizer, probe};
 use ask_model::Embedder;
-use ask_store::{ChunkRecord, FileRecord, IndexLock, IndexMeta, LockError, Store};
+use ask_store::{ChunkRecord, FileRecord, IndexLock, IndexMeta, LockError, Store, WhenBusy};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -103,10 +103,16 @@ impl Run for IndexArgs {
         }
 
         cfg.create_index_dir()?;
-        let _lock = match IndexLock::acquire(&cfg.index_dir, self.wait) {
+        let mut waiting = |pid: &str| {
+            if !cfg.quiet {
+                eprintln!("ask: waiting for the `ask index` run (pid {pid}) that is writing to {}", cfg.index_dir.display());
+            }
+        };
+        let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
+        let _lock = match IndexLock::acquire(&cfg.index_dir, busy) {
             Ok(lock) => lock,
             Err(e @ LockError::Busy { .. }) => {
-                ui.error(&e.to_string());
+                ui.error(&format!("{e}; wait for it, or pass --wait"));
                 return Ok(Exit::Busy);
             }
             Err(e) => return Err(e.into()),

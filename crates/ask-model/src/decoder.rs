@@ -578,13 +578,28 @@ mod tests {
         (ct, r)
     }
 
-    /// Loads on a new thread with candle's CANDLE_DEQUANTIZE_ALL switch on
-    /// (candle reads it once per thread): every matmul in f32.
-    fn load_f32<M: Send + 'static>(f: impl FnOnce() -> M + Send + 'static) -> M {
-        std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1");
-        let m = std::thread::spawn(f).join();
-        std::env::remove_var("CANDLE_DEQUANTIZE_ALL");
-        m.unwrap()
+    /// The GGUF file at `path` with every tensor dequantized to f32, in
+    /// memory: models loaded from it run every matmul in f32 on the same
+    /// weights. (Not candle's CANDLE_DEQUANTIZE_ALL switch: setting a
+    /// process-wide variable races with the tests running beside this one.)
+    fn f32_copy(path: &std::path::Path) -> (gguf_file::Content, std::io::Cursor<Vec<u8>>) {
+        let (ct, mut r) = open(path);
+        let tensors: Vec<(String, candle_core::quantized::QTensor)> = ct
+            .tensor_infos
+            .keys()
+            .map(|name| {
+                let q = ct.tensor(&mut r, name, &Device::Cpu).unwrap();
+                let f = q.dequantize(&Device::Cpu).unwrap();
+                (name.clone(), candle_core::quantized::QTensor::quantize(&f, candle_core::quantized::GgmlDType::F32).unwrap())
+            })
+            .collect();
+        let metadata: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let refs: Vec<(&str, &candle_core::quantized::QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut bytes, &metadata, &refs).unwrap();
+        bytes.set_position(0);
+        let ct = gguf_file::Content::read(&mut bytes).unwrap();
+        (ct, bytes)
     }
 
     /// candle-transformers' llama, written independently of this file, is
@@ -595,16 +610,9 @@ mod tests {
     #[test]
     fn llama_logits_match_candle_transformers() {
         let path = crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-        let p = path.clone();
-        let mut theirs = load_f32(move || {
-            let (ct, mut r) = open(&p);
-            quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap()
-        });
-        let p = path.clone();
-        let mut exact = load_f32(move || {
-            let (ct, mut r) = open(&p);
-            Decoder::load(&ct, &mut r, "llama", 1024, false).unwrap()
-        });
+        let (ct, mut r) = f32_copy(&path);
+        let mut exact = Decoder::load(&ct, &mut r, "llama", 1024, false).unwrap();
+        let mut theirs = quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
         let (ct, mut r) = open(&path);
         let mut ours = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap();
 

@@ -27,7 +27,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::{CompactionOptions, Duration, OptimizeAction};
 use lancedb::Table;
 
-pub use lock::{IndexLock, LockError};
+pub use lock::{IndexLock, LockError, WhenBusy};
 pub use meta::IndexMeta;
 pub use indexes::IndexWork;
 pub use search::{Filter, Mode, Request};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("another `ask index` (pid {pid}) is writing to the index at {dir}; wait for it, or pass --wait")]
+    #[error("another process (pid {pid}) is writing to the index at {dir}")]
     Busy {
         /// The index directory.
         dir: PathBuf,
@@ -35,28 +35,39 @@ pub struct IndexLock {
     _file: File,
 }
 
+/// How [`IndexLock::acquire`] meets a lock another process holds.
+pub enum WhenBusy<'a> {
+    /// Returns [`LockError::Busy`].
+    Fail,
+    /// Calls the function with the holder's pid, then waits for the lock.
+    Wait(&'a mut dyn FnMut(&str)),
+}
+
 impl IndexLock {
-    /// Takes the lock on the index in `dir`, waiting for it when `wait`.
-    pub fn acquire(dir: &Path, wait: bool) -> Result<IndexLock, LockError> {
+    /// Takes the lock on the index in `dir`; `busy` says what to do when
+    /// another process holds it.
+    pub fn acquire(dir: &Path, busy: WhenBusy) -> Result<IndexLock, LockError> {
         let path = dir.join("lock");
         let io = |source| LockError::Io { path: path.clone(), source };
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        if wait {
-            file.lock().map_err(io)?;
-        } else {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    let mut pid = String::new();
-                    file.read_to_string(&mut pid).ok();
-                    let pid = pid.trim();
-                    return Err(LockError::Busy {
-                        dir: dir.into(),
-                        pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
-                    });
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                file.read_to_string(&mut pid).ok();
+                let pid = match pid.trim() {
+                    "" => "unknown".to_owned(),
+                    p => p.to_owned(),
+                };
+                match busy {
+                    WhenBusy::Fail => return Err(LockError::Busy { dir: dir.into(), pid }),
+                    WhenBusy::Wait(waiting) => {
+                        waiting(&pid);
+                        file.lock().map_err(io)?;
+                    }
                 }
-                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
@@ -72,10 +83,12 @@ mod tests {
     #[test]
     fn second_holder_is_refused_until_the_first_drops() {
         let dir = tempfile::tempdir().unwrap();
-        let first = IndexLock::acquire(dir.path(), false).unwrap();
-        let err = IndexLock::acquire(dir.path(), false).unwrap_err();
+        let first = IndexLock::acquire(dir.path(), WhenBusy::Fail).unwrap();
+        let err = IndexLock::acquire(dir.path(), WhenBusy::Fail).unwrap_err();
         assert!(matches!(&err, LockError::Busy { pid, .. } if *pid == std::process::id().to_string()), "{err}");
         drop(first);
-        IndexLock::acquire(dir.path(), false).unwrap();
+        let mut waited = false;
+        IndexLock::acquire(dir.path(), WhenBusy::Wait(&mut |_| waited = true)).unwrap();
+        assert!(!waited, "a free lock is taken without waiting");
     }
 }
