@@ -9,8 +9,7 @@ pub enum Exit {
     Success,
     /// The run could not proceed: no index, missing model, unwritable directory.
     Error,
-    /// Bad command line (clap exits with this code itself).
-    Usage,
+    // 2, a bad command line, is clap's own exit (see the test below).
     /// With --strict: the run finished but some files failed.
     FilesFailed,
     /// Another `ask index` holds the index lock (EX_TEMPFAIL: try again later).
@@ -25,7 +24,6 @@ impl Exit {
         match self {
             Exit::Success => 0,
             Exit::Error => 1,
-            Exit::Usage => 2,
             Exit::FilesFailed => 3,
             Exit::Busy => 75,
             Exit::Interrupted => 130,
@@ -45,10 +43,11 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_stable() {
-        let all = [Exit::Success, Exit::Error, Exit::Usage, Exit::FilesFailed, Exit::Busy, Exit::Interrupted];
+        let all = [Exit::Success, Exit::Error, Exit::FilesFailed, Exit::Busy, Exit::Interrupted];
         let codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 75, 130]);
-        // clap uses 2 for usage errors; ours must agree.
-        assert_eq!(Exit::Usage.code() as i32, clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::InvalidValue).exit_code());
+        assert_eq!(codes, vec![0, 1, 3, 75, 130]);
+        // A bad command line exits 2, from clap itself, as the README's
+        // table says; no code of ours may take it.
+        assert_eq!(clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::InvalidValue).exit_code(), 2);
     }
 }

@@ -135,3 +135,23 @@ fn asks_own_data_is_never_indexed() {
     }
     assert_eq!(status["files"], 1, "only note.txt: {status}");
 }
+
+/// Every file seen counts once: a known file that now fails to extract or
+/// is no longer a document counts as failed or skipped, not also changed.
+#[test]
+fn a_file_that_now_fails_or_is_skipped_counts_once() {
+    let env = Env::new();
+    // A file without an extension is text while it reads as text.
+    env.write("d/NOTES", "Notes on the harbour crane.");
+    std::fs::copy(fixtures().join("docs/garden-report.pdf"), env.path("d/report.pdf")).unwrap();
+    let first = env.index(&["d"]);
+    assert_eq!(first["new"], 2, "{first}");
+    // The text becomes binary (no longer a document), the PDF a truncated one.
+    env.write("d/NOTES", b"\x00\x01\x02binary\x00".repeat(50));
+    std::fs::copy(fixtures().join("bad/truncated.pdf"), env.path("d/report.pdf")).unwrap();
+    let out = env.run(&["index", "--json", "d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = json(&out.stdout);
+    let counts: Vec<u64> = ["new", "changed", "unchanged", "failed", "skipped"].iter().map(|k| s[k].as_u64().unwrap()).collect();
+    assert_eq!(counts, [0, 0, 0, 1, 1], "{s}");
+}

@@ -76,7 +76,7 @@ enum Prepared {
     /// Same bytes as recorded: only size/mtime are updated.
     Touched(FileRecord),
     /// Recorded without chunks: failed (with its reason) or skipped (not a document).
-    NoChunks { record: FileRecord, is_new: bool },
+    NoChunks { record: FileRecord },
     /// Could not even be read; nothing is recorded so the next run retries.
     Unreadable { path: String, reason: String },
 }
@@ -325,15 +325,15 @@ impl IndexArgs {
                         summary.unchanged += 1;
                         batch.touched.push(record);
                     }
-                    Prepared::NoChunks { record, is_new } => {
+                    // Every file seen counts once: a known file that now
+                    // fails or is skipped counts as failed or skipped, not
+                    // also as changed.
+                    Prepared::NoChunks { record } => {
                         if record.status == "failed" {
                             summary.failed += 1;
                             ui.error(&format!("{}: {}", record.path, record.error.as_deref().unwrap_or("failed")));
                         } else {
                             summary.skipped += 1;
-                            if !is_new {
-                                summary.changed += 1;
-                            }
                         }
                         batch.add(record, Vec::new());
                     }
@@ -600,18 +600,18 @@ fn prepare(
     let mailbox = matches!(content, Content::Mailbox { .. });
     if size > max_size && !mailbox {
         record.status = "skipped".into();
-        return Prepared::NoChunks { record, is_new };
+        return Prepared::NoChunks { record };
     }
     let kind = match kind::classify(&c.path, bytes) {
         Ok(Some(kind)) => kind,
         Ok(None) => {
             record.status = "skipped".into();
-            return Prepared::NoChunks { record, is_new };
+            return Prepared::NoChunks { record };
         }
         Err(reason) => {
             record.status = "failed".into();
             record.error = Some(reason.into());
-            return Prepared::NoChunks { record, is_new };
+            return Prepared::NoChunks { record };
         }
     };
     record.kind = Some(kind.as_str().into());
@@ -640,7 +640,7 @@ fn prepare(
         Err(e) => {
             record.status = "failed".into();
             record.error = Some(e);
-            Prepared::NoChunks { record, is_new }
+            Prepared::NoChunks { record }
         }
     }
 }

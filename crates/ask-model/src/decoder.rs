@@ -13,8 +13,11 @@
 //! - run attention as fused tasks that compute only the scores a query
 //!   may see ([`attend`]), with no mask tensors.
 //!
-//! Its logits are checked against candle-transformers' own implementation
-//! of each family in the tests of `generate.rs`.
+//! The tests below check its logits against candle-transformers' llama
+//! (an implementation written apart from this one) on SmolLM2, in f32 and
+//! through the fast kernels, and its sliding-window and chunked-prefill
+//! paths against plain runs; the other families are exercised end to end
+//! by the integration tests (Qwen2.5, the default model) and by `ask eval`.
 
 use std::io::{Read, Seek};
 use std::sync::Arc;

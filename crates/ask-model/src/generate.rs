@@ -1,4 +1,5 @@
-//! Text generation with quantized GGUF models, run by candle-transformers.
+//! Text generation with quantized GGUF models, on ask's own decoder
+//! ([`crate::decoder`]) over candle's tensors and ask's kernels.
 //!
 //! The family is chosen by the file's `general.architecture` (llama, qwen2,
 //! qwen3, gemma3, phi3), never by its name. The tokenizer comes from the

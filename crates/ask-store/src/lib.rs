@@ -215,6 +215,12 @@ pub fn exists(dir: &Path) -> bool {
     dir.join(format!("{FILES}.lance")).exists()
 }
 
+/// The index directory as the URI LanceDB takes, which must be UTF-8 (a
+/// lossy conversion would name another directory).
+fn uri(dir: &Path) -> Result<&str> {
+    dir.to_str().ok_or_else(|| StoreError::Data { dir: dir.into(), message: "index path is not valid UTF-8".into() })
+}
+
 impl Store {
     fn lance(&self, source: lancedb::Error) -> StoreError {
         StoreError::Lance { dir: self.dir.clone(), source }
@@ -224,11 +230,7 @@ impl Store {
     /// if it does not exist yet.
     pub async fn open_or_create(dir: &Path, dim: usize) -> Result<Store> {
         let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
-        let uri = dir.to_str().ok_or_else(|| StoreError::Data {
-            dir: dir.into(),
-            message: "index path is not valid UTF-8".into(),
-        })?;
-        let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
+        let conn = lancedb::connect(uri(dir)?).execute().await.map_err(lance)?;
         let names = conn.table_names().execute().await.map_err(lance)?;
         let chunks = if names.iter().any(|n| n == CHUNKS) {
             conn.open_table(CHUNKS).execute().await.map_err(lance)?
@@ -283,7 +285,7 @@ impl Store {
             return Err(StoreError::Missing(dir.into()));
         }
         let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
-        let conn = lancedb::connect(dir.to_string_lossy().as_ref()).execute().await.map_err(lance)?;
+        let conn = lancedb::connect(uri(dir)?).execute().await.map_err(lance)?;
         let chunks = conn.open_table(CHUNKS).execute().await.map_err(lance)?;
         let files = conn.open_table(FILES).execute().await.map_err(lance)?;
         let schema = chunks.schema().await.map_err(lance)?;
@@ -293,11 +295,6 @@ impl Store {
         })?;
         let doc_columns = arrow::DOC_COLUMNS.iter().all(|c| schema.field_with_name(c).is_ok());
         Store::new(dir, chunks, files, dim, doc_columns).await
-    }
-
-    /// Vector dimension of this index.
-    pub fn dim(&self) -> usize {
-        self.dim
     }
 
     /// Every file the index knows, by path.
@@ -723,6 +720,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open(&dir.path().join("nope")).await.err().unwrap().to_string();
         assert!(err.contains("run `ask index PATH` first"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_refused_by_name_never_changed() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("index");
+        Store::open_or_create(&good, 3).await.unwrap();
+        let bad = dir.path().join(std::ffi::OsStr::from_bytes(b"ind\xffex"));
+        std::fs::rename(&good, &bad).unwrap();
+        for err in [Store::open(&bad).await.err().unwrap(), Store::open_or_create(&bad, 3).await.err().unwrap()] {
+            assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        }
     }
 
     #[test]

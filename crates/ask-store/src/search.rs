@@ -75,7 +75,8 @@ pub struct Filter {
     /// A glob over the full path: `*` and `**` match any run of characters
     /// (including `/`), `?` one character.
     pub path_glob: Option<String>,
-    /// Document kinds (`pdf`, `md`, `html`, `text`, `code`, `mail`); any of them.
+    /// Document kinds (`pdf`, `md`, `html`, `text`, `code`, `mail`, `docx`,
+    /// `odt`, `epub`); any of them.
     pub kinds: Vec<String>,
     /// Only chunks whose date (file mtime, or a message's date) is at or after this (ns).
     pub since_ns: Option<i64>,
@@ -274,7 +275,6 @@ impl Store {
         }
     }
 
-    /// Hits with their stored vectors, best first.
     /// The columns a search reads: the hit's, its message headers when the
     /// table has them, and the vector.
     fn hit_columns(&self) -> Vec<&'static str> {
@@ -286,6 +286,7 @@ impl Store {
         columns
     }
 
+    /// Hits with their stored vectors, best first.
     async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>) -> Result<Vec<(Hit, Vec<f32>)>> {
         let columns = self.hit_columns();
         let mut query = self
