@@ -662,31 +662,14 @@ enum Blocks {
 /// `$body` with `$b` bound to the block slice of whichever type `$blocks` is.
 macro_rules! each {
     ($blocks:expr, $b:ident => $body:expr) => {
+        each!(@ $blocks, $b => $body; Q4_0 Q4_1 Q5_0 Q8_0 Q4K Q6K)
+    };
+    (@ $blocks:expr, $b:ident => $body:expr; $($variant:ident)*) => {
         match $blocks {
-            Blocks::Q4_0(s) => {
+            $(Blocks::$variant(s) => {
                 let $b = s.get();
                 $body
-            }
-            Blocks::Q4_1(s) => {
-                let $b = s.get();
-                $body
-            }
-            Blocks::Q5_0(s) => {
-                let $b = s.get();
-                $body
-            }
-            Blocks::Q8_0(s) => {
-                let $b = s.get();
-                $body
-            }
-            Blocks::Q4K(s) => {
-                let $b = s.get();
-                $body
-            }
-            Blocks::Q6K(s) => {
-                let $b = s.get();
-                $body
-            }
+            })*
         }
     };
 }
@@ -775,15 +758,15 @@ impl QMatrix {
             if p.cols != out.cols {
                 return None;
             }
-            match (&mut out.blocks, &p.blocks) {
-                (Blocks::Q4_0(a), Blocks::Q4_0(b)) => append(a, b)?,
-                (Blocks::Q4_1(a), Blocks::Q4_1(b)) => append(a, b)?,
-                (Blocks::Q5_0(a), Blocks::Q5_0(b)) => append(a, b)?,
-                (Blocks::Q8_0(a), Blocks::Q8_0(b)) => append(a, b)?,
-                (Blocks::Q4K(a), Blocks::Q4K(b)) => append(a, b)?,
-                (Blocks::Q6K(a), Blocks::Q6K(b)) => append(a, b)?,
-                _ => return None,
+            macro_rules! same_type {
+                ($($variant:ident)*) => {
+                    match (&mut out.blocks, &p.blocks) {
+                        $((Blocks::$variant(a), Blocks::$variant(b)) => append(a, b)?,)*
+                        _ => return None,
+                    }
+                };
             }
+            same_type!(Q4_0 Q4_1 Q5_0 Q8_0 Q4K Q6K);
             out.rows += p.rows;
         }
         Some(out)
@@ -879,20 +862,24 @@ mod tests {
         (0..rows * cols).map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 25.0).collect()
     }
 
+    /// Every type the kernels run, with a row width it takes (the K-quants
+    /// need whole blocks of 256).
+    const EVERY_TYPE: [(GgmlDType, usize); 6] = [
+        (GgmlDType::Q4_0, 96),
+        (GgmlDType::Q4_1, 96),
+        (GgmlDType::Q5_0, 96),
+        (GgmlDType::Q8_0, 96),
+        (GgmlDType::Q4K, 512),
+        (GgmlDType::Q6K, 512),
+    ];
+
     /// The kernels against candle's own dequantization of the same bytes:
     /// the weights as candle reads them times the activation blocks as
     /// floats must give the kernels' results up to float rounding, for
     /// every type, through the SIMD, scalar and parallel paths.
     #[test]
     fn kernels_match_dequantized_weights() {
-        for (dtype, cols) in [
-            (GgmlDType::Q4_0, 96),
-            (GgmlDType::Q4_1, 96),
-            (GgmlDType::Q5_0, 96),
-            (GgmlDType::Q8_0, 96),
-            (GgmlDType::Q4K, 512),
-            (GgmlDType::Q6K, 512),
-        ] {
+        for (dtype, cols) in EVERY_TYPE {
             let rows = 80;
             let x = ramp(1, cols, 3);
             let mut act = Acts::default();
@@ -983,14 +970,7 @@ mod tests {
     fn several_rows_at_once_give_each_rows_own_result_exactly() {
         // What prompt-lookup decoding relies on: checking drafted tokens
         // in one pass gives the logits one token at a time would.
-        for (dtype, cols) in [
-            (GgmlDType::Q4_0, 96),
-            (GgmlDType::Q4_1, 96),
-            (GgmlDType::Q5_0, 96),
-            (GgmlDType::Q8_0, 96),
-            (GgmlDType::Q4K, 512),
-            (GgmlDType::Q6K, 512),
-        ] {
+        for (dtype, cols) in EVERY_TYPE {
             let rows = 70;
             let w = Tensor::from_vec(ramp(rows, cols, 1), (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
