@@ -112,3 +112,25 @@ fn status_reports_counts_models_and_time() {
     let human = String::from_utf8(env.ok(&["status"]).stdout).unwrap();
     assert!(human.contains("files:        5 indexed"), "{human}");
 }
+
+/// An index is searched and updated only with the encoder it was built
+/// with; both commands say which that was, each with its own way out.
+#[test]
+fn another_encoder_is_refused_by_search_and_index_alike() {
+    let env = Env::new();
+    env.write("d/a.txt", "The harbour crane lifts forty tonnes.");
+    env.index(&["d"]);
+    // As if another encoder had built the index.
+    let meta = env.index_dir("default").join("index.json");
+    let mut v = json(&std::fs::read(&meta).unwrap());
+    v["encoder"] = "all-mpnet-base-v2".into();
+    v["dim"] = 768.into();
+    std::fs::write(&meta, v.to_string()).unwrap();
+    let fact = "index was built with encoder all-mpnet-base-v2 (768 dims), not all-MiniLM-L6-v2 (384 dims)";
+    let out = env.run(&["search", "crane"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(fact) && stderr(&out).contains("pass --embed-model for all-mpnet-base-v2"), "{}", stderr(&out));
+    let out = env.run(&["index", "d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(fact) && stderr(&out).contains("--index NAME"), "{}", stderr(&out));
+}

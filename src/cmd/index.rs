@@ -120,11 +120,11 @@ impl Run for IndexArgs {
 
         let mut meta = match IndexMeta::load(&cfg.index_dir)? {
             Some(meta) => {
-                if meta.encoder != info.name || meta.dim != info.dim {
+                if let Err(e) = meta.check_encoder(&info.name, info.dim) {
                     anyhow::bail!(
-                        "index '{}' was built with encoder {} ({} dims) but this run uses {} ({} dims); \
-                         index into another index with --index NAME, or delete {} to rebuild",
-                        cfg.index_name, meta.encoder, meta.dim, info.name, info.dim, cfg.index_dir.display()
+                        "{e} ('{}'); index into another index with --index NAME, or delete {} to rebuild",
+                        cfg.index_name,
+                        cfg.index_dir.display()
                     );
                 }
                 meta

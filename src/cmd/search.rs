@@ -63,11 +63,8 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
     let embedder = if encoder {
         let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
         let info = embedder.info();
-        if meta.encoder != info.name || meta.dim != info.dim {
-            anyhow::bail!(
-                "index '{}' was built with encoder {} but {} was given; pass --embed-model for {}",
-                cfg.index_name, meta.encoder, info.name, meta.encoder
-            );
+        if let Err(e) = meta.check_encoder(&info.name, info.dim) {
+            anyhow::bail!("{e} ('{}'); pass --embed-model for {}", cfg.index_name, e.built);
         }
         Some(embedder)
     } else {

@@ -30,7 +30,30 @@ pub struct IndexMeta {
 
 const FILE: &str = "index.json";
 
+/// An index built with one encoder, used with another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("index was built with encoder {built} ({built_dim} dims), not {given} ({given_dim} dims)")]
+pub struct EncoderMismatch {
+    /// The encoder the index was built with.
+    pub built: String,
+    /// Its vector dimension.
+    pub built_dim: usize,
+    /// The encoder given now.
+    pub given: String,
+    /// Its vector dimension.
+    pub given_dim: usize,
+}
+
 impl IndexMeta {
+    /// Whether vectors of the encoder `name` (of `dim` dimensions) belong
+    /// in this index: its name and dimension must be the index's own.
+    pub fn check_encoder(&self, name: &str, dim: usize) -> Result<(), EncoderMismatch> {
+        if self.encoder == name && self.dim == dim {
+            return Ok(());
+        }
+        Err(EncoderMismatch { built: self.encoder.clone(), built_dim: self.dim, given: name.into(), given_dim: dim })
+    }
+
     /// Reads the metadata of the index in `dir`, if any.
     pub fn load(dir: &Path) -> Result<Option<IndexMeta>, StoreError> {
         let path = dir.join(FILE);
@@ -59,6 +82,15 @@ impl IndexMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoder_matches_by_name_and_dimension() {
+        let meta = IndexMeta { format: 1, encoder: "all-MiniLM-L6-v2".into(), dim: 384, chunk_tokens: 256, chunk_overlap: 32, created_at: 0, indexed_at: None };
+        assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", 384), Ok(()));
+        let err = meta.check_encoder("all-mpnet-base-v2", 768).unwrap_err();
+        assert_eq!(err.to_string(), "index was built with encoder all-MiniLM-L6-v2 (384 dims), not all-mpnet-base-v2 (768 dims)");
+        assert!(meta.check_encoder("all-MiniLM-L6-v2", 768).is_err(), "same name, other dimension");
+    }
 
     #[test]
     fn round_trip_and_absence() {
