@@ -164,3 +164,32 @@ fn ctrl_c_stops_the_answer_and_keeps_the_text_so_far() {
     // Stopped well before 3,000 tokens (about 4 characters each).
     assert!(answer.len() < 4000, "{} characters: the answer was not stopped", answer.len());
 }
+
+/// Flags override environment variables, which override the config file,
+/// which overrides the default (the README's promise), for the answer
+/// model and the index name alike. With nothing relevant to answer from,
+/// `--json` names the model without loading it, so bogus paths do.
+#[test]
+fn flags_beat_the_environment_which_beats_the_config_file() {
+    let env = indexed();
+    let q = ["query", "--json", "boiling point of tungsten in kelvin"];
+    let model = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)["model"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(model(env.cmd().env_remove("ASK_MODEL").args(q)), "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "the default");
+    env.write("config/ask/config.toml", "model = \"/models/from-file.gguf\"\n");
+    assert_eq!(model(env.cmd().env_remove("ASK_MODEL").args(q)), "from-file.gguf");
+    assert_eq!(model(env.cmd().env("ASK_MODEL", "/models/from-env.gguf").args(q)), "from-env.gguf");
+    assert_eq!(model(env.cmd().env("ASK_MODEL", "/models/from-env.gguf").args(q).args(["--model", "/models/from-flag.gguf"])), "from-flag.gguf");
+    // The index: the file names one that does not exist; the environment
+    // and the flag name the real one.
+    env.write("config/ask/config.toml", "index = \"from-file\"\n");
+    let out = env.cmd().args(["search", "bread"]).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("no index 'from-file'"), "{}", stderr(&out));
+    let out = env.cmd().args(["search", "bread"]).env("ASK_INDEX", "default").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.cmd().args(["search", "--index", "default", "bread"]).env("ASK_INDEX", "from-env").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

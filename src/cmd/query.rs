@@ -145,8 +145,7 @@ impl Run for QueryArgs {
             // No model is needed, nor need it exist; --json still names
             // it as an answer would (its file name).
             let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
-            let path = model_path.as_deref().unwrap_or(spec);
-            let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
+            let name = ask_model::catalog::file_name(model_path.as_deref().unwrap_or(spec));
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
             return self.finish(None, &[], &name, retrieval_ms, None, msg);
         }
