@@ -116,16 +116,8 @@ fn read_input(input: &Path, keep: &dyn Fn(&Document) -> bool) -> Result<(Kind, V
         }
         let mut bytes = Vec::new();
         std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
-        let kind = if bytes.starts_with(b"%PDF-") {
-            Kind::Pdf
-        } else if ask_ingest::kind::looks_mbox(&bytes) || ask_ingest::kind::looks_message(&bytes) {
-            Kind::Mail
-        } else if looks_html(&bytes) {
-            Kind::Html
-        } else if ask_ingest::kind::looks_binary(&bytes) {
+        let Some(kind) = ask_ingest::kind::sniff(&bytes) else {
             bail!("standard input is binary data, not text ask can summarize");
-        } else {
-            Kind::Text
         };
         (bytes, kind)
     } else {
@@ -164,11 +156,6 @@ impl SummarizeArgs {
         }
         Ok((kind, docs))
     }
-}
-
-fn looks_html(bytes: &[u8]) -> bool {
-    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).trim_start().to_ascii_lowercase();
-    head.starts_with("<!doctype html") || head.starts_with("<html")
 }
 
 /// One model, its sampling settings, and what the run has spent so far.

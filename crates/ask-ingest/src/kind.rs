@@ -273,23 +273,47 @@ pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, &'static str>
             }
         }
         NameHint::Unsupported => Ok(None),
-        NameHint::Unknown => {
-            if bytes.starts_with(b"%PDF-") {
-                Ok(Some(Kind::Pdf))
-            } else if looks_binary(bytes) {
-                Ok(None)
-            } else if looks_mbox(bytes) || looks_message(bytes) {
-                Ok(Some(Kind::Mail))
-            } else {
-                Ok(Some(Kind::Text))
-            }
-        }
+        NameHint::Unknown => Ok(sniff(bytes)),
     }
+}
+
+/// The kind of a document by its content alone (a file without a telling
+/// name, standard input): PDF, mail (an mbox or one message), HTML,
+/// other text; None for binary data.
+pub fn sniff(bytes: &[u8]) -> Option<Kind> {
+    if bytes.starts_with(b"%PDF-") {
+        Some(Kind::Pdf)
+    } else if looks_binary(bytes) {
+        None
+    } else if looks_mbox(bytes) || looks_message(bytes) {
+        Some(Kind::Mail)
+    } else if looks_html(bytes) {
+        Some(Kind::Html)
+    } else {
+        Some(Kind::Text)
+    }
+}
+
+/// A page that says it is HTML at its start.
+fn looks_html(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).trim_start().to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_decides_without_a_name() {
+        assert_eq!(sniff(b"%PDF-1.7\n..."), Some(Kind::Pdf));
+        assert_eq!(sniff(b"From a@example.org Mon Mar  4 10:00:00 2024\nFrom: A <a@example.org>\nSubject: Hi\n\nHi\n"), Some(Kind::Mail));
+        assert_eq!(sniff(b"  <!DOCTYPE html><title>x</title>"), Some(Kind::Html));
+        assert_eq!(sniff(b"commit 1a2b\nAuthor: A\n\n    Fix the crane\n"), Some(Kind::Text));
+        assert_eq!(sniff(b"\x00\x01\x02\x00binary"), None);
+        // A file without an extension is sniffed the same way.
+        assert_eq!(classify(Path::new("NOTES"), b"<html><body>x</body></html>"), Ok(Some(Kind::Html)));
+    }
 
     #[test]
     fn names_decide_first() {
