@@ -228,11 +228,7 @@ impl Generator {
         let tok = |e: tokenizers::Error| ModelError::Tokenizer(e.to_string());
         let prompt_ids = self.tokenizer.encode(prompt, false).map_err(tok)?.get_ids().to_vec();
         if prompt_ids.len() + 1 >= self.context {
-            return Err(ModelError::Tokenizer(format!(
-                "prompt of {} tokens does not fit the context of {} tokens",
-                prompt_ids.len(),
-                self.context
-            )));
+            return Err(ModelError::PromptTooLong { tokens: prompt_ids.len(), context: self.context });
         }
         let sampling = if params.temperature <= 0.0 {
             Sampling::ArgMax
@@ -551,6 +547,16 @@ mod tests {
         assert_eq!(g.push(2), Some(&[][..]));
         // 4 breaks the run: all three come out together.
         assert_eq!(g.push(4), Some(&[1, 2, 4][..]));
+    }
+
+    #[test]
+    fn a_prompt_too_long_for_the_context_is_its_own_error() {
+        let mut model = Generator::load(&crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        let prompt = "harbour crane ".repeat(MAX_CONTEXT);
+        match model.generate(&prompt, &SamplingParams::default(), |_| true) {
+            Err(ModelError::PromptTooLong { tokens, context }) => assert!(tokens > context && context == MAX_CONTEXT, "{tokens} {context}"),
+            other => panic!("{:?}", other.map(|t| t.generated_tokens)),
+        }
     }
 
     #[test]

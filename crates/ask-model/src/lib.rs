@@ -53,6 +53,15 @@ pub enum ModelError {
     /// The tokenizer failed on some input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A prompt longer than the context ask gives the model (room for one
+    /// generated token included).
+    #[error("a prompt of {tokens} tokens does not fit the model's context of {context} tokens")]
+    PromptTooLong {
+        /// Tokens in the prompt.
+        tokens: usize,
+        /// The context, in tokens.
+        context: usize,
+    },
     /// The tensor computation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
