@@ -73,12 +73,12 @@ pub(crate) struct Search<'a> {
     pub min_score: f32,
 }
 
-/// The passages to answer `question` from, best first.
-pub(crate) fn retrieve(rt: &Runtime, store: &Store, embedder: &Embedder, question: &str, search: &Search) -> Result<Vec<Hit>> {
-    // The question's vector is used in every mode: BM25 hits get their
-    // cosine similarity from it, so --min-score means the same thing.
-    let vector = embedder.embed_query(question)?;
-    let req = Request { text: question, vector: Some(&vector), k: search.k, mode: search.mode, filter: search.filter };
+/// The passages to answer `question` from, best first. `vector` is the
+/// question's embedding (`Embedder::embed_query`), used in every mode:
+/// BM25 hits get their cosine similarity from it, so --min-score means
+/// the same thing.
+pub(crate) fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], search: &Search) -> Result<Vec<Hit>> {
+    let req = Request { text: question, vector: Some(vector), k: search.k, mode: search.mode, filter: search.filter };
     let mut hits = rt.block_on(store.search(&req))?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
     Ok(hits)
@@ -92,17 +92,16 @@ pub(crate) fn passages(hits: &[Hit]) -> Vec<Passage> {
 /// `passages` as the model reads them: with a `budget` (the encoder's
 /// tokens) they do not fit, only the sentences that bear most on the
 /// question ([`prompt::select`]), each scored by its cosine similarity to
-/// the question in the encoder that retrieved them.
-pub(crate) fn focus(embedder: &Embedder, question: &str, passages: Vec<Passage>, budget: usize) -> Result<Vec<Passage>> {
+/// the question's embedding `q` in the encoder that retrieved them.
+pub(crate) fn focus(embedder: &Embedder, q: &[f32], passages: Vec<Passage>, budget: usize) -> Result<Vec<Passage>> {
     let tokens = |s: &str| embedder.tokenizer().encode(s, false).map_or(s.len() / 4, |e| e.len());
     if budget == 0 || passages.iter().map(|p| tokens(&p.text)).sum::<usize>() <= budget {
         return Ok(passages);
     }
     let split: Vec<Vec<&str>> = passages.iter().map(|p| prompt::sentences(&p.text)).collect();
     let all: Vec<&str> = split.iter().flatten().copied().collect();
-    let q = embedder.embed_query(question)?;
     let (vectors, _) = embedder.embed_passages(&all)?;
-    let mut similarity = vectors.iter().map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>());
+    let mut similarity = vectors.iter().map(|v| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>());
     let scores: Vec<Vec<f32>> = split.iter().map(|ss| similarity.by_ref().take(ss.len()).collect()).collect();
     Ok(prompt::select(&passages, &scores, tokens, budget))
 }
@@ -135,8 +134,9 @@ impl Run for QueryArgs {
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
         let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score };
-        let mut hits = retrieve(rt, &store, &embedder, &question, &search)?;
-        let shown = focus(&embedder, &question, passages(&hits), self.passage_tokens)?;
+        let vector = embedder.embed_query(&question)?;
+        let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
+        let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 

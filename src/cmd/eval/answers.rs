@@ -87,10 +87,11 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let mut outcomes = Vec::with_capacity(questions.len());
     for q in &questions {
         let started = Instant::now();
-        let mut hits = retrieve(rt, &store, &embedder, &q.question, &search)?;
+        let vector = embedder.embed_query(&q.question)?;
+        let mut hits = retrieve(rt, &store, &q.question, &vector, &search)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         if !hits.is_empty() {
-            let shown = focus(&embedder, &q.question, passages(&hits), args.passage_tokens)?;
+            let shown = focus(&embedder, &vector, passages(&hits), args.passage_tokens)?;
             let (text, kept) = prompt::fit(&model, &shown, &q.question, params.max_tokens)?;
             hits.truncate(kept);
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
