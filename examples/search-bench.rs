@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ask_store::{search, ChunkRecord, FileRecord, Filter, Mode, Request, Store};
+use ask_store::{search, ChunkRecord, FileRecord, FileStatus, Filter, Kind, Mode, Passage, Request, Store};
 
 const DIM: usize = 384;
 const CLUSTERS: usize = 1000;
@@ -151,27 +151,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         size: 1,
                         mtime_ns: 0,
                         hash: String::new(),
-                        kind: Some("text".into()),
-                        status: "ok".into(),
+                        kind: Some(Kind::Text),
+                        status: FileStatus::Ok,
                         error: None,
                         chunks: 100,
-                        indexed_at: 0,
+                        indexed_at_ms: 0,
                     });
                 }
-                chunks.push(ChunkRecord {
+                let passage = Passage {
                     path,
                     chunk: (i % 100) as u32,
-                    kind: "text".into(),
+                    kind: Kind::Text,
                     text: data.text(60),
                     line_start: 1,
                     line_end: 1,
                     page: None,
+                    message: None,
+                };
+                chunks.push(ChunkRecord {
+                    passage,
                     byte_start: 0,
                     byte_end: 0,
-                    mtime_ns: 0,
+                    date_ns: 0,
                     vector: data.vector(),
                     doc_hash: format!("{i}"),
-                    message: None,
                 });
             }
             rt.block_on(store.write_files(&files, &chunks))?;
@@ -188,7 +191,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             let req = Request { text, vector: Some(v), k: 10, mode, filter: &filter };
             let hits = rt.block_on(store.search(&req))?;
-            Ok((hits.into_iter().map(|h| (h.path, h.chunk)).collect(), t.elapsed().as_secs_f64() * 1000.0))
+            Ok((hits.into_iter().map(|h| (h.passage.path, h.passage.chunk)).collect(), t.elapsed().as_secs_f64() * 1000.0))
         };
         // Warm-up, then exact search.
         top10(&queries[0].0, &queries[0].1, Mode::Dense)?;

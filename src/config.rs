@@ -4,7 +4,6 @@
 //! flags that have one), then the config file, then defaults. Library code
 //! receives plain paths and never sees clap.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -139,23 +138,6 @@ impl Config {
         let spec = flag.unwrap_or(&self.model);
         Ok(ask_model::catalog::resolve(spec, &self.models_dir)?)
     }
-
-    /// Creates the index directory, owner-only: it holds private text.
-    pub fn create_index_dir(&self) -> Result<()> {
-        create_private_dir(&self.index_dir)
-    }
-}
-
-/// Creates `dir` and any missing parents with mode 0700, and tightens `dir`
-/// itself to 0700 if it already existed.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set permissions on {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -167,17 +149,6 @@ mod tests {
         assert!(check_index_name("notes-2024").is_ok());
         for bad in ["", "..", "../x", "a/b", ".hidden"] {
             assert!(check_index_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn private_dirs_are_owner_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("a/b");
-        create_private_dir(&target).unwrap();
-        for d in [dir.path().join("a"), target] {
-            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o700, "{}", d.display());
         }
     }
 }

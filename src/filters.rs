@@ -17,7 +17,7 @@ impl FilterArgs {
     pub fn resolve(&self, cwd: &Path, now: &Zoned) -> Result<Filter> {
         Ok(Filter {
             path_glob: self.path.as_deref().map(|g| anchor_glob(g, cwd)),
-            kinds: self.types.iter().map(|t| t.as_str().to_owned()).collect(),
+            kinds: self.types.clone(),
             ..self.when.resolve(now)?
         })
     }

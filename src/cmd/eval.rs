@@ -23,8 +23,8 @@ use tokio::runtime::Runtime;
 
 use super::search::open_for_query;
 use super::Run;
-use crate::cli::{EvalArgs, IndexArgs};
-use crate::config::{cache_home, create_private_dir, Config};
+use crate::cli::EvalArgs;
+use crate::config::{cache_home, Config};
 use crate::exit::Exit;
 use crate::progress::Ui;
 
@@ -71,21 +71,13 @@ fn write_corpus(ds: &Dataset, docs: &Path) -> Result<()> {
     if marker.exists() {
         return Ok(());
     }
-    create_private_dir(docs)?;
+    ask_store::create_private_dir(docs)?;
     for doc in &ds.corpus {
         let path = docs.join(file_name(&doc.id));
         std::fs::write(&path, doc.indexed_text() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     }
     std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
-}
-
-/// `ask index DIR` with every other option at its default.
-fn index_args(dir: &Path) -> Result<IndexArgs> {
-    use clap::{Args, FromArgMatches};
-    let cmd = IndexArgs::augment_args(clap::Command::new("index"));
-    let matches = cmd.try_get_matches_from([std::ffi::OsStr::new("index"), dir.as_os_str()])?;
-    Ok(IndexArgs::from_arg_matches(&matches)?)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -151,9 +143,11 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
         anyhow::bail!("{}: not a BEIR dataset (no corpus.jsonl) nor a folder of documents", corpus.display());
     };
     let cfg = Config { index_name: "eval".into(), index_dir: dir.join("index"), ..cfg.clone() };
-    match index_args(&docs)?.run(&cfg, rt)? {
-        Exit::Success => {}
-        other => return Ok(Err(other)),
+    // `ask index DOCS` with every option at its default.
+    let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], ..Default::default() };
+    let ui = Ui::new(cfg.quiet, false);
+    if let Err(exit) = super::index::update(rt, &cfg, options, &ask_pipeline::index::roots(std::slice::from_ref(&docs))?, ask_store::WhenBusy::Fail, &ui)? {
+        return Ok(Err(exit));
     }
     let mut prepared = Prepared { cfg, id_of, passages: 0 };
     if prepared.id_of.is_empty() {
@@ -204,7 +198,7 @@ impl Run for EvalArgs {
             let mut seen = HashSet::new();
             let ranked: Vec<&str> = hits
                 .iter()
-                .filter_map(|h| id_of.get(&h.path).map(String::as_str))
+                .filter_map(|h| id_of.get(&h.passage.path).map(String::as_str))
                 .filter(|id| seen.insert(*id))
                 .take(CUTOFF)
                 .collect();

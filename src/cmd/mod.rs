@@ -48,11 +48,6 @@ pub(crate) fn index_meta(cfg: &Config) -> Result<ask_store::IndexMeta> {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now_secs() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 /// RFC 3339 for a Unix time in seconds.
 pub(crate) fn rfc3339(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()

@@ -59,9 +59,9 @@ struct JsonAnswer<'a> {
 /// folders above it. The prompt, and so a greedy answer, is then the same
 /// wherever the files live, and a deep path costs the context no tokens;
 /// the sources printed after the answer keep the full path.
-fn prompt_location(hit: &Hit) -> String {
-    let name = std::path::Path::new(&hit.path).file_name().map(|n| n.to_string_lossy().into_owned());
-    location(&Hit { path: name.unwrap_or_else(|| hit.path.clone()), ..hit.clone() })
+fn prompt_location(p: &ask_store::Passage) -> String {
+    let name = std::path::Path::new(&p.path).file_name().map(|n| n.to_string_lossy().into_owned());
+    location(&ask_store::Passage { path: name.unwrap_or_else(|| p.path.clone()), ..p.clone() })
 }
 
 /// How passages are chosen for a question.
@@ -86,7 +86,7 @@ pub(crate) fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f3
 
 /// The passages as the model reads them.
 pub(crate) fn passages(hits: &[Hit]) -> Vec<Passage> {
-    hits.iter().map(|h| Passage { heading: prompt_location(h), text: h.text.clone() }).collect()
+    hits.iter().map(|h| Passage { heading: prompt_location(&h.passage), text: h.passage.text.clone() }).collect()
 }
 
 /// `passages` as the model reads them: with a `budget` (the encoder's
@@ -208,7 +208,7 @@ impl QueryArgs {
         timings: Option<ask_model::Timings>,
         no_answer: &str,
     ) -> Result<Exit> {
-        let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+        let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
         let attributed = answer.as_deref().and_then(|a| prompt::attribute(a, &texts));
         let mut out = std::io::stdout().lock();
         let sources: Vec<Source> = hits
@@ -216,14 +216,14 @@ impl QueryArgs {
             .enumerate()
             .map(|(i, h)| Source {
                 n: i + 1,
-                path: &h.path,
-                location: location(h),
-                line_start: h.line_start,
-                line_end: h.line_end,
-                page: h.page,
+                path: &h.passage.path,
+                location: location(&h.passage),
+                line_start: h.passage.line_start,
+                line_end: h.passage.line_end,
+                page: h.passage.page,
                 score: h.score,
                 similarity: h.similarity,
-                text: &h.text,
+                text: &h.passage.text,
             })
             .collect();
         if self.json {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use ask_model::Embedder;
-use ask_store::{Hit, Mode, Request, Store};
+use ask_store::{Mode, Passage, Request, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -44,13 +44,13 @@ struct MailJson<'a> {
 }
 
 impl<'a> MailJson<'a> {
-    fn new(m: &'a ask_store::Message) -> Self {
+    fn new(m: &'a ask_store::Mail) -> Self {
         MailJson {
             message: &m.key,
             subject: m.subject.as_deref(),
             from: m.from.as_deref(),
             to: m.to.as_deref(),
-            date: m.date.as_deref(),
+            date: m.date_rfc3339.as_deref(),
             message_id: m.message_id.as_deref(),
         }
     }
@@ -77,26 +77,26 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
 /// `path:12-30`, or `path:12` for one line, with the page for paged
 /// formats; for mail, the message's subject, sender and date, then the file
 /// and the message's place in it.
-pub(crate) fn location(hit: &Hit) -> String {
-    if let Some(m) = &hit.message {
+pub(crate) fn location(p: &Passage) -> String {
+    if let Some(m) = &p.message {
         let mut head = format!("\"{}\"", m.subject.as_deref().unwrap_or("(no subject)"));
         if let Some(from) = &m.from {
             head.push_str(&format!(" from {from}"));
         }
-        if let Some(date) = &m.date {
+        if let Some(date) = &m.date_rfc3339 {
             head.push_str(&format!(", {}", short_date(date)));
         }
         let key = if m.key.starts_with('#') { format!("message {}", m.key) } else { format!("<{}>", m.key) };
-        return format!("{head} ({} {key})", hit.path);
+        return format!("{head} ({} {key})", p.path);
     }
-    let lines = if hit.line_start == hit.line_end {
-        format!("{}", hit.line_start)
+    let lines = if p.line_start == p.line_end {
+        format!("{}", p.line_start)
     } else {
-        format!("{}-{}", hit.line_start, hit.line_end)
+        format!("{}-{}", p.line_start, p.line_end)
     };
-    match hit.page {
-        Some(p) => format!("{} (page {p}, lines {lines})", hit.path),
-        None => format!("{}:{lines}", hit.path),
+    match p.page {
+        Some(page) => format!("{} (page {page}, lines {lines})", p.path),
+        None => format!("{}:{lines}", p.path),
     }
 }
 
@@ -141,21 +141,21 @@ impl Run for SearchArgs {
                     rank: i + 1,
                     score: hit.score,
                     similarity: hit.similarity,
-                    path: &hit.path,
-                    kind: &hit.kind,
-                    chunk: hit.chunk,
-                    line_start: hit.line_start,
-                    line_end: hit.line_end,
-                    page: hit.page,
-                    mail: hit.message.as_ref().map(MailJson::new),
-                    text: &hit.text,
+                    path: &hit.passage.path,
+                    kind: hit.passage.kind.as_str(),
+                    chunk: hit.passage.chunk,
+                    line_start: hit.passage.line_start,
+                    line_end: hit.passage.line_end,
+                    page: hit.passage.page,
+                    mail: hit.passage.message.as_ref().map(MailJson::new),
+                    text: &hit.passage.text,
                 };
                 serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             } else {
                 // Cosine similarity reads the same in every mode; BM25 alone has only its own score.
-                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.similarity.unwrap_or(hit.score), location(hit))?;
-                writeln!(out, "    {}", snippet(&hit.text, 240))?;
+                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.similarity.unwrap_or(hit.score), location(&hit.passage))?;
+                writeln!(out, "    {}", snippet(&hit.passage.text, 240))?;
             }
         }
         out.flush()?;
@@ -174,17 +174,15 @@ impl Run for SearchArgs {
 mod tests {
     use super::*;
 
-    fn hit(page: Option<u32>, a: u32, b: u32) -> Hit {
-        Hit {
+    fn hit(page: Option<u32>, a: u32, b: u32) -> Passage {
+        Passage {
             path: "/d/f".into(),
             chunk: 0,
-            kind: "text".into(),
+            kind: ask_store::Kind::Text,
             text: String::new(),
             line_start: a,
             line_end: b,
             page,
-            score: 0.5,
-            similarity: None,
             message: None,
         }
     }
@@ -199,16 +197,16 @@ mod tests {
     #[test]
     fn mail_locations_name_subject_sender_and_date() {
         let mut h = hit(None, 1, 4);
-        h.message = Some(ask_store::Message {
+        h.message = Some(ask_store::Mail {
             key: "abc@x".into(),
             subject: Some("Deposit".into()),
             from: Some("Zoë <zoe@example.org>".into()),
-            to: None,
-            date: Some("2024-03-05T14:30:00+01:00".into()),
+            date_rfc3339: Some("2024-03-05T14:30:00+01:00".into()),
             message_id: Some("abc@x".into()),
+            ..Default::default()
         });
         assert_eq!(location(&h), "\"Deposit\" from Zoë <zoe@example.org>, 2024-03-05 14:30 (/d/f <abc@x>)");
-        h.message = Some(ask_store::Message { key: "#3".into(), ..Default::default() });
+        h.message = Some(ask_store::Mail { key: "#3".into(), ..Default::default() });
         assert_eq!(location(&h), "\"(no subject)\" (/d/f message #3)");
     }
 

@@ -57,8 +57,8 @@ impl Run for StatusArgs {
             dim: meta.dim,
             chunk_tokens: meta.chunk_tokens,
             chunk_overlap: meta.chunk_overlap,
-            created_at: rfc3339(meta.created_at),
-            indexed_at: meta.indexed_at.map(rfc3339),
+            created_at: rfc3339(meta.created_at_s),
+            indexed_at: meta.indexed_at_s.map(rfc3339),
         };
         let mut out = std::io::stdout().lock();
         if self.json {

@@ -8,7 +8,7 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use crate::{ChunkRecord, FileRecord, Hit, Message};
+use crate::{ChunkRecord, FileRecord, FileStatus, Hit, Kind, Mail, Passage};
 
 pub(crate) const HIT_COLUMNS: [&str; 7] = ["path", "chunk", "kind", "text", "line_start", "line_end", "page"];
 
@@ -83,26 +83,31 @@ pub(crate) fn chunks_batch(dim: usize, chunks: &[ChunkRecord]) -> Result<RecordB
         vectors.append(true);
     }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.path.as_str()))),
-        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.chunk))),
-        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.kind.as_str()))),
-        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.text.as_str()))),
-        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.line_start))),
-        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.line_end))),
-        Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.page))),
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.passage.path.as_str()))),
+        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.passage.chunk))),
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.passage.kind.as_str()))),
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| c.passage.text.as_str()))),
+        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.passage.line_start))),
+        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.passage.line_end))),
+        Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.passage.page))),
         Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.byte_start))),
         Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.byte_end))),
-        Arc::new(Int64Array::from_iter_values(chunks.iter().map(|c| c.mtime_ns))),
+        Arc::new(Int64Array::from_iter_values(chunks.iter().map(|c| c.date_ns))),
         Arc::new(vectors.finish()),
         Arc::new(StringArray::from_iter(chunks.iter().map(|c| Some(c.doc_hash.as_str())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().map(|m| m.key.as_str())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.subject.as_deref())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.from.as_deref())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.to.as_deref())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.date.as_deref())))),
-        Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.message.as_ref().and_then(|m| m.message_id.as_deref())))),
+        message_column(chunks, |m| Some(m.key.as_str())),
+        message_column(chunks, |m| m.subject.as_deref()),
+        message_column(chunks, |m| m.from.as_deref()),
+        message_column(chunks, |m| m.to.as_deref()),
+        message_column(chunks, |m| m.date_rfc3339.as_deref()),
+        message_column(chunks, |m| m.message_id.as_deref()),
     ];
     RecordBatch::try_new(chunks_schema(dim), columns)
+}
+
+/// One message field of every chunk (null for chunks of other documents).
+fn message_column(chunks: &[ChunkRecord], field: impl Fn(&Mail) -> Option<&str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.passage.message.as_ref().and_then(&field))))
 }
 
 pub(crate) fn files_batch(files: &[FileRecord]) -> Result<RecordBatch, ArrowError> {
@@ -111,11 +116,11 @@ pub(crate) fn files_batch(files: &[FileRecord]) -> Result<RecordBatch, ArrowErro
         Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.size))),
         Arc::new(Int64Array::from_iter_values(files.iter().map(|f| f.mtime_ns))),
         Arc::new(StringArray::from_iter_values(files.iter().map(|f| f.hash.as_str()))),
-        Arc::new(StringArray::from_iter(files.iter().map(|f| f.kind.as_deref()))),
+        Arc::new(StringArray::from_iter(files.iter().map(|f| f.kind.map(Kind::as_str)))),
         Arc::new(StringArray::from_iter_values(files.iter().map(|f| f.status.as_str()))),
         Arc::new(StringArray::from_iter(files.iter().map(|f| f.error.as_deref()))),
         Arc::new(UInt32Array::from_iter_values(files.iter().map(|f| f.chunks))),
-        Arc::new(Int64Array::from_iter_values(files.iter().map(|f| f.indexed_at))),
+        Arc::new(Int64Array::from_iter_values(files.iter().map(|f| f.indexed_at_ms))),
     ];
     RecordBatch::try_new(files_schema(), columns)
 }
@@ -138,19 +143,28 @@ fn opt_str(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_owned())
 }
 
-/// The message fields of row `i`, when the batch has them and the row is a message.
-fn read_message(batch: &RecordBatch, i: usize) -> Result<Option<Message>, String> {
+/// The message of row `i`, when the batch has the message columns and the
+/// row is a message. Its date in seconds is read back from its RFC 3339
+/// form, its hash from the row's `doc_hash`.
+fn read_message(batch: &RecordBatch, i: usize) -> Result<Option<Mail>, String> {
     if batch.column_by_name("msg_key").is_none() {
         return Ok(None);
     }
     let col = |name: &str| column::<StringArray>(batch, name);
     let Some(key) = opt_str(col("msg_key")?, i) else { return Ok(None) };
-    Ok(Some(Message {
+    let date_rfc3339 = opt_str(col("sent")?, i);
+    let hash = match batch.column_by_name("doc_hash") {
+        Some(_) => opt_str(col("doc_hash")?, i).unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(Some(Mail {
         key,
+        hash,
         subject: opt_str(col("subject")?, i),
         from: opt_str(col("sender")?, i),
         to: opt_str(col("recipients")?, i),
-        date: opt_str(col("sent")?, i),
+        date: date_rfc3339.as_deref().and_then(Mail::parse_date),
+        date_rfc3339,
         message_id: opt_str(col("message_id")?, i),
     }))
 }
@@ -179,8 +193,19 @@ impl<'a> HitColumns<'a> {
         })
     }
 
-    fn page(&self, i: usize) -> Option<u32> {
-        (!self.page.is_null(i)).then(|| self.page.value(i))
+    /// Row `i` as a passage.
+    fn passage(&self, batch: &RecordBatch, i: usize) -> Result<Passage, String> {
+        let kind = self.kind.value(i);
+        Ok(Passage {
+            path: self.path.value(i).to_owned(),
+            chunk: self.chunk.value(i),
+            kind: Kind::parse(kind).ok_or_else(|| format!("unknown kind '{kind}'"))?,
+            text: self.text.value(i).to_owned(),
+            line_start: self.line_start.value(i),
+            line_end: self.line_end.value(i),
+            page: (!self.page.is_null(i)).then(|| self.page.value(i)),
+            message: read_message(batch, i)?,
+        })
     }
 }
 
@@ -195,19 +220,12 @@ pub(crate) fn read_chunks(batch: &RecordBatch, dim: usize) -> Result<Vec<ChunkRe
     (0..batch.num_rows())
         .map(|i| {
             Ok(ChunkRecord {
-                path: c.path.value(i).to_owned(),
-                chunk: c.chunk.value(i),
-                kind: c.kind.value(i).to_owned(),
-                text: c.text.value(i).to_owned(),
-                line_start: c.line_start.value(i),
-                line_end: c.line_end.value(i),
-                page: c.page(i),
+                passage: c.passage(batch, i)?,
                 byte_start: byte_start.value(i),
                 byte_end: byte_end.value(i),
-                mtime_ns: mtime.value(i),
+                date_ns: mtime.value(i),
                 vector: vectors[i * dim..(i + 1) * dim].to_vec(),
                 doc_hash: opt_str(doc_hash, i).unwrap_or_default(),
-                message: read_message(batch, i)?,
             })
         })
         .collect()
@@ -223,19 +241,26 @@ pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String>
     let error = column::<StringArray>(batch, "error")?;
     let chunks = column::<UInt32Array>(batch, "chunks")?;
     let indexed_at = column::<Int64Array>(batch, "indexed_at")?;
-    Ok((0..batch.num_rows())
-        .map(|i| FileRecord {
-            path: path.value(i).to_owned(),
-            size: size.value(i),
-            mtime_ns: mtime.value(i),
-            hash: hash.value(i).to_owned(),
-            kind: opt_str(kind, i),
-            status: status.value(i).to_owned(),
-            error: opt_str(error, i),
-            chunks: chunks.value(i),
-            indexed_at: indexed_at.value(i),
+    (0..batch.num_rows())
+        .map(|i| {
+            let status_name = status.value(i);
+            let kind_name = opt_str(kind, i);
+            Ok(FileRecord {
+                path: path.value(i).to_owned(),
+                size: size.value(i),
+                mtime_ns: mtime.value(i),
+                hash: hash.value(i).to_owned(),
+                kind: match kind_name {
+                    Some(k) => Some(Kind::parse(&k).ok_or_else(|| format!("unknown kind '{k}'"))?),
+                    None => None,
+                },
+                status: FileStatus::parse(status_name).ok_or_else(|| format!("unknown file status '{status_name}'"))?,
+                error: opt_str(error, i),
+                chunks: chunks.value(i),
+                indexed_at_ms: indexed_at.value(i),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Which score column a result batch carries.
@@ -260,18 +285,7 @@ pub(crate) fn read_hits(batch: &RecordBatch, score: Score) -> Result<Vec<Hit>, S
                 Score::Distance => (1.0 - scores.value(i), Some(1.0 - scores.value(i))),
                 Score::Bm25 => (scores.value(i), None),
             };
-            Ok(Hit {
-                path: c.path.value(i).to_owned(),
-                chunk: c.chunk.value(i),
-                kind: c.kind.value(i).to_owned(),
-                text: c.text.value(i).to_owned(),
-                line_start: c.line_start.value(i),
-                line_end: c.line_end.value(i),
-                page: c.page(i),
-                score,
-                similarity,
-                message: read_message(batch, i)?,
-            })
+            Ok(Hit { passage: c.passage(batch, i)?, score, similarity })
         })
         .collect()
 }

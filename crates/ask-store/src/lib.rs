@@ -31,6 +31,7 @@ pub use lock::{IndexLock, LockError, WhenBusy};
 pub use meta::{EncoderMismatch, IndexMeta};
 pub use indexes::IndexWork;
 pub use search::{Filter, Mode, Request};
+pub use ask_ingest::{Kind, Mail};
 
 const CHUNKS: &str = "chunks";
 const FILES: &str = "files";
@@ -83,6 +84,33 @@ pub enum StoreError {
 /// Result alias for this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What became of a file the index knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Indexed: its chunks are searchable.
+    Ok,
+    /// Could not be extracted ([`FileRecord::error`] says why).
+    Failed,
+    /// Not a document ask reads, or over the size limit.
+    Skipped,
+}
+
+impl FileStatus {
+    /// The name stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Ok => "ok",
+            FileStatus::Failed => "failed",
+            FileStatus::Skipped => "skipped",
+        }
+    }
+
+    /// The status a `status` column value names.
+    pub fn parse(s: &str) -> Option<FileStatus> {
+        [FileStatus::Ok, FileStatus::Failed, FileStatus::Skipped].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// What the index knows about one file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
@@ -94,27 +122,28 @@ pub struct FileRecord {
     pub mtime_ns: i64,
     /// Content hash (BLAKE3 hex).
     pub hash: String,
-    /// Document kind (`md`, `pdf`, …), if it was recognised.
-    pub kind: Option<String>,
-    /// `ok`, `failed` or `skipped`.
-    pub status: String,
+    /// Document kind, if it was recognised.
+    pub kind: Option<Kind>,
+    /// Indexed, failed or skipped.
+    pub status: FileStatus,
     /// Why it failed, when it did.
     pub error: Option<String>,
     /// How many chunks it has in the index.
     pub chunks: u32,
     /// When it was indexed (ms since the epoch).
-    pub indexed_at: i64,
+    pub indexed_at_ms: i64,
 }
 
-/// One chunk to store.
+/// A chunk as search finds it and as it is stored: where it sits and what
+/// it says.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChunkRecord {
+pub struct Passage {
     /// The file's path.
     pub path: String,
     /// Position of the chunk in its file (0-based).
     pub chunk: u32,
     /// Document kind.
-    pub kind: String,
+    pub kind: Kind,
     /// The chunk's text.
     pub text: String,
     /// First line (1-based).
@@ -123,65 +152,41 @@ pub struct ChunkRecord {
     pub line_end: u32,
     /// Page (1-based) for paged formats.
     pub page: Option<u32>,
+    /// The message, when the chunk is part of an e-mail.
+    pub message: Option<Mail>,
+}
+
+/// One chunk to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    /// What it says and where.
+    pub passage: Passage,
     /// Byte range start within its section.
     pub byte_start: u64,
     /// Byte range end.
     pub byte_end: u64,
-    /// The document's date (ns) for date filters: the file's modification
-    /// time, or a mail message's sent date.
-    pub mtime_ns: i64,
+    /// The document's date (ns since the epoch), what date filters test:
+    /// a mail message's sent date, else its file's modification time.
+    /// (Stored in the column `mtime_ns`, its name before mail support.)
+    pub date_ns: i64,
     /// The embedding.
     pub vector: Vec<f32>,
     /// Content hash of the document the chunk was cut from (the file, or
     /// one message of a mailbox): chunks are reused, not re-embedded, when
     /// the same document turns up again (an mbox that grew, a renamed file).
     pub doc_hash: String,
-    /// The message's headers, when the chunk is part of an e-mail.
-    pub message: Option<Message>,
-}
-
-/// Where an e-mail message sits in its file, and who sent it when: stored
-/// with each of the message's chunks.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Message {
-    /// The message's Message-ID, or `#n` for the n-th message of an mbox.
-    pub key: String,
-    /// Subject.
-    pub subject: Option<String>,
-    /// Sender, `Name <address>`.
-    pub from: Option<String>,
-    /// Recipients, comma-separated.
-    pub to: Option<String>,
-    /// Sent date, RFC 3339.
-    pub date: Option<String>,
-    /// Message-ID.
-    pub message_id: Option<String>,
 }
 
 /// A search result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// The file's path.
-    pub path: String,
-    /// Position of the chunk in its file.
-    pub chunk: u32,
-    /// Document kind.
-    pub kind: String,
-    /// The chunk's text.
-    pub text: String,
-    /// First line.
-    pub line_start: u32,
-    /// Last line.
-    pub line_end: u32,
-    /// Page, for paged formats.
-    pub page: Option<u32>,
+    /// What was found and where.
+    pub passage: Passage,
     /// The ranking score of the search mode (higher is better): cosine
     /// similarity for dense, BM25 for bm25, the fused score for hybrid.
     pub score: f32,
     /// Cosine similarity to the query, when the query had a vector.
     pub similarity: Option<f32>,
-    /// The message's headers, when the chunk is part of an e-mail.
-    pub message: Option<Message>,
 }
 
 /// Counts for `ask status`.
@@ -379,9 +384,9 @@ impl Store {
         // The same document may be stored under two paths (a copy): keep
         // one path's chunks per hash.
         for chunks in out.values_mut() {
-            let first = chunks.iter().map(|c| c.path.clone()).min().unwrap_or_default();
-            chunks.retain(|c| c.path == first);
-            chunks.sort_by_key(|c| c.chunk);
+            let first = chunks.iter().map(|c| c.passage.path.clone()).min().unwrap_or_default();
+            chunks.retain(|c| c.passage.path == first);
+            chunks.sort_by_key(|c| c.passage.chunk);
         }
         Ok(out)
     }
@@ -420,8 +425,8 @@ impl Store {
     /// How many files and chunks the index holds.
     pub async fn counts(&self) -> Result<Counts> {
         let chunks = self.chunks.count_rows(None).await.map_err(|e| self.lance(e))?;
-        let files = self.files.count_rows(Some("status = 'ok'".into())).await.map_err(|e| self.lance(e))?;
-        let failed = self.files.count_rows(Some("status = 'failed'".into())).await.map_err(|e| self.lance(e))?;
+        let files = self.files.count_rows(Some(format!("status = '{}'", FileStatus::Ok.as_str()))).await.map_err(|e| self.lance(e))?;
+        let failed = self.files.count_rows(Some(format!("status = '{}'", FileStatus::Failed.as_str()))).await.map_err(|e| self.lance(e))?;
         Ok(Counts { files, failed, chunks })
     }
 
@@ -455,6 +460,15 @@ fn in_list(column: &str, values: &[&str]) -> String {
     format!("{column} IN ({})", quoted.join(", "))
 }
 
+/// Creates `dir` and any missing parents with mode 0700, and tightens `dir`
+/// itself to 0700 if it already existed: an index holds private text.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
 /// Total size in bytes of the files below `dir`.
 pub fn disk_usage(dir: &Path) -> u64 {
     fn walk(dir: &Path) -> u64 {
@@ -481,30 +495,26 @@ mod tests {
             size: 1,
             mtime_ns: 1,
             hash: "h".into(),
-            kind: Some("text".into()),
-            status: "ok".into(),
+            kind: Some(Kind::Text),
+            status: FileStatus::Ok,
             error: None,
             chunks,
-            indexed_at: 0,
+            indexed_at_ms: 0,
         }
     }
 
     fn chunk(path: &str, n: u32, vector: [f32; 3]) -> ChunkRecord {
-        ChunkRecord {
+        let passage = Passage {
             path: path.into(),
             chunk: n,
-            kind: "text".into(),
+            kind: Kind::Text,
             text: format!("{path} {n}"),
             line_start: n + 1,
             line_end: n + 1,
             page: None,
-            byte_start: 0,
-            byte_end: 1,
-            mtime_ns: 1,
-            vector: vector.to_vec(),
-            doc_hash: format!("hash of {path}"),
             message: None,
-        }
+        };
+        ChunkRecord { passage, byte_start: 0, byte_end: 1, date_ns: 1, vector: vector.to_vec(), doc_hash: format!("hash of {path}") }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,7 +531,7 @@ mod tests {
         let filter = Filter::default();
         let req = |v: &'static [f32]| Request { text: "", vector: Some(v), k: 2, mode: Mode::Dense, filter: &filter };
         let hits = store.search(&req(&[0., 0.9, 0.1])).await.unwrap();
-        assert_eq!((hits[0].path.as_str(), hits[0].chunk), ("/a", 1));
+        assert_eq!((hits[0].passage.path.as_str(), hits[0].passage.chunk), ("/a", 1));
         assert!(hits[0].score > hits[1].score);
         // Re-writing a file replaces its chunks rather than adding to them.
         store.write_files(&[file("/a", 1)], &[chunk("/a", 0, [1., 0., 0.])]).await.unwrap();
@@ -537,13 +547,13 @@ mod tests {
         assert_eq!(reopened.counts().await.unwrap().chunks, 1);
     }
 
-    fn doc(path: &str, kind: &str, mtime_ns: i64, text: &str, vector: [f32; 3]) -> (FileRecord, ChunkRecord) {
+    fn doc(path: &str, kind: Kind, date_ns: i64, text: &str, vector: [f32; 3]) -> (FileRecord, ChunkRecord) {
         let mut f = file(path, 1);
-        f.kind = Some(kind.into());
+        f.kind = Some(kind);
         let mut c = chunk(path, 0, vector);
-        c.kind = kind.into();
-        c.mtime_ns = mtime_ns;
-        c.text = text.into();
+        c.passage.kind = kind;
+        c.date_ns = date_ns;
+        c.passage.text = text.into();
         (f, c)
     }
 
@@ -553,7 +563,7 @@ mod tests {
     }
 
     fn paths(hits: &[Hit]) -> Vec<&str> {
-        hits.iter().map(|h| h.path.as_str()).collect()
+        hits.iter().map(|h| h.passage.path.as_str()).collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,9 +573,9 @@ mod tests {
         write(
             &store,
             vec![
-                doc("/en", "md", 1, "The deployment failed with ERR_CONN_RESET on Mondays.", [1., 0., 0.]),
-                doc("/de", "text", 1, "Die Donaudampfschifffahrtsgesellschaft fuhr los.", [0., 1., 0.]),
-                doc("/zh", "text", 1, "我喜欢北京的天气。", [0., 0., 1.]),
+                doc("/en", Kind::Markdown, 1, "The deployment failed with ERR_CONN_RESET on Mondays.", [1., 0., 0.]),
+                doc("/de", Kind::Text, 1, "Die Donaudampfschifffahrtsgesellschaft fuhr los.", [0., 1., 0.]),
+                doc("/zh", Kind::Text, 1, "我喜欢北京的天气。", [0., 0., 1.]),
             ],
         )
         .await;
@@ -583,7 +593,7 @@ mod tests {
         assert!(store.search(&bm25("nothing-here")).await.unwrap().is_empty());
         // A row written after the index was built is found before the next
         // optimize folds it in.
-        write(&store, vec![doc("/late", "md", 1, "A late deployment note.", [1., 0., 0.])]).await;
+        write(&store, vec![doc("/late", Kind::Markdown, 1, "A late deployment note.", [1., 0., 0.])]).await;
         let mut late = paths(&store.search(&bm25("deployment")).await.unwrap()).into_iter().map(String::from).collect::<Vec<_>>();
         late.sort();
         assert_eq!(late, ["/en", "/late"]);
@@ -599,10 +609,10 @@ mod tests {
         let store = Store::open_or_create(dir.path(), 3).await.unwrap();
         // Twenty Markdown files closer to the query than any PDF, then
         // three PDFs of different dates.
-        let mut docs: Vec<_> = (0..20).map(|i| doc(&format!("/notes/n{i}.md"), "md", 10, "quarterly report", [1., 0.01 * i as f32, 0.])).collect();
-        docs.push(doc("/papers/a_1.pdf", "pdf", 100, "quarterly report", [0., 1., 0.]));
-        docs.push(doc("/papers/b.pdf", "pdf", 200, "quarterly report", [0., 1., 0.1]));
-        docs.push(doc("/papers/c.pdf", "pdf", 300, "quarterly report", [0., 1., 0.2]));
+        let mut docs: Vec<_> = (0..20).map(|i| doc(&format!("/notes/n{i}.md"), Kind::Markdown, 10, "quarterly report", [1., 0.01 * i as f32, 0.])).collect();
+        docs.push(doc("/papers/a_1.pdf", Kind::Pdf, 100, "quarterly report", [0., 1., 0.]));
+        docs.push(doc("/papers/b.pdf", Kind::Pdf, 200, "quarterly report", [0., 1., 0.1]));
+        docs.push(doc("/papers/c.pdf", Kind::Pdf, 300, "quarterly report", [0., 1., 0.2]));
         write(&store, docs).await;
         store.ensure_indexes().await.unwrap();
         for mode in [Mode::Dense, Mode::Bm25, Mode::Hybrid] {
@@ -615,7 +625,7 @@ mod tests {
                     p
                 }
             };
-            let pdf = Filter { kinds: vec!["pdf".into()], ..Default::default() };
+            let pdf = Filter { kinds: vec![Kind::Pdf], ..Default::default() };
             assert_eq!(search(pdf.clone()).await.len(), 2, "{mode:?}: k hits when k match");
             let dated = Filter { since_ns: Some(150), until_ns: Some(300), ..pdf };
             assert_eq!(search(dated).await, ["/papers/b.pdf"], "{mode:?}");
@@ -642,8 +652,9 @@ mod tests {
             let mut v = [0.05f32 * ((i % 13) as f32 / 13.0); 8];
             v[axis] = 1.0;
             let mut f = file(&path, 1);
-            f.kind = Some(if pdf { "pdf" } else { "md" }.into());
-            let mut c = ChunkRecord { path, kind: f.kind.clone().unwrap(), ..chunk("", 0, [0.; 3]) };
+            f.kind = Some(if pdf { Kind::Pdf } else { Kind::Markdown });
+            let mut c = chunk(&path, 0, [0.; 3]);
+            c.passage.kind = f.kind.unwrap();
             files.push(f);
             c.vector = v.to_vec();
             chunks.push(c);
@@ -652,7 +663,7 @@ mod tests {
         let work = store.ensure_indexes_with(0).await.unwrap();
         assert_eq!(work.vector_trained, Some(2000));
         assert!(store.has_vector_index());
-        let filter = Filter { kinds: vec!["pdf".into()], ..Default::default() };
+        let filter = Filter { kinds: vec![Kind::Pdf], ..Default::default() };
         let q = [1., 0., 0., 0., 0., 0., 0., 0.];
         let req = Request { text: "", vector: Some(&q), k: 10, mode: Mode::Dense, filter: &filter };
         assert_eq!(store.search(&req).await.unwrap().len(), 10);
@@ -664,26 +675,29 @@ mod tests {
     async fn messages_keep_their_headers_and_filter_by_sender() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_or_create(dir.path(), 3).await.unwrap();
-        let message = |key: &str, from: &str| Message {
+        let message = |key: &str, hash: &str, from: &str| Mail {
             key: key.into(),
+            hash: hash.into(),
             subject: Some(format!("about {key}")),
             from: Some(from.into()),
             to: Some("me@example.org".into()),
-            date: Some("2024-03-05T14:30:00+01:00".into()),
+            // 2024-03-05T13:30:00Z, counted by hand: 19787 days.
+            date: Some(19787 * 86400 + 13 * 3600 + 30 * 60),
+            date_rfc3339: Some("2024-03-05T14:30:00+01:00".into()),
             message_id: Some(key.into()),
         };
         let mut a = chunk("/mail/inbox", 0, [1., 0., 0.]);
-        a.message = Some(message("m1@x", "Zoë Müller <zoe@example.org>"));
+        a.passage.message = Some(message("m1@x", "h1", "Zoë Müller <zoe@example.org>"));
         a.doc_hash = "h1".into();
         let mut b = chunk("/mail/inbox", 1, [0.9, 0.1, 0.]);
-        b.message = Some(message("m2@x", "Bob <bob@example.org>"));
+        b.passage.message = Some(message("m2@x", "h2", "Bob <bob@example.org>"));
         b.doc_hash = "h2".into();
         store.write_files(&[file("/mail/inbox", 2), file("/notes", 1)], &[a.clone(), b, chunk("/notes", 0, [1., 0., 0.])]).await.unwrap();
         let filter = Filter { from: Some("ZOË".into()), ..Default::default() };
         let req = Request { text: "", vector: Some(&[1., 0., 0.]), k: 5, mode: Mode::Dense, filter: &filter };
         let hits = store.search(&req).await.unwrap();
         assert_eq!(hits.len(), 1, "{hits:?}");
-        assert_eq!(hits[0].message, a.message);
+        assert_eq!(hits[0].passage.message, a.passage.message);
         // A literal % in the pattern is no wildcard.
         let filter = Filter { from: Some("%".into()), ..Default::default() };
         let req = Request { filter: &filter, ..req };
@@ -734,6 +748,18 @@ mod tests {
         std::fs::rename(&good, &bad).unwrap();
         for err in [Store::open(&bad).await.err().unwrap(), Store::open_or_create(&bad, 3).await.err().unwrap()] {
             assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        }
+    }
+
+    #[test]
+    fn private_dirs_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b");
+        create_private_dir(&target).unwrap();
+        for d in [dir.path().join("a"), target] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
         }
     }
 

@@ -23,9 +23,11 @@ pub struct IndexMeta {
     /// Chunk overlap in encoder tokens.
     pub chunk_overlap: usize,
     /// When the index was created (seconds since the epoch).
-    pub created_at: i64,
+    #[serde(rename = "created_at")]
+    pub created_at_s: i64,
     /// When a run last finished (seconds since the epoch).
-    pub indexed_at: Option<i64>,
+    #[serde(rename = "indexed_at")]
+    pub indexed_at_s: Option<i64>,
 }
 
 const FILE: &str = "index.json";
@@ -85,7 +87,7 @@ mod tests {
 
     #[test]
     fn an_encoder_matches_by_name_and_dimension() {
-        let meta = IndexMeta { format: 1, encoder: "all-MiniLM-L6-v2".into(), dim: 384, chunk_tokens: 256, chunk_overlap: 32, created_at: 0, indexed_at: None };
+        let meta = IndexMeta { format: 1, encoder: "all-MiniLM-L6-v2".into(), dim: 384, chunk_tokens: 256, chunk_overlap: 32, created_at_s: 0, indexed_at_s: None };
         assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", 384), Ok(()));
         let err = meta.check_encoder("all-mpnet-base-v2", 768).unwrap_err();
         assert_eq!(err.to_string(), "index was built with encoder all-MiniLM-L6-v2 (384 dims), not all-mpnet-base-v2 (768 dims)");
@@ -102,8 +104,8 @@ mod tests {
             dim: 3,
             chunk_tokens: 256,
             chunk_overlap: 32,
-            created_at: 1,
-            indexed_at: Some(2),
+            created_at_s: 1,
+            indexed_at_s: Some(2),
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));

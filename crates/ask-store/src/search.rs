@@ -75,9 +75,8 @@ pub struct Filter {
     /// A glob over the full path: `*` and `**` match any run of characters
     /// (including `/`), `?` one character.
     pub path_glob: Option<String>,
-    /// Document kinds (`pdf`, `md`, `html`, `text`, `code`, `mail`, `docx`,
-    /// `odt`, `epub`); any of them.
-    pub kinds: Vec<String>,
+    /// Document kinds; any of them.
+    pub kinds: Vec<crate::Kind>,
     /// Only chunks whose date (file mtime, or a message's date) is at or after this (ns).
     pub since_ns: Option<i64>,
     /// Only chunks whose date is before this (ns).
@@ -115,7 +114,7 @@ impl Filter {
             parts.push(format!("path LIKE {} ESCAPE '\\'", quote(&glob_to_like(glob)?)));
         }
         if !self.kinds.is_empty() {
-            let kinds: Vec<&str> = self.kinds.iter().map(String::as_str).collect();
+            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.as_str()).collect();
             parts.push(crate::in_list("kind", &kinds));
         }
         if let Some(t) = self.since_ns {
@@ -249,12 +248,12 @@ impl Store {
                 )?;
                 let weights = [RRF_DENSE_WEIGHT, RRF_BM25_WEIGHT];
                 let vectors: HashMap<(String, u32), Vec<f32>> =
-                    dense.iter().chain(bm25.iter()).map(|(h, v)| ((h.path.clone(), h.chunk), v.clone())).collect();
+                    dense.iter().chain(bm25.iter()).map(|(h, v)| ((h.passage.path.clone(), h.passage.chunk), v.clone())).collect();
                 let (dense, bm25) = (strip(dense), strip(bm25));
                 // Pseudo-relevance feedback: move the query vector towards
                 // the vectors of the first fused results...
                 let first = fuse(&[(dense.clone(), weights[0]), (bm25.clone(), weights[1])], RRF_K, PRF_PASSAGES);
-                let feedback: Vec<&[f32]> = first.iter().map(|h| vectors[&(h.path.clone(), h.chunk)].as_slice()).collect();
+                let feedback: Vec<&[f32]> = first.iter().map(|h| vectors[&(h.passage.path.clone(), h.passage.chunk)].as_slice()).collect();
                 let moved = rocchio(vector, &feedback, PRF_BETA);
                 // ...and re-rank every candidate of either list by it. The
                 // vectors came with the candidates, so there is no second
@@ -265,8 +264,8 @@ impl Store {
                 let mut dense: Vec<Hit> = dense
                     .iter()
                     .chain(bm25.iter())
-                    .filter(|h| seen.insert((h.path.clone(), h.chunk)))
-                    .map(|h| Hit { score: cosine(&moved, &vectors[&(h.path.clone(), h.chunk)]), ..h.clone() })
+                    .filter(|h| seen.insert((h.passage.path.clone(), h.passage.chunk)))
+                    .map(|h| Hit { score: cosine(&moved, &vectors[&(h.passage.path.clone(), h.passage.chunk)]), ..h.clone() })
                     .collect();
                 dense.sort_by(best_first);
                 dense.truncate(depth);
@@ -280,7 +279,7 @@ impl Store {
     fn hit_columns(&self) -> Vec<&'static str> {
         let mut columns: Vec<&str> = arrow::HIT_COLUMNS.to_vec();
         if self.doc_columns {
-            columns.extend(arrow::DOC_COLUMNS.iter().skip(1));
+            columns.extend(arrow::DOC_COLUMNS);
         }
         columns.push("vector");
         columns
@@ -355,7 +354,7 @@ impl Store {
 /// its parallel scan finished, which made hybrid ranks, fused scores and
 /// so `ask search --json` differ from run to run on the same index.
 fn best_first(a: &Hit, b: &Hit) -> std::cmp::Ordering {
-    b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)).then(a.chunk.cmp(&b.chunk))
+    b.score.total_cmp(&a.score).then_with(|| a.passage.path.cmp(&b.passage.path)).then(a.passage.chunk.cmp(&b.passage.chunk))
 }
 
 fn strip(scored: Vec<(Hit, Vec<f32>)>) -> Vec<Hit> {
@@ -402,7 +401,7 @@ pub fn fuse(lists: &[(Vec<Hit>, f32)], rrf_k: f32, k: usize) -> Vec<Hit> {
     for (list, weight) in lists {
         for (rank, hit) in list.iter().enumerate() {
             let add = weight / (rrf_k + rank as f32 + 1.0);
-            match at.get(&(hit.path.clone(), hit.chunk)) {
+            match at.get(&(hit.passage.path.clone(), hit.passage.chunk)) {
                 Some(&i) => {
                     fused[i].score += add;
                     if fused[i].similarity.is_none() {
@@ -410,7 +409,7 @@ pub fn fuse(lists: &[(Vec<Hit>, f32)], rrf_k: f32, k: usize) -> Vec<Hit> {
                     }
                 }
                 None => {
-                    at.insert((hit.path.clone(), hit.chunk), fused.len());
+                    at.insert((hit.passage.path.clone(), hit.passage.chunk), fused.len());
                     fused.push(Hit { score: add, ..hit.clone() });
                 }
             }
@@ -437,18 +436,17 @@ mod tests {
     use super::*;
 
     fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Hit {
-        Hit {
+        let passage = crate::Passage {
             path: path.into(),
             chunk,
-            kind: "text".into(),
+            kind: crate::Kind::Text,
             text: String::new(),
             line_start: 1,
             line_end: 1,
             page: None,
-            score: 0.0,
-            similarity,
             message: None,
-        }
+        };
+        Hit { passage, score: 0.0, similarity }
     }
 
     #[test]
@@ -459,7 +457,7 @@ mod tests {
         let dense = vec![hit("a", 0, Some(0.9)), hit("b", 0, Some(0.8)), hit("c", 0, Some(0.7))];
         let bm25 = vec![hit("c", 0, None), hit("d", 0, Some(0.1))];
         let fused = fuse(&[(dense, 1.0), (bm25, 1.0)], 60.0, 10);
-        let order: Vec<&str> = fused.iter().map(|h| h.path.as_str()).collect();
+        let order: Vec<&str> = fused.iter().map(|h| h.passage.path.as_str()).collect();
         assert_eq!(order, ["c", "a", "b", "d"]);
         assert!((fused[0].score - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-6);
         // c keeps the similarity the dense list computed.
@@ -472,7 +470,7 @@ mod tests {
         let mut hits = [hit("b", 0, None), hit("a", 1, None), hit("c", 0, None), hit("a", 0, None)];
         hits[2].score = 2.0;
         hits.sort_by(best_first);
-        let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.path.as_str(), h.chunk)).collect();
+        let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.passage.path.as_str(), h.passage.chunk)).collect();
         assert_eq!(order, [("c", 0), ("a", 0), ("a", 1), ("b", 0)]);
     }
 
@@ -481,7 +479,7 @@ mod tests {
         let dense = vec![hit("a", 0, None)];
         let bm25 = vec![hit("b", 0, None)];
         let fused = fuse(&[(dense, 1.0), (bm25, 2.0)], 60.0, 2);
-        assert_eq!(fused[0].path, "b");
+        assert_eq!(fused[0].passage.path, "b");
         assert!((fused[0].score - 2.0 / 61.0).abs() < 1e-6);
     }
 
@@ -519,7 +517,7 @@ mod tests {
         assert_eq!(Filter::default().to_sql().unwrap(), None);
         let f = Filter {
             path_glob: Some("%/it's/*".into()),
-            kinds: vec!["pdf".into(), "md".into()],
+            kinds: vec![crate::Kind::Pdf, crate::Kind::Markdown],
             since_ns: Some(5),
             until_ns: Some(9),
             from: Some("O'Brien_%".into()),

@@ -100,8 +100,8 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
                 answer.push_str(piece);
                 true
             })?;
-            let source = hits.iter().position(|h| prepared.id_of.get(&h.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
-            let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+            let source = hits.iter().position(|h| prepared.id_of.get(&h.passage.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
+            let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
             let cited = prompt::citations(&answer, hits.len());
             // Support is judged on the text the model was given.
             outcome = Outcome {

@@ -120,6 +120,12 @@ impl Mail {
     pub fn date_ns(&self) -> Option<i64> {
         self.date.map(|secs| secs.saturating_mul(1_000_000_000))
     }
+
+    /// Seconds since the Unix epoch of an RFC 3339 date, as in
+    /// [`Mail::date_rfc3339`] (for reading a message back from the index).
+    pub fn parse_date(rfc3339: &str) -> Option<i64> {
+        mail_parser::DateTime::parse_rfc3339(rfc3339).map(|d| d.to_timestamp())
+    }
 }
 
 impl Document {

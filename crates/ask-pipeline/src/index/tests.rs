@@ -1,0 +1,261 @@
+//! The update's reuse, slicing and crash-safety logic, with a fake encoder
+//! on a real store in a temporary directory.
+
+use std::path::{Path, PathBuf};
+
+use ask_model::{EncoderInfo, ModelError, Pooling};
+use ask_store::{FileStatus, Store, WhenBusy};
+use tokenizers::Tokenizer;
+use tokio::runtime::Runtime;
+
+use super::*;
+
+const DIM: usize = 4;
+
+/// Every whitespace-separated word is one token.
+fn word_tokenizer() -> Tokenizer {
+    r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
+        "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#
+        .parse()
+        .unwrap()
+}
+
+/// An encoder that records what it is asked to embed, and can be made to
+/// fail on its n-th call (a run killed mid-way).
+struct Fake {
+    info: EncoderInfo,
+    loads: usize,
+    calls: usize,
+    texts: Vec<String>,
+    fail_on_call: Option<usize>,
+}
+
+fn fake() -> Fake {
+    fake_named("fake")
+}
+
+fn fake_named(name: &str) -> Fake {
+    let info = EncoderInfo {
+        name: name.into(),
+        dim: DIM,
+        max_tokens: 512,
+        pooling: Pooling::Mean,
+        query_prefix: String::new(),
+        passage_prefix: String::new(),
+    };
+    Fake { info, loads: 0, calls: 0, texts: Vec::new(), fail_on_call: None }
+}
+
+impl Encoder for Fake {
+    fn info(&self) -> &EncoderInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> Result<Tokenizer, ModelError> {
+        Ok(word_tokenizer())
+    }
+
+    fn load(&mut self) -> Result<(), ModelError> {
+        self.loads += 1;
+        Ok(())
+    }
+
+    fn embed_passages(&mut self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, usize), ModelError> {
+        self.calls += 1;
+        if self.fail_on_call == Some(self.calls) {
+            return Err(ModelError::Tokenizer("killed".into()));
+        }
+        self.texts.extend(texts.iter().map(|t| t.to_string()));
+        let vectors = texts.iter().map(|t| vec![0.5, 0.5, 0.5, (t.len() % 7) as f32 / 10.0]).collect();
+        Ok((vectors, texts.iter().map(|t| t.split_whitespace().count()).sum()))
+    }
+}
+
+struct Env {
+    rt: Runtime,
+    tmp: tempfile::TempDir,
+    options: Options,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("docs")).unwrap();
+        Env { rt: Runtime::new().unwrap(), tmp, options: Options::default() }
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.tmp.path().join("index")
+    }
+
+    fn docs(&self) -> PathBuf {
+        self.tmp.path().join("docs")
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.docs().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn update(&self, encoder: &mut Fake) -> Result<Summary, IndexError> {
+        let info = encoder.info.clone();
+        let mut writer = Writer::open(&self.rt, &self.index_dir(), &info, self.options.clone(), WhenBusy::Fail)?;
+        writer.update(&roots(&[self.docs()]).unwrap(), encoder, &mut ())
+    }
+
+    fn store(&self) -> Store {
+        self.rt.block_on(Store::open(&self.index_dir())).unwrap()
+    }
+
+    fn file_status(&self, path: &Path) -> Option<FileStatus> {
+        let key = roots(&[path.to_path_buf()]).unwrap()[0].to_string_lossy().into_owned();
+        self.rt.block_on(self.store().file_records()).unwrap().get(&key).map(|r| r.status)
+    }
+}
+
+/// An mbox of messages numbered `from..to`, each short enough to be one chunk.
+fn mbox(range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "From s{i}@example.org Mon Mar  4 10:00:00 2024\nFrom: Sender {i} <s{i}@example.org>\n\
+                 Subject: Note {i}\nMessage-ID: <m{i}@example.org>\nDate: Mon, 4 Mar 2024 10:00:00 +0000\n\n\
+                 Note number {i} mentions crane {i}.\n\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_unchanged_tree_costs_a_walk_and_never_loads_the_encoder() {
+    let env = Env::new();
+    env.write("a.md", "# Alpha\n\nThe harbour crane lifts containers.");
+    env.write("b.txt", "Beta notes about tides.");
+    env.write("sub/c.txt", "Gamma notes about ships.");
+    let mut first = fake();
+    let s = env.update(&mut first).unwrap();
+    assert_eq!((s.new, s.changed, s.unchanged, s.failed), (3, 0, 0, 0));
+    assert_eq!(s.chunks, first.texts.len());
+    assert_eq!(first.loads, 1);
+
+    let mut second = fake();
+    let s = env.update(&mut second).unwrap();
+    assert_eq!((s.new, s.changed, s.unchanged, s.chunks), (0, 0, 3, 0));
+    assert_eq!((second.loads, second.calls), (0, 0), "nothing to embed: the encoder is never loaded");
+}
+
+#[test]
+fn a_moved_file_keeps_its_embeddings() {
+    let env = Env::new();
+    env.write("old/report.txt", "The quarterly report covers the harbour crane budget.");
+    env.update(&mut fake()).unwrap();
+    std::fs::rename(env.docs().join("old"), env.docs().join("new")).unwrap();
+    let mut enc = fake();
+    let s = env.update(&mut enc).unwrap();
+    assert_eq!((s.new, s.removed, s.chunks), (1, 1, 0));
+    assert_eq!(s.reused, 1);
+    assert!(enc.texts.is_empty(), "{:?}", enc.texts);
+    assert_eq!(env.file_status(&env.docs().join("new/report.txt")), Some(FileStatus::Ok));
+}
+
+#[test]
+fn a_grown_mailbox_embeds_only_its_new_messages() {
+    let env = Env::new();
+    env.write("inbox.mbox", &mbox(0..3));
+    let mut first = fake();
+    let s = env.update(&mut first).unwrap();
+    assert_eq!((s.new, s.chunks), (1, 3));
+    env.write("inbox.mbox", &mbox(0..4));
+    let mut second = fake();
+    let s = env.update(&mut second).unwrap();
+    assert_eq!((s.changed, s.reused, s.chunks), (1, 3, 1));
+    assert_eq!(second.texts.len(), 1);
+    assert!(second.texts[0].contains("crane 3"), "{:?}", second.texts);
+}
+
+#[test]
+fn a_run_killed_between_slices_keeps_the_slices_it_committed() {
+    let mut env = Env::new();
+    env.options.commit_every = 2;
+    env.write("archive.mbox", &mbox(0..6));
+    // Slices of two messages each: the third embedding never returns.
+    let mut killed = fake();
+    killed.fail_on_call = Some(3);
+    assert!(env.update(&mut killed).is_err());
+    assert_eq!(env.file_status(&env.docs().join("archive.mbox")), None, "the file's row is written last");
+
+    let mut rerun = fake();
+    let s = env.update(&mut rerun).unwrap();
+    assert_eq!((s.new, s.reused, s.chunks), (1, 4, 2));
+    assert!(rerun.texts.iter().all(|t| t.contains("crane 4") || t.contains("crane 5")), "{:?}", rerun.texts);
+    let counts = env.rt.block_on(env.store().counts()).unwrap();
+    assert_eq!(counts.chunks, 6, "no chunk is stored twice");
+}
+
+#[test]
+fn files_gone_from_below_a_root_are_removed() {
+    let env = Env::new();
+    env.write("keep.txt", "Kept.");
+    env.write("gone.txt", "Gone soon.");
+    env.update(&mut fake()).unwrap();
+    std::fs::remove_file(env.docs().join("gone.txt")).unwrap();
+    let s = env.update(&mut fake()).unwrap();
+    assert_eq!((s.removed, s.unchanged), (1, 1));
+    assert_eq!(env.file_status(&env.docs().join("gone.txt")), None);
+}
+
+#[test]
+fn binary_files_are_recorded_as_skipped_and_counted_once() {
+    let env = Env::new();
+    env.write("notes.txt", "Plain notes.");
+    std::fs::write(env.docs().join("blob.bin"), [0u8, 159, 146, 150, 0, 1, 2, 3]).unwrap();
+    let s = env.update(&mut fake()).unwrap();
+    assert_eq!((s.new, s.skipped), (1, 1));
+    assert_eq!(env.file_status(&env.docs().join("blob.bin")), Some(FileStatus::Skipped));
+}
+
+#[test]
+fn excluded_folders_are_never_indexed() {
+    let mut env = Env::new();
+    env.write("notes.txt", "Notes.");
+    env.write("own/index-data.txt", "ask's own files.");
+    env.options.exclude = vec![env.docs().join("own")];
+    let s = env.update(&mut fake()).unwrap();
+    assert_eq!(s.new, 1);
+    assert_eq!(env.file_status(&env.docs().join("own/index-data.txt")), None);
+}
+
+#[test]
+fn another_encoder_and_a_second_writer_are_refused() {
+    let env = Env::new();
+    env.write("a.txt", "Alpha.");
+    env.update(&mut fake()).unwrap();
+    let err = env.update(&mut fake_named("other")).unwrap_err();
+    assert!(matches!(err, IndexError::EncoderMismatch { .. }), "{err}");
+
+    let info = fake().info;
+    let _held = Writer::open(&env.rt, &env.index_dir(), &info, Options::default(), WhenBusy::Fail).unwrap();
+    let err = env.update(&mut fake()).err().unwrap();
+    assert!(matches!(err, IndexError::Lock(ask_store::LockError::Busy { .. })), "{err}");
+}
+
+#[test]
+fn overlap_must_be_smaller_than_the_chunk_held_to_the_encoder() {
+    let mut env = Env::new();
+    // 600 tokens is more than the fake encoder reads (512): held to 510.
+    env.options.chunk_tokens = 600;
+    env.options.chunk_overlap = 510;
+    let err = env.update(&mut fake()).unwrap_err();
+    assert!(matches!(err, IndexError::Chunking(ChunkError::Overlap { overlap: 510, size: 510 })), "{err}");
+}
+
+#[test]
+fn slices_hold_whole_documents_and_at_least_one() {
+    // Documents ending at 3, 5, 9, 20, 21 chunks, slices of at most 5.
+    assert_eq!(slices(&[3, 5, 9, 20, 21], 5), vec![5, 9, 20, 21]);
+    assert_eq!(slices(&[1, 2, 3, 4, 5, 6], 2), vec![2, 4, 6]);
+    assert_eq!(slices(&[7], 2), vec![7], "a document larger than a slice is one slice");
+    assert_eq!(slices(&[], 2), Vec::<usize>::new());
+}

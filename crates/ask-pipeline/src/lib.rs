@@ -1,0 +1,11 @@
+//! ask's work as a library, for every caller: the `ask` binary, and next a
+//! watcher and a local server.
+//!
+//! [`index`] keeps an index up to date with a set of folders (walk, read,
+//! chunk, embed, commit, incrementally and crash-safely). The binary adds
+//! arguments, progress bars and advice; nothing here prints or reads flags.
+#![deny(missing_docs)]
+
+pub mod index;
+
+pub use index::{Encoder, Event, IndexError, Options, Progress, Summary, Writer};
