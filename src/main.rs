@@ -54,7 +54,10 @@ fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(err) if is_broken_pipe(&err) => Exit::Success.into(),
         Err(err) => {
-            eprintln!("ask: {err:#}");
+            match advice(&err) {
+                Some(advice) => eprintln!("ask: {err:#}; {advice}"),
+                None => eprintln!("ask: {err:#}"),
+            }
             Exit::Error.into()
         }
     }
@@ -69,6 +72,25 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     cli.command.run(&cfg, &rt)
 }
 
+/// What the user can do about an error the libraries report: they say
+/// what happened; which command or flag mends it is the binary's to say.
+fn advice(err: &anyhow::Error) -> Option<&'static str> {
+    use ask_store::StoreError;
+    err.chain().find_map(|e| {
+        if let Some(e) = e.downcast_ref::<StoreError>() {
+            return match e {
+                StoreError::NoMailHeaders(_) => Some("run `ask index` on it once to add them"),
+                StoreError::NoTextIndex(_) => Some("run `ask index` on it once to build one"),
+                _ => None,
+            };
+        }
+        match e.downcast_ref::<ask_model::ModelError>() {
+            Some(ask_model::ModelError::Missing { .. }) => Some("run scripts/fetch-models or point ask at a model directory"),
+            _ => None,
+        }
+    })
+}
+
 /// `ask search x | head -1` closes our stdout early: that is success, not an error.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -81,6 +103,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn advice_is_found_under_the_context_the_commands_add() {
+        let missing = ask_model::ModelError::Missing { path: "/m/config.json".into(), what: "encoder config" };
+        let err = anyhow::Error::new(missing).context("cannot use the encoder");
+        assert_eq!(super::advice(&err), Some("run scripts/fetch-models or point ask at a model directory"));
+        let err = anyhow::Error::new(ask_store::StoreError::NoTextIndex("/i".into()));
+        assert_eq!(super::advice(&err), Some("run `ask index` on it once to build one"));
+        assert_eq!(super::advice(&anyhow::anyhow!("the query is empty")), None);
+    }
+
     /// mimalloc 3's options.c gives purge_delay a default of 1000 (ms), a
     /// value no neighbouring option has: reading it at the index ask sets
     /// says the index names that option.

@@ -118,7 +118,7 @@ fn scratch(dir: &Path, key: &[u8], encoder: &str) -> Result<PathBuf> {
 /// An indexing run that does not succeed (another `ask index` holds the
 /// scratch index: 75) gives its exit code, for the caller to return.
 fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) -> Result<Result<Prepared, Exit>> {
-    let (info, _) = probe(&cfg.embed_model).context("cannot use the encoder")?;
+    let info = probe(&cfg.embed_model).context("cannot use the encoder")?;
     let beir = corpus.join("corpus.jsonl");
     let (docs, dir, id_of) = if beir.is_file() {
         let bytes = std::fs::read(&beir).with_context(|| format!("cannot read {}", beir.display()))?;

@@ -247,12 +247,17 @@ pub fn maildir_slot(path: &Path) -> Option<bool> {
     is_maildir.then_some(slot != "tmp")
 }
 
+/// A file whose name promises text holds binary data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("binary content in a file with a text extension")]
+pub struct BinaryContent;
+
 /// Decides the kind of a file from its name and its bytes.
 ///
 /// `Ok(None)` means "not a document we index" (an image, an unknown binary):
 /// skipped quietly. `Err` means the name promised text but the bytes are
 /// binary: that is reported, because the user likely expected it indexed.
-pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, &'static str> {
+pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, BinaryContent> {
     match maildir_slot(path) {
         Some(false) => return Ok(None),
         Some(true) if !looks_binary(bytes) => return Ok(Some(Kind::Mail)),
@@ -265,7 +270,7 @@ pub fn classify(path: &Path, bytes: &[u8]) -> Result<Option<Kind>, &'static str>
             if looks_pdf(bytes) && bytes.starts_with(b"%PDF-") {
                 Ok(Some(Kind::Pdf))
             } else if looks_binary(bytes) {
-                Err("binary content in a file with a text extension")
+                Err(BinaryContent)
             } else if kind == Kind::Text && (looks_mbox(bytes) || looks_message(bytes)) {
                 Ok(Some(Kind::Mail))
             } else {

@@ -111,8 +111,14 @@ pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
     Tokenizer::from_file(&path).map_err(|e| ModelError::Invalid { path, message: e.to_string() })
 }
 
-/// Reads what an encoder directory says about the model, without weights.
-pub fn probe(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
+/// Reads what an encoder directory says about the model (its name,
+/// dimensions and token limit), without loading weights.
+pub fn probe(dir: &Path) -> Result<EncoderInfo, ModelError> {
+    read_config(dir).map(|(info, _)| info)
+}
+
+/// [`probe`], and the architecture's configuration the weights load with.
+fn read_config(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
     let config_path = dir.join("config.json");
     let arch: ArchProbe = read_json(&config_path, "encoder config")?;
     let model_type = arch.model_type.clone().unwrap_or_default();
@@ -159,7 +165,7 @@ pub fn probe(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
 impl Embedder {
     /// Loads an encoder directory on the CPU.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let (info, config) = probe(dir)?;
+        let (info, config) = read_config(dir)?;
         let weights: PathBuf = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(ModelError::Missing { path: weights, what: "encoder weights" });
@@ -271,7 +277,7 @@ impl Embedder {
 
 /// Pools token vectors `[batch, seq, hidden]` into `[batch, hidden]`,
 /// ignoring positions where `mask` is 0.
-pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+pub(crate) fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
     match pooling {
         Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
         Pooling::Mean => {
@@ -284,7 +290,7 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Re
 }
 
 /// Scales each row to unit length.
-pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
     x.broadcast_div(&norm)
 }
@@ -328,10 +334,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_directory_names_the_file_and_the_fix() {
-        let err = Embedder::load(Path::new("/nonexistent/encoder")).err().unwrap().to_string();
-        assert!(err.contains("/nonexistent/encoder/config.json"), "{err}");
-        assert!(err.contains("fetch-models"), "{err}");
+    fn missing_directory_names_the_file() {
+        // What is missing, and where; the fix (scripts/fetch-models) is the
+        // binary's to give (tests/index.rs checks that it does).
+        let err = Embedder::load(Path::new("/nonexistent/encoder")).err().unwrap();
+        assert!(matches!(&err, ModelError::Missing { path, .. } if path.ends_with("config.json")), "{err}");
+        assert!(err.to_string().contains("/nonexistent/encoder/config.json"), "{err}");
     }
 
     fn fetched_encoder() -> PathBuf {

@@ -8,7 +8,7 @@
 //! encoder's `config.json`), never by model name.
 #![deny(missing_docs)]
 
-pub mod bert;
+mod bert;
 pub mod catalog;
 pub mod embed;
 mod decoder;
@@ -25,7 +25,7 @@ pub use generate::{Generator, SamplingParams, Stop, Timings};
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A model file is missing.
-    #[error("{path}: not found ({what}); run scripts/fetch-models or point ask at a model directory")]
+    #[error("{path}: not found ({what})")]
     Missing {
         /// The missing file.
         path: std::path::PathBuf,
@@ -62,9 +62,16 @@ pub enum ModelError {
         /// The context, in tokens.
         context: usize,
     },
-    /// The tensor computation failed.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// The tensor computation failed (candle's error, kept as a source
+    /// rather than a public type of this crate).
+    #[error("tensor computation: {0}")]
+    Tensor(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        ModelError::Tensor(Box::new(e))
+    }
 }
 
 /// A model placed by scripts/fetch-models (`ASK_TEST_MODELS` overrides the

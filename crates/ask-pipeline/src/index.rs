@@ -170,7 +170,7 @@ pub struct LazyEncoder {
 impl LazyEncoder {
     /// Reads the encoder's configuration in `dir` (cheap: no weights).
     pub fn new(dir: &Path) -> Result<LazyEncoder, ModelError> {
-        let (info, _) = ask_model::embed::probe(dir)?;
+        let info = ask_model::embed::probe(dir)?;
         Ok(LazyEncoder { dir: dir.to_path_buf(), info, model: None })
     }
 }
@@ -756,7 +756,7 @@ fn prepare(
         }
         Err(reason) => {
             record.status = FileStatus::Failed;
-            record.error = Some(reason.into());
+            record.error = Some(reason.to_string());
             return Prepared::NoChunks { record };
         }
     };

@@ -52,13 +52,14 @@ pub enum StoreError {
         /// Dimension of the encoder in use.
         want: usize,
     },
-    /// LanceDB failed.
+    /// The database failed (LanceDB's error, kept as a source rather than
+    /// a public type of this crate).
     #[error("index at {dir}: {source}")]
     Lance {
         /// The index directory.
         dir: PathBuf,
         /// The underlying error.
-        source: lancedb::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Arrow data did not have the expected shape.
     #[error("index at {dir}: unexpected data: {message}")]
@@ -68,9 +69,25 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
-    /// A search could not be run as asked (a bad filter, a missing index).
-    #[error("{0}")]
-    Query(String),
+    /// A path glob of a filter that ask cannot match.
+    #[error("'{glob}': character classes and alternatives ({found}…) are not supported in path globs; use * and ?")]
+    Glob {
+        /// The glob.
+        glob: String,
+        /// The character that starts what is not supported.
+        found: char,
+    },
+    /// A search by sender in an index written before mail headers were
+    /// stored (the next `ask index` run adds them).
+    #[error("index at {0} predates mail headers")]
+    NoMailHeaders(PathBuf),
+    /// A BM25 search in an index that has no full-text index yet (the next
+    /// `ask index` run builds it).
+    #[error("index at {0} has no full-text index yet")]
+    NoTextIndex(PathBuf),
+    /// A search that ranks by meaning was given no query vector.
+    #[error("{0} search needs the query's vector")]
+    NeedsVector(&'static str),
     /// File system error.
     #[error("{path}: {source}")]
     Io {
@@ -220,6 +237,10 @@ pub fn exists(dir: &Path) -> bool {
     dir.join(format!("{FILES}.lance")).exists()
 }
 
+fn lance_error(dir: &Path, source: lancedb::Error) -> StoreError {
+    StoreError::Lance { dir: dir.to_path_buf(), source: Box::new(source) }
+}
+
 /// The index directory as the URI LanceDB takes, which must be UTF-8 (a
 /// lossy conversion would name another directory).
 fn uri(dir: &Path) -> Result<&str> {
@@ -228,13 +249,13 @@ fn uri(dir: &Path) -> Result<&str> {
 
 impl Store {
     fn lance(&self, source: lancedb::Error) -> StoreError {
-        StoreError::Lance { dir: self.dir.clone(), source }
+        lance_error(&self.dir, source)
     }
 
     /// Opens the index at `dir`, creating it for `dim`-dimensional vectors
     /// if it does not exist yet.
     pub async fn open_or_create(dir: &Path, dim: usize) -> Result<Store> {
-        let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
+        let lance = |source| lance_error(dir, source);
         let conn = lancedb::connect(uri(dir)?).execute().await.map_err(lance)?;
         let names = conn.table_names().execute().await.map_err(lance)?;
         let chunks = if names.iter().any(|n| n == CHUNKS) {
@@ -289,7 +310,7 @@ impl Store {
         if !exists(dir) {
             return Err(StoreError::Missing(dir.into()));
         }
-        let lance = |source| StoreError::Lance { dir: dir.to_path_buf(), source };
+        let lance = |source| lance_error(dir, source);
         let conn = lancedb::connect(uri(dir)?).execute().await.map_err(lance)?;
         let chunks = conn.open_table(CHUNKS).execute().await.map_err(lance)?;
         let files = conn.open_table(FILES).execute().await.map_err(lance)?;

@@ -108,7 +108,7 @@ impl Filter {
     }
 
     /// The filter as a LanceDB SQL predicate, or `None` for no filter.
-    pub fn to_sql(&self) -> Result<Option<String>, String> {
+    pub fn to_sql(&self) -> Result<Option<String>, StoreError> {
         let mut parts = Vec::new();
         if let Some(glob) = &self.path_glob {
             parts.push(format!("path LIKE {} ESCAPE '\\'", quote(&glob_to_like(glob)?)));
@@ -149,7 +149,7 @@ fn escape_like(s: &str) -> String {
 }
 
 /// Translates a glob into a LIKE pattern with `\` as the escape character.
-fn glob_to_like(glob: &str) -> Result<String, String> {
+fn glob_to_like(glob: &str) -> Result<String, StoreError> {
     let mut out = String::with_capacity(glob.len() + 4);
     let mut chars = glob.chars().peekable();
     while let Some(c) = chars.next() {
@@ -177,9 +177,7 @@ fn glob_to_like(glob: &str) -> Result<String, String> {
                 }
             }
             '[' | '{' => {
-                return Err(format!(
-                    "'{glob}': character classes and alternatives ({c}…) are not supported in path globs; use * and ?"
-                ))
+                return Err(StoreError::Glob { glob: glob.into(), found: c })
             }
             c => out.push(c),
         }
@@ -211,12 +209,9 @@ impl Store {
     /// one relevance threshold in every mode.
     pub async fn search(&self, req: &Request<'_>) -> Result<Vec<Hit>> {
         if req.filter.from.is_some() && !self.doc_columns {
-            return Err(StoreError::Query(format!(
-                "index at {} predates mail headers; run `ask index` on it once to add them",
-                self.dir.display()
-            )));
+            return Err(StoreError::NoMailHeaders(self.dir.clone()));
         }
-        let predicate = req.filter.to_sql().map_err(StoreError::Query)?;
+        let predicate = req.filter.to_sql()?;
         let predicate = predicate.as_deref();
         if let Some(v) = req.vector {
             if v.len() != self.dim {
@@ -224,13 +219,10 @@ impl Store {
             }
         }
         let need_vector = || {
-            req.vector.ok_or_else(|| StoreError::Query(format!("{} search needs the query's vector", req.mode.as_str())))
+            req.vector.ok_or(StoreError::NeedsVector(req.mode.as_str()))
         };
         if req.mode == Mode::Bm25 && !self.has_text_index() {
-            return Err(StoreError::Query(format!(
-                "index at {} has no full-text index yet; run `ask index` on it once to build one",
-                self.dir.display()
-            )));
+            return Err(StoreError::NoTextIndex(self.dir.clone()));
         }
         match req.mode {
             Mode::Dense => Ok(strip(self.dense(need_vector()?, req.k, predicate).await?)),
