@@ -4,13 +4,15 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ask_model::prompt::{self, Passage};
-use ask_model::{Embedder, Generator};
-use ask_store::{Filter, Hit, Mode, Request, Store};
+use ask_model::prompt;
+use ask_model::Generator;
+use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use super::search::{location, open_for_query};
+use ask_pipeline::answer::{self, focus, location, passages, retrieve, Search};
+
+use super::search::open_for_query;
 use super::Run;
 use crate::cli::QueryArgs;
 use crate::config::Config;
@@ -53,57 +55,6 @@ struct JsonAnswer<'a> {
     /// "interrupted"; null when nothing was generated.
     stop: Option<ask_model::Stop>,
     timings: JsonTimings,
-}
-
-/// A passage's place as the model reads it: the file's name, not the
-/// folders above it. The prompt, and so a greedy answer, is then the same
-/// wherever the files live, and a deep path costs the context no tokens;
-/// the sources printed after the answer keep the full path.
-fn prompt_location(p: &ask_store::Passage) -> String {
-    let name = std::path::Path::new(&p.path).file_name().map(|n| n.to_string_lossy().into_owned());
-    location(&ask_store::Passage { path: name.unwrap_or_else(|| p.path.clone()), ..p.clone() })
-}
-
-/// How passages are chosen for a question.
-pub(crate) struct Search<'a> {
-    pub k: usize,
-    pub mode: Mode,
-    pub filter: &'a Filter,
-    /// Passages less similar to the question than this are dropped.
-    pub min_score: f32,
-}
-
-/// The passages to answer `question` from, best first. `vector` is the
-/// question's embedding (`Embedder::embed_query`), used in every mode:
-/// BM25 hits get their cosine similarity from it, so --min-score means
-/// the same thing.
-pub(crate) fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], search: &Search) -> Result<Vec<Hit>> {
-    let req = Request { text: question, vector: Some(vector), k: search.k, mode: search.mode, filter: search.filter };
-    let mut hits = rt.block_on(store.search(&req))?;
-    hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
-    Ok(hits)
-}
-
-/// The passages as the model reads them.
-pub(crate) fn passages(hits: &[Hit]) -> Vec<Passage> {
-    hits.iter().map(|h| Passage { heading: prompt_location(&h.passage), text: h.passage.text.clone() }).collect()
-}
-
-/// `passages` as the model reads them: with a `budget` (the encoder's
-/// tokens) they do not fit, only the sentences that bear most on the
-/// question ([`prompt::select`]), each scored by its cosine similarity to
-/// the question's embedding `q` in the encoder that retrieved them.
-pub(crate) fn focus(embedder: &Embedder, q: &[f32], passages: Vec<Passage>, budget: usize) -> Result<Vec<Passage>> {
-    let tokens = |s: &str| embedder.tokenizer().encode(s, false).map_or(s.len() / 4, |e| e.len());
-    if budget == 0 || passages.iter().map(|p| tokens(&p.text)).sum::<usize>() <= budget {
-        return Ok(passages);
-    }
-    let split: Vec<Vec<&str>> = passages.iter().map(|p| prompt::sentences(&p.text)).collect();
-    let all: Vec<&str> = split.iter().flatten().copied().collect();
-    let (vectors, _) = embedder.embed_passages(&all)?;
-    let mut similarity = vectors.iter().map(|v| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>());
-    let scores: Vec<Vec<f32>> = split.iter().map(|ss| similarity.by_ref().take(ss.len()).collect()).collect();
-    Ok(prompt::select(&passages, &scores, tokens, budget))
 }
 
 impl QueryArgs {
@@ -160,31 +111,17 @@ impl Run for QueryArgs {
         // answer, whole passages only, lowest-ranked dropped first.
         let (prompt, kept) = prompt::fit(&model, &shown, &question, self.gen.max_tokens)?;
         hits.truncate(kept);
-        let params = self.gen.sampling();
         let interrupted = super::interrupt_flag(rt);
-        let mut answer = String::new();
         let mut out = std::io::stdout().lock();
-        let mut write_err = None;
-        let timings = model.generate(&prompt, &params, |piece| {
-            answer.push_str(piece);
-            if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-                return false;
+        let json = self.json;
+        let (answer, timings) = answer::stream(&mut model, &prompt, &self.gen.sampling(), &interrupted, &mut |piece| {
+            if !json {
+                out.write_all(piece.as_bytes())?;
+                out.flush()?;
             }
-            if self.json {
-                return true;
-            }
-            match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    write_err = Some(e);
-                    false
-                }
-            }
+            Ok(())
         })?;
         drop(out);
-        if let Some(e) = write_err {
-            return Err(e.into());
-        }
         let name = model.name.clone();
         let exit = self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {

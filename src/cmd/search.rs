@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use ask_model::Embedder;
-use ask_store::{Mode, Passage, Request, Store};
+use ask_pipeline::answer::{fold_whitespace, location};
+use ask_store::{Mode, Request, Store};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -74,43 +75,6 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
     Ok((store, embedder))
 }
 
-/// `path:12-30`, or `path:12` for one line, with the page for paged
-/// formats; for mail, the message's subject, sender and date, then the file
-/// and the message's place in it.
-pub(crate) fn location(p: &Passage) -> String {
-    if let Some(m) = &p.message {
-        let mut head = format!("\"{}\"", m.subject.as_deref().unwrap_or("(no subject)"));
-        if let Some(from) = &m.from {
-            head.push_str(&format!(" from {from}"));
-        }
-        if let Some(date) = &m.date_rfc3339 {
-            head.push_str(&format!(", {}", short_date(date)));
-        }
-        let key = if m.key.starts_with('#') { format!("message {}", m.key) } else { format!("<{}>", m.key) };
-        return format!("{head} ({} {key})", p.path);
-    }
-    let lines = if p.line_start == p.line_end {
-        format!("{}", p.line_start)
-    } else {
-        format!("{}-{}", p.line_start, p.line_end)
-    };
-    match p.page {
-        Some(page) => format!("{} (page {page}, lines {lines})", p.path),
-        None => format!("{}:{lines}", p.path),
-    }
-}
-
-/// `2024-03-05T14:30:00+01:00` → `2024-03-05 14:30`: a message's date on
-/// the sender's clock, to the minute.
-pub(crate) fn short_date(rfc3339: &str) -> String {
-    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
-}
-
-/// Every run of whitespace, line breaks included, as one space.
-pub(crate) fn fold_whitespace(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// The first few lines of a passage, whitespace folded, for a terminal.
 fn snippet(text: &str, max_chars: usize) -> String {
     let folded = fold_whitespace(text);
@@ -173,42 +137,6 @@ impl Run for SearchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hit(page: Option<u32>, a: u32, b: u32) -> Passage {
-        Passage {
-            path: "/d/f".into(),
-            chunk: 0,
-            kind: ask_store::Kind::Text,
-            text: String::new(),
-            line_start: a,
-            line_end: b,
-            page,
-            message: None,
-        }
-    }
-
-    #[test]
-    fn locations_read_like_grep() {
-        assert_eq!(location(&hit(None, 3, 9)), "/d/f:3-9");
-        assert_eq!(location(&hit(None, 4, 4)), "/d/f:4");
-        assert_eq!(location(&hit(Some(2), 1, 5)), "/d/f (page 2, lines 1-5)");
-    }
-
-    #[test]
-    fn mail_locations_name_subject_sender_and_date() {
-        let mut h = hit(None, 1, 4);
-        h.message = Some(ask_store::Mail {
-            key: "abc@x".into(),
-            subject: Some("Deposit".into()),
-            from: Some("Zoë <zoe@example.org>".into()),
-            date_rfc3339: Some("2024-03-05T14:30:00+01:00".into()),
-            message_id: Some("abc@x".into()),
-            ..Default::default()
-        });
-        assert_eq!(location(&h), "\"Deposit\" from Zoë <zoe@example.org>, 2024-03-05 14:30 (/d/f <abc@x>)");
-        h.message = Some(ask_store::Mail { key: "#3".into(), ..Default::default() });
-        assert_eq!(location(&h), "\"(no subject)\" (/d/f message #3)");
-    }
 
     #[test]
     fn snippets_fold_whitespace_and_cut_on_characters() {

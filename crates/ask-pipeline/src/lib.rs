@@ -6,6 +6,8 @@
 //! arguments, progress bars and advice; nothing here prints or reads flags.
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod index;
+pub mod summarize;
 
 pub use index::{Encoder, Event, IndexError, Options, Progress, Summary, Writer};

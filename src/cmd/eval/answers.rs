@@ -15,7 +15,7 @@ use ask_store::Filter;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use super::super::query::{focus, passages, retrieve, Search};
+use ask_pipeline::answer::{focus, passages, retrieve, Search};
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
