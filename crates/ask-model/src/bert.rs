@@ -1,7 +1,11 @@
-//! A BERT encoder forward pass tuned for batched sentence embedding on CPU.
+//! A BERT or MPNet encoder forward pass tuned for batched sentence
+//! embedding on CPU.
 //!
 //! Same weights and same maths as candle-transformers' `BertModel` (and
-//! Hugging Face's), arranged to do less work per token:
+//! Hugging Face's `BertModel` and `MPNetModel`), arranged to do less work
+//! per token. MPNet is BERT with other tensor names, positions counted from
+//! `pad_token_id + 1`, no token types, and one learned relative-position
+//! bias added to every layer's attention scores. Both:
 //!
 //! - the 1/sqrt(head_dim) attention scale is folded into the query weights
 //!   at load time instead of a pass over every `[batch, heads, L, L]` score;
@@ -16,10 +20,109 @@
 //! Measured by `examples/embed-bench.rs`; correctness is guarded by the
 //! reference-embedding test in `embed.rs`.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
-use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
+use serde::Deserialize;
+
+/// The encoder architectures ask runs, by `config.json`'s `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// BERT (MiniLM, bge, e5, gte).
+    Bert,
+    /// MPNet (all-mpnet-base-v2).
+    MpNet,
+}
+
+impl Family {
+    /// The family a `model_type` (or, without one, an architecture name) names.
+    pub(crate) fn of(model_type: &str, architectures: &[String]) -> Option<Family> {
+        match model_type {
+            "bert" => Some(Family::Bert),
+            "mpnet" => Some(Family::MpNet),
+            "" if architectures.iter().any(|a| a.starts_with("Bert")) => Some(Family::Bert),
+            "" if architectures.iter().any(|a| a.starts_with("MPNet")) => Some(Family::MpNet),
+            _ => None,
+        }
+    }
+}
+
+/// The activation of the feed-forward layers, by Hugging Face's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub(crate) enum HiddenAct {
+    /// GELU, erf form.
+    #[default]
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// GELU, tanh approximation.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh", alias = "gelu_approximate")]
+    GeluApproximate,
+    /// ReLU.
+    #[serde(rename = "relu")]
+    Relu,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_buckets() -> usize {
+    32
+}
+
+/// What `config.json` says about the encoder's shape (the fields ask uses).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default)]
+    pub hidden_act: HiddenAct,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    /// MPNet's relative-position buckets.
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
+}
+
+impl Config {
+    /// The first position id of a sequence: MPNet (like RoBERTa) counts
+    /// from `pad_token_id + 1`, BERT from 0.
+    pub(crate) fn first_position(&self, family: Family) -> usize {
+        match family {
+            Family::Bert => 0,
+            Family::MpNet => self.pad_token_id + 1,
+        }
+    }
+}
+
+/// MPNet's bidirectional bucket (as T5's) of a relative position, the key's
+/// position minus the query's: exact below a quarter of the buckets, then
+/// logarithmic up to `max_distance`, one half of the buckets per direction.
+fn relative_bucket(relative: i64, num_buckets: usize, max_distance: usize) -> u32 {
+    let half = (num_buckets / 2) as i64;
+    let n = -relative;
+    let side = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    if n < max_exact {
+        return (side + n) as u32;
+    }
+    let scaled = (n as f64 / max_exact as f64).ln() / (max_distance as f64 / max_exact as f64).ln() * (half - max_exact) as f64;
+    (side + (max_exact + scaled as i64).min(half - 1)) as u32
+}
+
+/// MPNet's relative positions reach this far; beyond it they share a bucket.
+const MAX_DISTANCE: usize = 128;
 
 struct Layer {
     qkv: Linear,
@@ -31,21 +134,37 @@ struct Layer {
 }
 
 /// The encoder: embeddings and transformer layers, no pooling.
-pub struct Bert {
+pub(crate) struct Bert {
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    /// BERT's token types (all 0 here); MPNet has none.
+    token_type: Option<Embedding>,
+    /// Position id of a sequence's first token.
+    first_position: u32,
     embed_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// MPNet's relative-position bias, `[buckets, heads]`.
+    relative_bias: Option<Tensor>,
+    buckets: usize,
     heads: usize,
     head_dim: usize,
     act: HiddenAct,
 }
 
 impl Bert {
-    /// Loads the weights (`bert.`-prefixed or not) for `config`.
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Bert> {
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+    /// Loads the weights of a `family` encoder (`bert.`- or
+    /// `mpnet.`-prefixed or not) for `config`.
+    pub(crate) fn load(vb: VarBuilder, config: &Config, family: Family) -> Result<Bert> {
+        let prefix = match family {
+            Family::Bert => "bert",
+            Family::MpNet => "mpnet",
+        };
+        let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) { vb.pp(prefix) } else { vb };
+        // Tensor names inside a layer: (query, key, value, attention out, attention norm).
+        let names = match family {
+            Family::Bert => ["self.query", "self.key", "self.value", "output.dense", "output.LayerNorm"],
+            Family::MpNet => ["attn.q", "attn.k", "attn.v", "attn.o", "LayerNorm"],
+        };
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
         let head_dim = h / heads;
@@ -56,50 +175,77 @@ impl Bert {
             .map(|i| {
                 let l = vb.pp(format!("encoder.layer.{i}"));
                 let a = l.pp("attention");
-                let q = linear(h, h, a.pp("self.query"))?;
-                let k = linear(h, h, a.pp("self.key"))?;
-                let v = linear(h, h, a.pp("self.value"))?;
+                let q = linear(h, h, a.pp(names[0]))?;
+                let k = linear(h, h, a.pp(names[1]))?;
+                let v = linear(h, h, a.pp(names[2]))?;
                 let bias = |x: &Linear| x.bias().cloned().expect("BERT linears have biases");
                 let weight = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
                 let b = Tensor::cat(&[(bias(&q) * scale)?, bias(&k), bias(&v)], 0)?;
                 Ok(Layer {
                     qkv: Linear::new(weight, Some(b)),
-                    attn_out: linear(h, h, a.pp("output.dense"))?,
-                    attn_norm: layer_norm(h, eps, a.pp("output.LayerNorm"))?,
+                    attn_out: linear(h, h, a.pp(names[3]))?,
+                    attn_norm: layer_norm(h, eps, a.pp(names[4]))?,
                     up: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
                     down: linear(config.intermediate_size, h, l.pp("output.dense"))?,
                     out_norm: layer_norm(h, eps, l.pp("output.LayerNorm"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let (token_type, relative_bias) = match family {
+            Family::Bert => (Some(embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?), None),
+            Family::MpNet => {
+                let buckets = config.relative_attention_num_buckets;
+                (None, Some(vb.pp("encoder.relative_attention_bias").get((buckets, heads), "weight")?))
+            }
+        };
         Ok(Bert {
             word: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
             position: embedding(config.max_position_embeddings, h, e.pp("position_embeddings"))?,
-            token_type: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
+            token_type,
+            first_position: config.first_position(family) as u32,
             embed_norm: layer_norm(h, eps, e.pp("LayerNorm"))?,
             layers,
+            relative_bias,
+            buckets: config.relative_attention_num_buckets,
             heads,
             head_dim,
             act: config.hidden_act,
         })
     }
 
+    /// MPNet's relative-position bias for sequences of `l` tokens,
+    /// `[1, heads, l, l]`; None for BERT.
+    fn position_bias(&self, l: usize, device: &Device) -> Result<Option<Tensor>> {
+        let Some(table) = &self.relative_bias else { return Ok(None) };
+        let buckets: Vec<u32> =
+            (0..l).flat_map(|i| (0..l).map(move |j| relative_bucket(j as i64 - i as i64, self.buckets, MAX_DISTANCE))).collect();
+        let buckets = Tensor::from_vec(buckets, l * l, device)?;
+        let bias = table.index_select(&buckets, 0)?.reshape((l, l, self.heads))?.permute((2, 0, 1))?.contiguous()?;
+        Ok(Some(bias.unsqueeze(0)?))
+    }
+
     /// Token vectors `[batch, seq, hidden]` for `ids` `[batch, seq]`; `mask`
     /// (1 for tokens, 0 for padding) is needed only when there is padding.
-    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Padding is at the end of a row, so every row's tokens have the
+    /// positions of an unpadded sequence.
+    pub(crate) fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, l as u32, ids.device())?;
-        let types = Tensor::zeros((1, 1), DType::U32, ids.device())?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
-            .broadcast_add(&self.token_type.forward(&types)?)?;
+        let positions = Tensor::arange(self.first_position, self.first_position + l as u32, ids.device())?;
+        let mut x = self.word.forward(ids)?.broadcast_add(&self.position.forward(&positions)?)?;
+        if let Some(token_type) = &self.token_type {
+            let types = Tensor::zeros((1, 1), DType::U32, ids.device())?;
+            x = x.broadcast_add(&token_type.forward(&types)?)?;
+        }
         let mut x = self.embed_norm.forward(&x)?;
         // Additive mask [b, 1, 1, l]: 0 for tokens, a large negative for padding.
-        let bias = match mask {
+        let mask_bias = match mask {
             Some(m) => Some(((m.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?),
             None => None,
+        };
+        // Everything added to the scores, the same in every layer.
+        let bias = match (self.position_bias(l, ids.device())?, mask_bias) {
+            (Some(p), Some(m)) => Some(p.broadcast_add(&m)?),
+            (p, m) => p.or(m),
         };
         let h = self.heads * self.head_dim;
         for layer in &self.layers {
@@ -173,6 +319,28 @@ impl CustomOp1 for ParGeluErf {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn relative_buckets_follow_mpnets_rule() {
+        // 32 buckets, 128 apart at most, worked by hand from Hugging Face's
+        // rule: keys before the query take buckets 0-15, keys after it
+        // 16-31; exact below 8, then 8 + floor(ln(n / 8) / ln 16 * 8),
+        // held to 15.
+        let b = |r| relative_bucket(r, 32, 128);
+        assert_eq!((b(0), b(-1), b(-7)), (0, 1, 7));
+        assert_eq!((b(3), b(7)), (19, 23));
+        assert_eq!((b(-8), b(-15), b(-16)), (8, 9, 10)); // ln(15/8)/ln 16 * 8 = 1.8
+        assert_eq!((b(-64), b(-127), b(-128), b(-1000)), (14, 15, 15, 15)); // 127: 7.98
+        assert_eq!((b(16), b(1000)), (26, 31));
+    }
+
+    #[test]
+    fn families_are_told_by_model_type_or_architecture() {
+        assert_eq!(Family::of("mpnet", &[]), Some(Family::MpNet));
+        assert_eq!(Family::of("", &["BertModel".into()]), Some(Family::Bert));
+        assert_eq!(Family::of("", &["MPNetForMaskedLM".into()]), Some(Family::MpNet));
+        assert_eq!(Family::of("roberta", &[]), None);
+    }
 
     #[test]
     fn polynomial_erf_matches_libm() {

@@ -1,5 +1,6 @@
 //! Sentence embeddings with a BERT-family encoder (all-MiniLM-L6-v2, bge,
-//! e5, gte, …) from `model.safetensors` + `tokenizer.json` + `config.json`.
+//! e5, gte, …) or an MPNet one (all-mpnet-base-v2) from
+//! `model.safetensors` + `tokenizer.json` + `config.json`.
 //!
 //! Inputs are sorted by length and batched so that little padding is
 //! computed; padding is masked out of the pooling; vectors are L2-normalised
@@ -11,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::Config as BertConfig;
 
-use crate::bert::Bert;
+use crate::bert::{Bert, Config as EncoderConfig, Family};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -114,30 +114,31 @@ pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
 /// Reads what an encoder directory says about the model (its name,
 /// dimensions and token limit), without loading weights.
 pub fn probe(dir: &Path) -> Result<EncoderInfo, ModelError> {
-    read_config(dir).map(|(info, _)| info)
+    read_config(dir).map(|(info, ..)| info)
 }
 
 /// [`probe`], and the architecture's configuration the weights load with.
-fn read_config(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
+fn read_config(dir: &Path) -> Result<(EncoderInfo, EncoderConfig, Family), ModelError> {
     let config_path = dir.join("config.json");
     let arch: ArchProbe = read_json(&config_path, "encoder config")?;
     let model_type = arch.model_type.clone().unwrap_or_default();
-    let is_bert = model_type == "bert" || arch.architectures.iter().any(|a| a.starts_with("Bert"));
-    if !is_bert {
+    let Some(family) = Family::of(&model_type, &arch.architectures) else {
         return Err(ModelError::Unsupported {
             path: config_path,
             arch: if model_type.is_empty() { arch.architectures.join(",") } else { model_type },
-            supported: "ask runs BERT-family encoders (model_type \"bert\": MiniLM, bge, e5, gte)",
+            supported: "ask runs BERT-family encoders (model_type \"bert\": MiniLM, bge, e5, gte) and MPNet (\"mpnet\": all-mpnet-base-v2)",
         });
-    }
-    let config: BertConfig = read_json(&config_path, "encoder config")?;
+    };
+    let config: EncoderConfig = read_json(&config_path, "encoder config")?;
     let pooling = match optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"), "pooling config")? {
         Some(p) if p.pooling_mode_cls_token => Pooling::Cls,
         _ => Pooling::Mean,
     };
     let st_max = optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"), "sentence-bert config")?
         .and_then(|c| c.max_seq_length);
-    let max_tokens = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+    // Positions start at 0 (BERT) or after the padding id (MPNet).
+    let positions = config.max_position_embeddings.saturating_sub(config.first_position(family));
+    let max_tokens = st_max.unwrap_or(positions).min(positions);
     let prompts = optional_json::<SentenceTransformersConfig>(
         &dir.join("config_sentence_transformers.json"),
         "sentence-transformers config",
@@ -159,13 +160,13 @@ fn read_config(dir: &Path) -> Result<(EncoderInfo, BertConfig), ModelError> {
         query_prefix: prompt(&["query"]),
         passage_prefix: prompt(&["passage", "document"]),
     };
-    Ok((info, config))
+    Ok((info, config, family))
 }
 
 impl Embedder {
     /// Loads an encoder directory on the CPU.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let (info, config) = read_config(dir)?;
+        let (info, config, family) = read_config(dir)?;
         let weights: PathBuf = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(ModelError::Missing { path: weights, what: "encoder weights" });
@@ -179,7 +180,7 @@ impl Embedder {
         // SAFETY: the file is memory-mapped read-only; ask never writes model files.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
-        let model = Bert::load(vb, &config)
+        let model = Bert::load(vb, &config, family)
             .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
         Ok(Embedder { model, tokenizer, device, info })
     }
@@ -342,15 +343,9 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/encoder/config.json"), "{err}");
     }
 
-    fn fetched_encoder() -> PathBuf {
-        let dir = crate::fetched_model("all-MiniLM-L6-v2");
-        assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/fetch-models", dir.display());
-        dir
-    }
-
-    /// Vectors from an independent NumPy BERT (scripts/reference-embedding.py).
-    #[test]
-    fn matches_reference_embeddings_of_an_independent_implementation() {
+    /// `model`'s vectors against those of an independent NumPy
+    /// implementation (scripts/reference-embedding.py) in `fixture`.
+    fn check_reference(model: &str, fixture: &str, dim: usize, max_tokens: usize) {
         #[derive(Deserialize)]
         struct Reference {
             embeddings: Vec<Entry>,
@@ -363,11 +358,13 @@ mod tests {
         // Read at run time: a test binary reused from a clone elsewhere (one
         // shared CARGO_TARGET_DIR) would carry that clone's path.
         let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-        let path = manifest.join("../../fixtures/reference/minilm.json");
+        let path = manifest.join("../../fixtures/reference").join(fixture);
         let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let embedder = Embedder::load(&fetched_encoder()).unwrap();
-        assert_eq!(embedder.info().dim, 384);
-        assert_eq!(embedder.info().max_tokens, 256);
+        let dir = crate::fetched_model(model);
+        assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/fetch-models", dir.display());
+        let embedder = Embedder::load(&dir).unwrap();
+        assert_eq!(embedder.info().dim, dim);
+        assert_eq!(embedder.info().max_tokens, max_tokens);
         // One batch of different lengths: padding and re-ordering must not leak.
         let texts: Vec<&str> = reference.embeddings.iter().map(|e| e.text.as_str()).collect();
         let got = embedder.embed_raw(&texts).unwrap();
@@ -380,6 +377,16 @@ mod tests {
         let alone = embedder.embed_raw(&texts[2..]).unwrap();
         let diff = alone[0].iter().zip(&got[2]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-4, "padding changed the vector by {diff}");
+    }
+
+    #[test]
+    fn minilm_matches_reference_embeddings_of_an_independent_implementation() {
+        check_reference("all-MiniLM-L6-v2", "minilm.json", 384, 256);
+    }
+
+    #[test]
+    fn mpnet_matches_reference_embeddings_of_an_independent_implementation() {
+        check_reference("all-mpnet-base-v2", "mpnet.json", 768, 384);
     }
 
     fn tempfile_dir() -> PathBuf {
