@@ -45,6 +45,14 @@ pub enum Command {
     /// Re-running is incremental: unchanged files are skipped without being
     /// read, changed files are re-embedded, deleted files are removed.
     Index(IndexArgs),
+    /// Keep the index up to date as files change, until stopped
+    ///
+    /// Brings the index up to date first (as `ask index`), then applies
+    /// every burst of changes as one batch: new and changed files are
+    /// indexed, deleted ones removed, moved ones keep their embeddings.
+    /// The index is locked only while a batch is written. Ctrl-C or SIGTERM
+    /// finish the batch in hand and exit 0.
+    Watch(WatchArgs),
     /// Find the passages most relevant to a query
     Search(SearchArgs),
     /// Answer a question from the indexed files, citing them
@@ -88,6 +96,32 @@ impl From<SearchMode> for ask_store::Mode {
             SearchMode::Dense => ask_store::Mode::Dense,
             SearchMode::Bm25 => ask_store::Mode::Bm25,
             SearchMode::Hybrid => ask_store::Mode::Hybrid,
+        }
+    }
+}
+
+/// `ask eval --mode`: a ranking, or all three side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalMode {
+    /// Nearest vectors (meaning)
+    Dense,
+    /// BM25 full-text ranking (exact words)
+    Bm25,
+    /// Both, fused
+    Hybrid,
+    /// Each of the three, one report each, over one indexing of the corpus
+    All,
+}
+
+impl EvalMode {
+    /// The rankings to evaluate, in the order reported.
+    pub fn modes(self) -> Vec<ask_store::Mode> {
+        use ask_store::Mode;
+        match self {
+            EvalMode::Dense => vec![Mode::Dense],
+            EvalMode::Bm25 => vec![Mode::Bm25],
+            EvalMode::Hybrid => vec![Mode::Hybrid],
+            EvalMode::All => vec![Mode::Dense, Mode::Bm25, Mode::Hybrid],
         }
     }
 }
@@ -146,6 +180,29 @@ pub struct IndexArgs {
     #[arg(long)]
     pub stdin: bool,
 
+    #[command(flatten)]
+    pub what: IndexingArgs,
+
+    /// Exit with code 3 when any file failed
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Wait for another run on the same index to finish instead of exiting with code 75
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print the summary as one JSON object on standard output
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the summary line and skipped files even when not on a terminal
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// What `ask index` and `ask watch` include, and how they cut it.
+#[derive(Debug, Clone, Args)]
+pub struct IndexingArgs {
     /// Include hidden files and folders (Maildir++ folders such as .Sent always are)
     #[arg(long)]
     pub hidden: bool,
@@ -163,32 +220,34 @@ pub struct IndexArgs {
     pub max_file_size: u64,
 
     /// Chunk size in tokens of the encoder's tokenizer
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::index::CHUNK_TOKENS)]
     pub chunk_tokens: usize,
 
     /// Tokens shared by consecutive chunks
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::index::CHUNK_OVERLAP)]
     pub chunk_overlap: usize,
 
-    /// Exit with code 3 when any file failed
-    #[arg(long)]
-    pub strict: bool,
+    /// Chunks embedded and committed together (tests use small values)
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::index::COMMIT_EVERY, hide = true)]
+    pub commit_every: usize,
+}
 
-    /// Wait for another run on the same index to finish instead of exiting with code 75
-    #[arg(long)]
-    pub wait: bool,
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Folders (or files) to watch
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
 
-    /// Print the summary as one JSON object on standard output
+    #[command(flatten)]
+    pub what: IndexingArgs,
+
+    /// Print one JSON object per applied batch of changes
     #[arg(long)]
     pub json: bool,
 
-    /// Chunks embedded and committed together (tests use small values)
-    #[arg(long, value_name = "N", default_value_t = 512, hide = true)]
-    pub commit_every: usize,
-
-    /// Print the summary line and skipped files even when not on a terminal
-    #[arg(short, long)]
-    pub verbose: bool,
+    /// Wait this long after the last change before applying a batch (ms)
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub settle_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -204,10 +263,6 @@ pub struct SearchArgs {
     /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
-
-    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
-    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
-    pub passage_tokens: usize,
 
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -344,9 +399,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub corpus: Option<PathBuf>,
 
-    /// Ranking to evaluate
-    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
-    pub mode: SearchMode,
+    /// Ranking to evaluate (all: the three side by side; retrieval only)
+    #[arg(long, value_enum, default_value_t = EvalMode::Hybrid)]
+    pub mode: EvalMode,
 
     /// Answers: passages to retrieve for each question (as `ask query -k`)
     #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
@@ -368,7 +423,8 @@ pub struct EvalArgs {
     pub gen: GenArgs,
 
     /// Print one JSON object (retrieval: ndcg@10, recall@10, mrr@10, queries,
-    /// median_ms; answers: the scores and every question's outcome)
+    /// median_ms, one object per line with --mode all; answers: the scores
+    /// and every question's outcome)
     #[arg(long)]
     pub json: bool,
 }

@@ -52,6 +52,10 @@ fn a_question_whose_source_is_not_in_the_corpus_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("\"missing.md\"") && err.contains("docs"), "{err}");
+    // Answers are evaluated in one ranking.
+    let out = env.run(&["eval", "qa", "--corpus", "docs", "--mode", "all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--mode all"), "{}", stderr(&out));
     // Without --corpus, a set needs a corpus beside it.
     let out = env.run(&["eval", "qa"]);
     assert_eq!(out.status.code(), Some(1));
@@ -137,6 +141,13 @@ fn retrieval_is_scored_on_a_beir_dataset() {
     assert_eq!((v["queries"].as_u64(), v["passages"].as_u64()), (Some(2), Some(3)), "{v}");
     assert_eq!(v["ndcg@10"], 1.0, "{v}");
     assert_eq!(v["mrr@10"], 1.0, "{v}");
+    // --mode all: one report per ranking, in one run over one index.
+    let out = env.ok(&["eval", "beir", "--mode", "all", "--json"]);
+    let reports: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let modes: Vec<&str> = reports.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["dense", "bm25", "hybrid"]);
+    assert!(reports.iter().all(|r| r["queries"] == 2 && r["ndcg@10"].as_f64().unwrap() > 0.5), "{reports:?}");
 }
 
 /// Asked for something the passages do not hold, the default model says

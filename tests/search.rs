@@ -67,11 +67,19 @@ fn human_output_shows_location_and_score() {
     let env = Env::new();
     env.copy_docs();
     env.index(&["docs"]);
-    let out = env.ok(&["search", "sourdough levain", "-k", "1"]);
+    let out = env.ok(&["search", "sourdough levain", "-k", "3"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let first = text.lines().next().unwrap();
-    assert!(first.starts_with(" 1. 0."), "{text}");
+    assert!(first.starts_with(" 1. 0.") && first.contains("(similarity 0."), "{text}");
     assert!(first.contains("sourdough.txt:"), "{text}");
+    // The printed score is the one the list is ranked by: it never rises.
+    let scores: Vec<f32> = text
+        .lines()
+        .filter(|l| l.chars().nth(2) == Some('.'))
+        .map(|l| l[4..].split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 3, "{text}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}\n{text}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ask_eval::{Dataset, Scores};
 use ask_model::embed::probe;
-use ask_store::{Filter, Mode, Request};
+use ask_store::{Filter, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -182,52 +182,53 @@ impl Run for EvalArgs {
             Ok(p) => p,
             Err(exit) => return Ok(exit),
         };
-        let id_of = &prepared.id_of;
-        let mode: Mode = self.mode.into();
-        let (store, embedder) = open_for_query(&prepared.cfg, rt, mode.needs_vector())?;
+        let modes = self.mode.modes();
+        let (store, embedder) = open_for_query(&prepared.cfg, rt, modes.iter().any(|m| m.needs_vector()))?;
         let filter = Filter::default();
-        let bar = ui.bar(queries.len() as u64, "queries");
-        let mut scores = Scores::default();
-        let mut latencies = Vec::with_capacity(queries.len());
-        for q in &queries {
-            let t = Instant::now();
-            let vector = embedder.as_ref().map(|e| e.embed_query(&q.text)).transpose()?;
-            let req = Request { text: &q.text, vector: vector.as_deref(), k: CHUNKS_PER_QUERY, mode, filter: &filter };
-            let hits = rt.block_on(store.search(&req))?;
-            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            let mut seen = HashSet::new();
-            let ranked: Vec<&str> = hits
-                .iter()
-                .filter_map(|h| id_of.get(&h.passage.path).map(String::as_str))
-                .filter(|id| seen.insert(*id))
-                .take(CUTOFF)
-                .collect();
-            scores.add(&ranked, &ds.qrels[&q.id], CUTOFF);
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-
-        let m = scores.mean();
-        let report = Report {
-            ndcg: m.ndcg,
-            recall: m.recall,
-            mrr: m.mrr,
-            queries: m.queries,
-            median_ms: median(latencies),
-            mode: mode.as_str(),
-            dataset: self.dataset.display().to_string(),
-            passages: prepared.passages,
-        };
         let mut out = std::io::stdout().lock();
-        if self.json {
-            serde_json::to_writer(&mut out, &report)?;
-            writeln!(out)?;
-        } else {
-            writeln!(out, "{} ({} passages, {} judged queries), mode {}", report.dataset, report.passages, report.queries, report.mode)?;
-            writeln!(out, "  nDCG@10    {:.3}", report.ndcg)?;
-            writeln!(out, "  recall@10  {:.3}", report.recall)?;
-            writeln!(out, "  MRR@10     {:.3}", report.mrr)?;
-            writeln!(out, "  median query latency {:.1} ms (embedding and search, warm)", report.median_ms)?;
+        for mode in modes {
+            let embedder = embedder.as_ref().filter(|_| mode.needs_vector());
+            let bar = ui.bar(queries.len() as u64, mode.as_str());
+            let mut scores = Scores::default();
+            let mut latencies = Vec::with_capacity(queries.len());
+            for q in &queries {
+                let t = Instant::now();
+                let vector = embedder.map(|e| e.embed_query(&q.text)).transpose()?;
+                let req = Request { text: &q.text, vector: vector.as_deref(), k: CHUNKS_PER_QUERY, mode, filter: &filter };
+                let hits = rt.block_on(store.search(&req))?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                let mut seen = HashSet::new();
+                let ranked: Vec<&str> = hits
+                    .iter()
+                    .filter_map(|h| prepared.id_of.get(&h.passage.path).map(String::as_str))
+                    .filter(|id| seen.insert(*id))
+                    .take(CUTOFF)
+                    .collect();
+                scores.add(&ranked, &ds.qrels[&q.id], CUTOFF);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let m = scores.mean();
+            let report = Report {
+                ndcg: m.ndcg,
+                recall: m.recall,
+                mrr: m.mrr,
+                queries: m.queries,
+                median_ms: median(latencies),
+                mode: mode.as_str(),
+                dataset: self.dataset.display().to_string(),
+                passages: prepared.passages,
+            };
+            if self.json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{} ({} passages, {} judged queries), mode {}", report.dataset, report.passages, report.queries, report.mode)?;
+                writeln!(out, "  nDCG@10    {:.3}", report.ndcg)?;
+                writeln!(out, "  recall@10  {:.3}", report.recall)?;
+                writeln!(out, "  MRR@10     {:.3}", report.mrr)?;
+                writeln!(out, "  median query latency {:.1} ms (embedding and search, warm)", report.median_ms)?;
+            }
         }
         Ok(Exit::Success)
     }

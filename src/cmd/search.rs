@@ -75,6 +75,16 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
     Ok((store, embedder))
 }
 
+/// The score the list is ranked by, so that it never goes up down the
+/// list, and beside a fused score the cosine similarity, labelled: it reads
+/// the same in every mode, where a fused score means little alone.
+fn score_label(mode: Mode, score: f32, similarity: Option<f32>) -> String {
+    match (mode, similarity) {
+        (Mode::Hybrid, Some(sim)) => format!("{score:.4} (similarity {sim:.3})"),
+        _ => format!("{score:.3}"),
+    }
+}
+
 /// The first few lines of a passage, whitespace folded, for a terminal.
 fn snippet(text: &str, max_chars: usize) -> String {
     let folded = fold_whitespace(text);
@@ -117,8 +127,7 @@ impl Run for SearchArgs {
                 serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             } else {
-                // Cosine similarity reads the same in every mode; BM25 alone has only its own score.
-                writeln!(out, "{:>2}. {:.3}  {}", i + 1, hit.similarity.unwrap_or(hit.score), location(&hit.passage))?;
+                writeln!(out, "{:>2}. {}  {}", i + 1, score_label(mode, hit.score, hit.similarity), location(&hit.passage))?;
                 writeln!(out, "    {}", snippet(&hit.passage.text, 240))?;
             }
         }
@@ -137,6 +146,13 @@ impl Run for SearchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ranking_score_is_printed_and_similarity_labelled() {
+        assert_eq!(score_label(Mode::Dense, 0.4541, Some(0.4541)), "0.454");
+        assert_eq!(score_label(Mode::Bm25, 7.25, None), "7.250");
+        assert_eq!(score_label(Mode::Hybrid, 0.03279, Some(0.1071)), "0.0328 (similarity 0.107)");
+    }
 
     #[test]
     fn snippets_fold_whitespace_and_cut_on_characters() {

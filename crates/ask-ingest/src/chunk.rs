@@ -118,9 +118,7 @@ mod tests {
 
     /// Every whitespace-separated word is one token.
     fn word_tokenizer() -> Tokenizer {
-        r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
-            "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
-            "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#
+        include_str!("../../../fixtures/tokenizers/words.json")
             .parse()
             .unwrap()
     }

@@ -59,6 +59,9 @@ fn corpus_dir(args: &EvalArgs) -> Result<PathBuf> {
 }
 
 pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    let [mode] = args.mode.modes()[..] else {
+        anyhow::bail!("--mode all compares retrieval rankings; answers are evaluated in one mode (dense, bm25 or hybrid)");
+    };
     let questions_path = args.dataset.join("questions.jsonl");
     let mut questions = qa::load_questions(&questions_path)?;
     questions.truncate(args.max_questions.unwrap_or(usize::MAX));
@@ -81,7 +84,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     spinner.finish_and_clear();
     let params = args.gen.sampling();
     let filter = Filter::default();
-    let search = Search { k: args.limit, mode: args.mode.into(), filter: &filter, min_score: args.min_score };
+    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score };
 
     let bar = ui.bar(questions.len() as u64, "questions");
     let mut outcomes = Vec::with_capacity(questions.len());
