@@ -12,3 +12,4 @@ mod query;
 mod robust;
 mod search;
 mod summarize;
+mod watch;

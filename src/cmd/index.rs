@@ -15,17 +15,17 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use super::Run;
-use crate::cli::IndexArgs;
+use crate::cli::{IndexArgs, IndexingArgs};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::progress::Ui;
 
 /// The run's outcome, printed as a line or as JSON.
 #[derive(Serialize)]
-struct Report<'a> {
-    index: &'a str,
+pub(crate) struct Report<'a> {
+    pub index: &'a str,
     #[serde(flatten)]
-    summary: &'a Summary,
+    pub summary: &'a Summary,
 }
 
 impl IndexArgs {
@@ -43,7 +43,9 @@ impl IndexArgs {
         }
         Ok(paths)
     }
+}
 
+impl IndexingArgs {
     /// The library's options from the flags.
     pub(crate) fn options(&self, cfg: &Config) -> Options {
         Options {
@@ -72,7 +74,7 @@ impl Run for IndexArgs {
             }
         };
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let summary = match update(rt, cfg, self.options(cfg), &roots, busy, &ui)? {
+        let summary = match update(rt, cfg, self.what.options(cfg), &roots, busy, &ui)? {
             Ok(summary) => summary,
             Err(exit) => return Ok(exit),
         };
@@ -105,7 +107,7 @@ pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Path
 }
 
 /// The library's error, with what the user can do about it.
-fn advise(e: IndexError, cfg: &Config) -> anyhow::Error {
+pub(crate) fn advise(e: IndexError, cfg: &Config) -> anyhow::Error {
     match e {
         IndexError::EncoderMismatch { source, .. } => anyhow::anyhow!(
             "{source} ('{}'); index into another index with --index NAME, or delete {} to rebuild",
@@ -121,7 +123,7 @@ fn advise(e: IndexError, cfg: &Config) -> anyhow::Error {
 }
 
 /// `notes: 3 new, 1 changed, …; 12 chunks embedded in 1.2s`
-fn line(index: &str, s: &Summary) -> String {
+pub(crate) fn line(index: &str, s: &Summary) -> String {
     format!(
         "{index}: {} new, {} changed, {} unchanged, {} removed, {} failed, {} skipped; {} chunks embedded{} in {:.1}s",
         s.new,

@@ -7,6 +7,7 @@ mod search;
 mod status;
 mod summarize;
 mod eval;
+mod watch;
 
 use anyhow::Result;
 use tokio::runtime::Runtime;
@@ -31,6 +32,7 @@ impl Run for Command {
             Command::Status(args) => args.run(cfg, rt),
             Command::Summarize(args) => args.run(cfg, rt),
             Command::Eval(args) => args.run(cfg, rt),
+            Command::Watch(args) => args.run(cfg, rt),
         }
     }
 }

@@ -1,0 +1,186 @@
+//! `ask watch`: the index kept up to date as files change.
+//!
+//! File events (inotify on Linux, FSEvents and ReadDirectoryChangesW
+//! elsewhere, through `notify`) only say *that* something changed: each
+//! burst of them, once it settles, is applied as one incremental update of
+//! every watched root, the very pass `ask index` makes. Ignore rules,
+//! deletions, moves (embeddings reused by content hash), editors' atomic
+//! saves and a lost event queue (inotify's overflow) then all come out
+//! right without a rule of their own, and the cost of a batch is a walk
+//! that opens only the files that changed. The writer lock is held only
+//! while a batch is written, so a cron `ask index` can still run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ask_pipeline::index::{self, LazyEncoder};
+use ask_pipeline::{Encoder, Event, Progress, Writer};
+use ask_store::WhenBusy;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::runtime::Runtime;
+
+use super::index::{advise, line, Report};
+use super::Run;
+use crate::cli::WatchArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::progress::Ui;
+
+/// A batch is applied at the latest this long after its first event,
+/// however busy the folders stay (a long `git checkout`).
+const MAX_BATCH_DELAY: Duration = Duration::from_secs(5);
+/// How often a wait for events looks at the stop flag.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Prints what an update reports as failing; a watcher shows no bars.
+struct Errors<'a>(&'a Ui);
+
+impl Progress for Errors<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        if let Event::Failed(why) = event {
+            self.0.error(why);
+        }
+    }
+}
+
+/// Set by Ctrl-C (a second one exits at once) or SIGTERM.
+fn stop_flag(rt: &Runtime) -> Arc<AtomicBool> {
+    let flag = super::interrupt_flag(rt);
+    let set = flag.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            set.store(true, Ordering::SeqCst);
+        }
+    });
+    flag
+}
+
+/// Whether an event can change what the index should hold: not a read,
+/// and not inside ask's own data (the index being written).
+fn matters(event: &notify::Result<notify::Event>, own: &Path) -> bool {
+    match event {
+        // An error (a queue overflow among them) may hide a change: rescan.
+        Err(_) => true,
+        Ok(e) if matches!(e.kind, EventKind::Access(_)) => false,
+        Ok(e) => e.need_rescan() || e.paths.is_empty() || e.paths.iter().any(|p| !p.starts_with(own)),
+    }
+}
+
+/// The fix for a watch that could not be set up.
+fn watch_error(e: notify::Error, path: &Path) -> anyhow::Error {
+    match e.kind {
+        notify::ErrorKind::MaxFilesWatch => anyhow::anyhow!(
+            "{}: the system's limit of watched folders is reached; raise it, for example with \
+             `sudo sysctl fs.inotify.max_user_watches=524288`",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot watch {}", path.display())),
+    }
+}
+
+impl WatchArgs {
+    /// One incremental update of every root; prints it when it changed
+    /// something (and, with --json, the first one always).
+    fn apply(&self, rt: &Runtime, cfg: &Config, roots: &[PathBuf], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
+        let mut waiting = |pid: &str| {
+            if !cfg.quiet {
+                eprintln!("ask: waiting for the `ask index` run (pid {pid}) that is writing to {}", cfg.index_dir.display());
+            }
+        };
+        let info = encoder.info().clone();
+        let summary = Writer::open(rt, &cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
+            .and_then(|mut writer| writer.update(roots, encoder, &mut Errors(ui)))
+            .map_err(|e| advise(e, cfg))?;
+        let changed = summary.new + summary.changed + summary.removed + summary.failed > 0;
+        if self.json && (first || changed) {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &Report { index: &cfg.index_name, summary: &summary })?;
+            writeln!(out)?;
+            out.flush()?;
+        } else if changed {
+            ui.info(&line(&cfg.index_name, &summary));
+        }
+        Ok(())
+    }
+
+    /// Waits for the next burst of events that matter, and for it to
+    /// settle; false when the watch is to end.
+    fn next_batch(&self, events: &Receiver<notify::Result<notify::Event>>, own: &Path, stop: &AtomicBool) -> bool {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            match events.recv_timeout(POLL) {
+                Ok(event) if matters(&event, own) => break,
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        let settle = Duration::from_millis(self.settle_ms);
+        let first = Instant::now();
+        loop {
+            let left = MAX_BATCH_DELAY.saturating_sub(first.elapsed());
+            if left.is_zero() || stop.load(Ordering::SeqCst) {
+                return true;
+            }
+            match events.recv_timeout(settle.min(left)) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return true,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+    }
+}
+
+impl Run for WatchArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let ui = Ui::new(cfg.quiet, false);
+        let roots = index::roots(&self.paths).context("invalid path")?;
+        if let Some(missing) = roots.iter().find(|r| !r.exists()) {
+            anyhow::bail!("{}: no such file or directory", missing.display());
+        }
+        let stop = stop_flag(rt);
+        let (tx, events) = channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .context("cannot watch files on this system")?;
+        for root in &roots {
+            watcher.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(e, root))?;
+        }
+        let own = cfg.home.canonicalize().unwrap_or_else(|_| cfg.home.clone());
+        let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
+        // First what changed while nobody watched, then each burst.
+        self.apply(rt, cfg, &roots, &mut encoder, &ui, true)?;
+        while self.next_batch(&events, &own, &stop) {
+            self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
+        }
+        Ok(Exit::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, path: &str) -> notify::Result<notify::Event> {
+        Ok(notify::Event::new(kind).add_path(PathBuf::from(path)))
+    }
+
+    #[test]
+    fn reads_and_ask_s_own_writes_start_no_batch() {
+        use notify::event::{AccessKind, CreateKind, ModifyKind};
+        let own = Path::new("/home/me/.local/share/ask");
+        assert!(matters(&event(EventKind::Create(CreateKind::File), "/home/me/notes/a.md"), own));
+        assert!(!matters(&event(EventKind::Access(AccessKind::Any), "/home/me/notes/a.md"), own));
+        assert!(!matters(&event(EventKind::Modify(ModifyKind::Any), "/home/me/.local/share/ask/indexes/default/x"), own));
+        assert!(matters(&Err(notify::Error::generic("queue overflow")), own));
+    }
+}

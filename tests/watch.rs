@@ -1,0 +1,157 @@
+//! `ask watch`: changes reach the index while it runs. Every check polls
+//! the index (bounded), never sleeps a fixed time and then asserts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A running `ask watch --json`, and the batches it reports.
+struct Watch {
+    child: Child,
+    batches: Receiver<Value>,
+}
+
+impl Watch {
+    fn start(env: &Env, dir: &str) -> Watch {
+        let mut child = env
+            .cmd()
+            .args(["watch", "--json", "--settle-ms", "200", dir])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, batches) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str::<Value>(&line).unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let watch = Watch { child, batches };
+        // The catch-up pass comes first: the watch is set up by then.
+        let first = watch.batches.recv_timeout(PATIENCE).expect("the first pass is reported");
+        assert!(first["new"].is_u64(), "{first}");
+        watch
+    }
+
+    /// Every batch reported so far.
+    fn drain(&self) -> Vec<Value> {
+        self.batches.try_iter().collect()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < PATIENCE, "ask watch did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Each indexed file's name and the text of its first passage.
+fn indexed(env: &Env) -> Vec<(String, String)> {
+    let out = env.ok(&["search", "notes about anything", "--json", "-k", "5000"]);
+    let mut files: Vec<(String, String)> =
+        json_lines(&out.stdout).iter().map(|h| (file_name(h), h["text"].as_str().unwrap().to_owned())).collect();
+    files.sort();
+    files.dedup_by(|a, b| a.0 == b.0);
+    files
+}
+
+/// Polls until `check` holds (at most PATIENCE), then returns.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < PATIENCE, "{what}: not seen within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn text_of(env: &Env, file: &str) -> Option<String> {
+    indexed(env).into_iter().find(|(f, _)| f == file).map(|(_, t)| t)
+}
+
+#[test]
+fn creates_edits_saves_moves_and_deletes_reach_the_index() {
+    let env = Env::new();
+    env.write("notes/kept.txt", "The lighthouse keeper climbs 120 steps at dusk.");
+    let watch = Watch::start(&env, "notes");
+    assert!(text_of(&env, "kept.txt").is_some(), "the catch-up pass indexed what was there");
+
+    env.write("notes/heron.txt", "The heron nests by the weir in spring.");
+    eventually("a new file", || text_of(&env, "heron.txt").is_some_and(|t| t.contains("heron nests")));
+
+    env.write("notes/heron.txt", "The otter swims below the weir at night.");
+    eventually("an edit", || text_of(&env, "heron.txt").is_some_and(|t| t.contains("otter")));
+
+    // An editor's atomic save: a temporary file renamed over the original.
+    env.write("notes/.heron.txt.swp", "The kingfisher dives from the willow.");
+    std::fs::rename(env.path("notes/.heron.txt.swp"), env.path("notes/heron.txt")).unwrap();
+    eventually("an atomic save", || text_of(&env, "heron.txt").is_some_and(|t| t.contains("kingfisher")));
+    assert!(text_of(&env, ".heron.txt.swp").is_none(), "the temporary file is never indexed");
+
+    // A move keeps its embeddings: no chunk is embedded again.
+    watch.drain();
+    std::fs::create_dir(env.path("notes/river")).unwrap();
+    std::fs::rename(env.path("notes/heron.txt"), env.path("notes/river/kingfisher.txt")).unwrap();
+    eventually("a move into a new folder", || text_of(&env, "kingfisher.txt").is_some() && text_of(&env, "heron.txt").is_none());
+    let moved: Vec<Value> = watch.drain();
+    assert_eq!(moved.iter().map(|b| b["chunks"].as_u64().unwrap()).sum::<u64>(), 0, "{moved:?}");
+    assert!(moved.iter().map(|b| b["reused"].as_u64().unwrap()).sum::<u64>() >= 1, "{moved:?}");
+
+    // A file in the folder created after the watch began.
+    env.write("notes/river/deeper/otter.md", "# Otters\n\nOtters hunt eels in the millpond.");
+    eventually("a file in a new subfolder", || text_of(&env, "otter.md").is_some());
+
+    std::fs::remove_file(env.path("notes/kept.txt")).unwrap();
+    eventually("a deletion", || text_of(&env, "kept.txt").is_none());
+
+    assert!(watch.stop().success(), "SIGTERM ends the watch with exit 0");
+}
+
+#[test]
+fn a_burst_of_two_thousand_files_is_indexed_in_batches() {
+    let env = Env::new();
+    env.write("burst/.keep", "");
+    let watch = Watch::start(&env, "burst");
+    for i in 0..2000 {
+        env.write(&format!("burst/d{}/note-{i}.txt", i % 20), format!("Note {i} of the burst about crane {i}."));
+    }
+    let mut new = 0;
+    eventually("2,000 new files", || {
+        new += watch.drain().iter().map(|b| b["new"].as_u64().unwrap()).sum::<u64>();
+        new >= 2000
+    });
+    assert_eq!(new, 2000, "each file is counted once, in whatever batches");
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!(status["files"], 2000, "{status}");
+    assert!(watch.stop().success());
+}
+
+#[test]
+fn a_watched_index_stays_readable_and_another_writer_can_run() {
+    let env = Env::new();
+    env.write("notes/a.txt", "Alpha notes about the harbour.");
+    let watch = Watch::start(&env, "notes");
+    // The lock is held only while a batch is written: a cron run gets it.
+    env.write("other/b.txt", "Beta notes about the tides.");
+    let s = env.index(&["--wait", "other"]);
+    assert_eq!(s["new"], 1, "{s}");
+    assert!(text_of(&env, "b.txt").is_some() && text_of(&env, "a.txt").is_some());
+    assert!(watch.stop().success());
+}
