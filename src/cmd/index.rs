@@ -68,11 +68,7 @@ impl Run for IndexArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, self.verbose);
         let roots = index::roots(&self.paths()?).context("invalid path")?;
-        let mut waiting = |pid: &str| {
-            if !cfg.quiet {
-                eprintln!("ask: waiting for the `ask index` run (pid {pid}) that is writing to {}", cfg.index_dir.display());
-            }
-        };
+        let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
         let summary = match update(rt, cfg, self.what.options(cfg), &roots, busy, &ui)? {
             Ok(summary) => summary,
@@ -85,6 +81,16 @@ impl Run for IndexArgs {
         }
         ui.info(&line(&cfg.index_name, &summary));
         Ok(if self.strict && summary.failed > 0 { Exit::FilesFailed } else { Exit::Success })
+    }
+}
+
+/// What is printed while another run holds the index (`--wait`, and
+/// every batch of `ask watch`).
+pub(crate) fn waiting_notice(cfg: &Config) -> impl FnMut(&str) + '_ {
+    move |pid| {
+        if !cfg.quiet {
+            eprintln!("ask: waiting for the `ask index` run (pid {pid}) that is writing to {}", cfg.index_dir.display());
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use ask_store::WhenBusy;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::runtime::Runtime;
 
-use super::index::{advise, line, Report};
+use super::index::{advise, line, waiting_notice, Report};
 use super::Run;
 use crate::cli::WatchArgs;
 use crate::config::Config;
@@ -88,11 +88,7 @@ impl WatchArgs {
     /// One incremental update of every root; prints it when it changed
     /// something (and, with --json, the first one always).
     fn apply(&self, rt: &Runtime, cfg: &Config, roots: &[PathBuf], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
-        let mut waiting = |pid: &str| {
-            if !cfg.quiet {
-                eprintln!("ask: waiting for the `ask index` run (pid {pid}) that is writing to {}", cfg.index_dir.display());
-            }
-        };
+        let mut waiting = waiting_notice(cfg);
         let info = encoder.info().clone();
         let summary = Writer::open(rt, &cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
             .and_then(|mut writer| writer.update(roots, encoder, &mut Errors(ui)))
@@ -130,10 +126,9 @@ impl WatchArgs {
             if left.is_zero() || stop.load(Ordering::SeqCst) {
                 return true;
             }
-            match events.recv_timeout(settle.min(left)) {
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => return true,
-                Err(RecvTimeoutError::Disconnected) => return true,
+            // Quiet for `settle`, or no more events to come: apply.
+            if events.recv_timeout(settle.min(left)).is_err() {
+                return true;
             }
         }
     }

@@ -302,11 +302,6 @@ impl<'rt> Writer<'rt> {
         Ok(Writer { rt, dir: dir.to_path_buf(), store, meta, options, _lock: lock })
     }
 
-    /// The chunk size this writer uses (the option, held to the encoder's limit).
-    pub fn chunk_tokens(&self) -> usize {
-        self.options.chunk_tokens
-    }
-
     /// Brings the index up to date with `roots` (files or folders; see
     /// [`roots`]): new and changed files are indexed, files gone from
     /// below a root are removed, files elsewhere are left alone.
