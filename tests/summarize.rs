@@ -34,6 +34,36 @@ fn text_longer_than_a_piece_is_summarized_in_pieces() {
     assert!(v["timings"]["prompt_tokens"].as_u64().unwrap() > 2000, "{v}");
 }
 
+/// Issue 13: a summary of real German mail with the default model carries
+/// the facts of the message: who wrote to whom, when, and about what.
+#[test]
+fn the_default_model_summarizes_german_mail_faithfully() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let eml = fixtures().join("mail-intl/de-spam-scores.eml");
+    let out = env.cmd().env_remove("ASK_MODEL").args(["summarize", "--json"]).arg(&eml).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out.stdout);
+    assert_eq!(v["model"], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "{v}");
+    // Who and when, from the headers: ask's to say, not the model's.
+    assert_eq!(v["message"]["from"], "Jonas Sterr - ProxForge <jsterr@proxforge.de>", "{v}");
+    assert_eq!(v["message"]["date"], "2026-02-13T22:38:16+01:00", "{v}");
+    let summary = v["summary"].as_str().unwrap().to_lowercase();
+    // Readable prose, not one invented compound word.
+    assert!(summary.split_whitespace().count() >= 25, "{summary}");
+    // The model's own text names a person of the message and what it is about.
+    assert!(summary.contains("jonas") || summary.contains("stoiko"), "{summary}");
+    assert!(summary.contains("spam"), "{summary}");
+    assert!(["html_short_link_img_1", "parts_differ", "subj_excess_qp", "stalwart"].iter().any(|w| summary.contains(w)), "{summary}");
+
+    // Text output: the headers head the summary.
+    let out = env.cmd().env_remove("ASK_MODEL").args(["summarize", "--max-tokens", "16"]).arg(&eml).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Jonas Sterr - ProxForge <jsterr@proxforge.de>, 2026-02-13 22:38, \"Re: (#5290765) Proxmox Shop E-Mails\"\n\n"), "{text}");
+}
+
 #[test]
 fn unusable_input_is_a_clear_error() {
     let env = Env::new();

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use ask_ingest::extract::{self, Document};
 use ask_ingest::Kind;
 use ask_model::Generator;
-use ask_pipeline::summarize::{summarize, MessageSummary, Step, Summarizer};
+use ask_pipeline::summarize::{summarize, Headers, MessageSummary, Step, Summarizer};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -33,6 +33,9 @@ struct JsonSummary {
     /// Mail of a few messages: each message's summary with its headers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     digest: Vec<MessageSummary>,
+    /// One e-mail message: its sender, date and subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Headers>,
     input: String,
     /// Pieces summarized separately (1 when the text fitted at once).
     pieces: usize,
@@ -134,6 +137,11 @@ impl Run for SummarizeArgs {
                     bar.replace(ui.bar(total as u64, what)).inspect(|b| b.finish_and_clear());
                 }
                 Step::Done => bar.iter().for_each(|b| b.inc(1)),
+                Step::Heading(headers) if !json => {
+                    writeln!(out, "{}\n", headers.line())?;
+                    out.flush()?;
+                }
+                Step::Heading(_) => {}
                 Step::Final(digest) => {
                     bar.take().inspect(|b| b.finish_and_clear());
                     if !json && !digest.is_empty() {
@@ -156,6 +164,7 @@ impl Run for SummarizeArgs {
             let json = JsonSummary {
                 summary: outcome.summary,
                 digest: outcome.digest,
+                message: outcome.message,
                 input: self.input.display().to_string(),
                 pieces: outcome.pieces,
                 messages: (kind == Kind::Mail).then_some(docs.len()),

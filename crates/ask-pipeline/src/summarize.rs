@@ -97,21 +97,24 @@ impl Budget {
     }
 }
 
-/// One message's line of a mail digest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MessageSummary {
-    /// The sender, from the headers.
+/// Who sent a message, when, and its subject, from its headers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Headers {
+    /// The sender.
     pub from: Option<String>,
-    /// When it was sent (RFC 3339), from the headers.
+    /// When it was sent (RFC 3339).
     pub date: Option<String>,
-    /// The subject, from the headers.
+    /// The subject.
     pub subject: Option<String>,
-    /// The model's summary of the message.
-    pub summary: String,
 }
 
-impl MessageSummary {
-    /// `- Name <addr>, 2024-03-05 14:30, "Subject": summary`
+impl Headers {
+    fn of(doc: &Document) -> Headers {
+        let mail = doc.mail.clone().unwrap_or_default();
+        Headers { from: mail.from, date: mail.date_rfc3339, subject: mail.subject }
+    }
+
+    /// `Name <addr>, 2024-03-05 14:30, "Subject"`
     pub fn line(&self) -> String {
         let mut head = self.from.clone().unwrap_or_else(|| "(unknown sender)".into());
         if let Some(d) = &self.date {
@@ -120,8 +123,25 @@ impl MessageSummary {
         if let Some(s) = &self.subject {
             head.push_str(&format!(", \"{s}\""));
         }
+        head
+    }
+}
+
+/// One message's line of a mail digest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageSummary {
+    /// Its sender, date and subject.
+    #[serde(flatten)]
+    pub headers: Headers,
+    /// The model's summary of the message.
+    pub summary: String,
+}
+
+impl MessageSummary {
+    /// `- Name <addr>, 2024-03-05 14:30, "Subject": summary`
+    pub fn line(&self) -> String {
         // One line per message, whatever lists the model wrote.
-        format!("- {head}: {}", fold_whitespace(&self.summary))
+        format!("- {}: {}", self.headers.line(), fold_whitespace(&self.summary))
     }
 }
 
@@ -132,6 +152,8 @@ pub struct Outcome {
     pub summary: String,
     /// For mail of a few messages: each message's summary with its headers.
     pub digest: Vec<MessageSummary>,
+    /// For one e-mail message: its headers, which head the summary.
+    pub message: Option<Headers>,
     /// Pieces summarized separately (1 when the text fitted at once).
     pub pieces: usize,
 }
@@ -148,6 +170,8 @@ pub enum Step<'a> {
     },
     /// One item of the round is done.
     Done,
+    /// The summary of one e-mail message comes next: its headers.
+    Heading(&'a Headers),
     /// The final summary comes next, after this digest (empty but for mail
     /// of a few messages).
     Final(&'a [MessageSummary]),
@@ -181,8 +205,7 @@ pub fn summarize(
             let Some(first) = model.split(Kind::Mail, doc, budget.piece_tokens)?.into_iter().next() else { continue };
             let user = format!("E-mail:\n\n{first}\n\nSummarize this e-mail in one or two sentences.");
             let summary = model.reply(&user, MESSAGE_SUMMARY_TOKENS.min(budget.summary_tokens), &mut |_| Ok(()))?;
-            let mail = doc.mail.clone().unwrap_or_default();
-            out.digest.push(MessageSummary { from: mail.from, date: mail.date_rfc3339, subject: mail.subject, summary });
+            out.digest.push(MessageSummary { headers: Headers::of(doc), summary });
             on(Step::Done).map_err(write)?;
             if model.stopped() {
                 break;
@@ -220,13 +243,23 @@ pub fn summarize(
     }
 
     // Reduce (or the whole text when it fitted), streamed.
-    let user = if level == 0 {
+    let user = if level == 0 && kind == Kind::Mail {
+        format!("E-mail:\n\n{body}\n\nSummarize this e-mail in a few sentences. {keep}")
+    } else if level == 0 {
         format!("Text:\n\n{body}\n\nSummarize the text above in a few sentences. {keep}")
     } else if !out.digest.is_empty() {
         format!("These are summaries of e-mails, each after its sender, date and subject:\n\n{body}\n\nSummarize the whole exchange in a few sentences. {keep}")
     } else {
         format!("These are summaries of the consecutive parts of one text:\n\n{body}\n\nCombine them into one summary of the whole text in a few sentences. {keep}")
     };
+    // One message: who sent it and when is ask's to say, from the headers.
+    if let [doc] = docs {
+        if kind == Kind::Mail {
+            let headers = Headers::of(doc);
+            on(Step::Heading(&headers)).map_err(write)?;
+            out.message = Some(headers);
+        }
+    }
     on(Step::Final(&out.digest)).map_err(write)?;
     if !model.stopped() {
         out.summary = model.reply(&user, budget.final_tokens, &mut |piece| on(Step::Text(piece)))?;

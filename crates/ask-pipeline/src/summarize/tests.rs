@@ -69,7 +69,7 @@ fn run(model: &mut Fake, kind: Kind, docs: &[Document], max_tokens: usize) -> (O
         match step {
             Step::Round { what, total } => rounds.push(format!("{total} {what}")),
             Step::Text(t) => streamed.push_str(t),
-            Step::Done | Step::Final(_) => {}
+            Step::Done | Step::Heading(_) | Step::Final(_) => {}
         }
         Ok(())
     })
@@ -149,6 +149,30 @@ fn a_few_messages_are_summarized_one_by_one_under_their_headers() {
     let last = &model.asked[2].0;
     assert!(last.starts_with("These are summaries of e-mails") && last.contains("- Bob <b@x>, 2024-03-05 14:30, \"Re: Crane\": gist"), "{last}");
     assert!(last.contains("Say who wrote what"), "{last}");
+}
+
+#[test]
+fn one_message_is_headed_by_its_sender_and_date() {
+    let mut model = fake(2048, 3);
+    let docs = [message("Zoë <z@x>", "Crane", "The crane arrives Monday.")];
+    let mut headings = Vec::new();
+    let outcome = summarize(&mut model, Kind::Mail, &docs, 512, &mut |step| {
+        if let Step::Heading(h) = step {
+            headings.push(h.line());
+        }
+        Ok(())
+    })
+    .unwrap();
+    // One pass, asked as an e-mail, and no digest of one line.
+    assert_eq!(model.asked.len(), 1);
+    assert!(model.asked[0].0.starts_with("E-mail:\n\nThe crane arrives Monday."), "{}", model.asked[0].0);
+    assert!(model.asked[0].0.contains("Say who wrote what"), "{}", model.asked[0].0);
+    assert!(outcome.digest.is_empty());
+    assert_eq!(headings, ["Zoë <z@x>, 2024-03-05 14:30, \"Crane\""]);
+    assert_eq!(outcome.message.unwrap().from.as_deref(), Some("Zoë <z@x>"));
+    // Not mail: no heading.
+    let outcome = summarize(&mut fake(2048, 3), Kind::Text, &[words(10)], 512, &mut |_| Ok(())).unwrap();
+    assert!(outcome.message.is_none());
 }
 
 #[test]
