@@ -86,6 +86,9 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
         }
         match e.downcast_ref::<ask_model::ModelError>() {
             Some(ask_model::ModelError::Missing { .. }) => Some("run scripts/fetch-models or point ask at a model directory"),
+            Some(ask_model::ModelError::Runtime { .. }) => {
+                Some("run scripts/fetch-models --onnx, or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.24 or newer")
+            }
             _ => None,
         }
     })

@@ -134,7 +134,7 @@ fn another_encoder_is_refused_by_search_and_index_alike() {
     v["encoder"] = "all-mpnet-base-v2".into();
     v["dim"] = 768.into();
     std::fs::write(&meta, v.to_string()).unwrap();
-    let fact = "index was built with encoder all-mpnet-base-v2 (768 dims), not all-MiniLM-L6-v2 (384 dims)";
+    let fact = "index was built with encoder all-mpnet-base-v2 (candle, 768 dims), not all-MiniLM-L6-v2 (candle, 384 dims)";
     let out = env.run(&["search", "crane"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(fact) && stderr(&out).contains("pass --embed-model for all-mpnet-base-v2"), "{}", stderr(&out));

@@ -8,6 +8,7 @@ mod eval;
 mod index;
 mod mail;
 mod offline;
+mod onnx;
 mod query;
 mod robust;
 mod search;

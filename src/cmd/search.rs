@@ -14,9 +14,9 @@ use crate::cli::SearchArgs;
 use crate::config::Config;
 use crate::exit::Exit;
 
-/// One line of `--json` output.
+/// One line of `--json` output (and one result of `ask mcp`'s search).
 #[derive(Serialize)]
-struct JsonHit<'a> {
+pub(crate) struct JsonHit<'a> {
     rank: usize,
     score: f32,
     similarity: Option<f32>,
@@ -44,6 +44,25 @@ struct MailJson<'a> {
     message_id: Option<&'a str>,
 }
 
+impl<'a> JsonHit<'a> {
+    /// The `rank`th hit (from 1).
+    pub(crate) fn new(rank: usize, hit: &'a ask_store::Hit) -> Self {
+        JsonHit {
+            rank,
+            score: hit.score,
+            similarity: hit.similarity,
+            path: &hit.passage.path,
+            kind: hit.passage.kind.as_str(),
+            chunk: hit.passage.chunk,
+            line_start: hit.passage.line_start,
+            line_end: hit.passage.line_end,
+            page: hit.passage.page,
+            mail: hit.passage.message.as_ref().map(MailJson::new),
+            text: &hit.passage.text,
+        }
+    }
+}
+
 impl<'a> MailJson<'a> {
     fn new(m: &'a ask_store::Mail) -> Self {
         MailJson {
@@ -64,7 +83,7 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
     let embedder = if encoder {
         let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
         let info = embedder.info();
-        if let Err(e) = meta.check_encoder(&info.name, info.dim) {
+        if let Err(e) = meta.check_encoder(&info.name, info.backend.as_str(), info.dim) {
             anyhow::bail!("{e} ('{}'); pass --embed-model for {}", cfg.index_name, e.built);
         }
         Some(embedder)
@@ -111,20 +130,7 @@ impl Run for SearchArgs {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for (i, hit) in hits.iter().enumerate() {
             if self.json {
-                let line = JsonHit {
-                    rank: i + 1,
-                    score: hit.score,
-                    similarity: hit.similarity,
-                    path: &hit.passage.path,
-                    kind: hit.passage.kind.as_str(),
-                    chunk: hit.passage.chunk,
-                    line_start: hit.passage.line_start,
-                    line_end: hit.passage.line_end,
-                    page: hit.passage.page,
-                    mail: hit.passage.message.as_ref().map(MailJson::new),
-                    text: &hit.passage.text,
-                };
-                serde_json::to_writer(&mut out, &line)?;
+                serde_json::to_writer(&mut out, &JsonHit::new(i + 1, hit))?;
                 writeln!(out)?;
             } else {
                 writeln!(out, "{:>2}. {}  {}", i + 1, score_label(mode, hit.score, hit.similarity), location(&hit.passage))?;

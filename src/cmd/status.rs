@@ -22,6 +22,7 @@ struct Status {
     chunks: usize,
     bytes: u64,
     encoder: String,
+    backend: String,
     dim: usize,
     chunk_tokens: usize,
     chunk_overlap: usize,
@@ -54,6 +55,7 @@ impl Run for StatusArgs {
             chunks: counts.chunks,
             bytes: disk_usage(&cfg.index_dir),
             encoder: meta.encoder.clone(),
+            backend: meta.backend.clone(),
             dim: meta.dim,
             chunk_tokens: meta.chunk_tokens,
             chunk_overlap: meta.chunk_overlap,
@@ -69,7 +71,11 @@ impl Run for StatusArgs {
             writeln!(out, "files:        {} indexed, {} failed", status.files, status.failed)?;
             writeln!(out, "chunks:       {}", status.chunks)?;
             writeln!(out, "size on disk: {}", human_bytes(status.bytes))?;
-            writeln!(out, "encoder:      {} ({} dims, chunks of {} tokens, {} overlap)", status.encoder, status.dim, status.chunk_tokens, status.chunk_overlap)?;
+            writeln!(
+                out,
+                "encoder:      {} ({}, {} dims, chunks of {} tokens, {} overlap)",
+                status.encoder, status.backend, status.dim, status.chunk_tokens, status.chunk_overlap
+            )?;
             writeln!(out, "created:      {}", status.created_at)?;
             writeln!(out, "last indexed: {}", status.indexed_at.as_deref().unwrap_or("never"))?;
         }

@@ -1,6 +1,9 @@
 //! Sentence embeddings with a BERT-family encoder (all-MiniLM-L6-v2, bge,
 //! e5, gte, …) or an MPNet one (all-mpnet-base-v2) from
-//! `model.safetensors` + `tokenizer.json` + `config.json`.
+//! `model.safetensors` + `tokenizer.json` + `config.json`, computed by ask's
+//! own candle model; or with any encoder exported to ONNX (`model.onnx`,
+//! int8 or f32, of any architecture), computed by ONNX Runtime through
+//! fastembed (see [`crate::onnx`]).
 //!
 //! Inputs are sorted by length and batched so that little padding is
 //! computed; padding is masked out of the pooling; vectors are L2-normalised
@@ -28,12 +31,40 @@ pub enum Pooling {
     Cls,
 }
 
+/// What computes an encoder's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// ask's own BERT/MPNet model on candle, from `model.safetensors`.
+    Candle,
+    /// ONNX Runtime through fastembed, from `model.onnx`.
+    Onnx,
+}
+
+impl Backend {
+    /// `candle` or `onnx`, as the index records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Candle => "candle",
+            Backend::Onnx => "onnx",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What ask records about an encoder: enough to refuse mixing vectors from
 /// different models in one index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncoderInfo {
     /// The model directory's name, e.g. `all-MiniLM-L6-v2`.
     pub name: String,
+    /// What computes the vectors: a folder with `model.safetensors` goes
+    /// to candle, one with only `model.onnx` to ONNX Runtime.
+    pub backend: Backend,
     /// Vector dimension.
     pub dim: usize,
     /// Longest input in tokens, special tokens included; longer inputs are truncated.
@@ -53,10 +84,14 @@ const MAX_BATCH_ROWS: usize = 64;
 
 /// A loaded sentence encoder.
 pub struct Embedder {
-    model: Bert,
+    model: Model,
     tokenizer: Tokenizer,
-    device: Device,
     info: EncoderInfo,
+}
+
+enum Model {
+    Candle { model: Bert, device: Device },
+    Onnx(crate::onnx::Session),
 }
 
 #[derive(Deserialize)]
@@ -117,18 +152,27 @@ pub fn probe(dir: &Path) -> Result<EncoderInfo, ModelError> {
     read_config(dir).map(|(info, ..)| info)
 }
 
-/// [`probe`], and the architecture's configuration the weights load with.
-fn read_config(dir: &Path) -> Result<(EncoderInfo, EncoderConfig, Family), ModelError> {
+/// [`probe`], and, for candle, the architecture's configuration the
+/// weights load with.
+fn read_config(dir: &Path) -> Result<(EncoderInfo, Option<(EncoderConfig, Family)>), ModelError> {
     let config_path = dir.join("config.json");
     let arch: ArchProbe = read_json(&config_path, "encoder config")?;
     let model_type = arch.model_type.clone().unwrap_or_default();
-    let Some(family) = Family::of(&model_type, &arch.architectures) else {
+    let family = Family::of(&model_type, &arch.architectures);
+    // safetensors weights run on ask's own model, which knows two
+    // architectures; an ONNX graph carries its architecture with it.
+    let backend = if dir.join("model.safetensors").exists() || crate::onnx::graph(dir).is_none() {
+        Backend::Candle
+    } else {
+        Backend::Onnx
+    };
+    if family.is_none() && backend == Backend::Candle {
         return Err(ModelError::Unsupported {
             path: config_path,
             arch: if model_type.is_empty() { arch.architectures.join(",") } else { model_type },
-            supported: "ask runs BERT-family encoders (model_type \"bert\": MiniLM, bge, e5, gte) and MPNet (\"mpnet\": all-mpnet-base-v2)",
+            supported: "ask runs BERT-family encoders (model_type \"bert\": MiniLM, bge, e5, gte) and MPNet (\"mpnet\": all-mpnet-base-v2) from model.safetensors, and encoders of any architecture exported to model.onnx",
         });
-    };
+    }
     let config: EncoderConfig = read_json(&config_path, "encoder config")?;
     let pooling = match optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"), "pooling config")? {
         Some(p) if p.pooling_mode_cls_token => Pooling::Cls,
@@ -136,8 +180,13 @@ fn read_config(dir: &Path) -> Result<(EncoderInfo, EncoderConfig, Family), Model
     };
     let st_max = optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"), "sentence-bert config")?
         .and_then(|c| c.max_seq_length);
-    // Positions start at 0 (BERT) or after the padding id (MPNet).
-    let positions = config.max_position_embeddings.saturating_sub(config.first_position(family));
+    // Positions start at 0 (BERT) or after the padding id (MPNet); of an
+    // architecture ask does not know, assume the later (RoBERTa's way).
+    let first = match family {
+        Some(f) => config.first_position(f),
+        None => config.first_position(Family::MpNet),
+    };
+    let positions = config.max_position_embeddings.saturating_sub(first);
     let max_tokens = st_max.unwrap_or(positions).min(positions);
     let prompts = optional_json::<SentenceTransformersConfig>(
         &dir.join("config_sentence_transformers.json"),
@@ -154,35 +203,46 @@ fn read_config(dir: &Path) -> Result<(EncoderInfo, EncoderConfig, Family), Model
         .unwrap_or_else(|| "encoder".into());
     let info = EncoderInfo {
         name,
+        backend,
         dim: config.hidden_size,
         max_tokens,
         pooling,
         query_prefix: prompt(&["query"]),
         passage_prefix: prompt(&["passage", "document"]),
     };
-    Ok((info, config, family))
+    Ok((info, family.map(|f| (config, f))))
 }
 
 impl Embedder {
     /// Loads an encoder directory on the CPU.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let (info, config, family) = read_config(dir)?;
-        let weights: PathBuf = dir.join("model.safetensors");
-        if !weights.exists() {
-            return Err(ModelError::Missing { path: weights, what: "encoder weights" });
-        }
+        let (info, arch) = read_config(dir)?;
         let mut tokenizer = load_tokenizer(dir)?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: info.max_tokens, ..Default::default() }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
-        let device = Device::Cpu;
-        // SAFETY: the file is memory-mapped read-only; ask never writes model files.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-            .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
-        let model = Bert::load(vb, &config, family)
-            .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
-        Ok(Embedder { model, tokenizer, device, info })
+        let model = match (info.backend, arch) {
+            (Backend::Onnx, _) => {
+                let graph = crate::onnx::graph(dir).expect("read_config found it");
+                Model::Onnx(crate::onnx::Session::load(dir, &graph, &info, rayon::current_num_threads())?)
+            }
+            (Backend::Candle, Some((config, family))) => {
+                let weights: PathBuf = dir.join("model.safetensors");
+                if !weights.exists() {
+                    return Err(ModelError::Missing { path: weights, what: "encoder weights" });
+                }
+                let device = Device::Cpu;
+                // SAFETY: the file is memory-mapped read-only; ask never writes model files.
+                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+                    .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
+                let model = Bert::load(vb, &config, family)
+                    .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
+                Model::Candle { model, device }
+            }
+            (Backend::Candle, None) => unreachable!("read_config refuses an unknown architecture for candle"),
+        };
+        Ok(Embedder { model, tokenizer, info })
     }
 
     /// What this encoder is.
@@ -228,52 +288,84 @@ impl Embedder {
             .map(|e| e.get_ids().to_vec())
             .collect();
         let tokens = ids.iter().map(Vec::len).sum();
-        Ok((self.embed_token_ids(&ids)?, tokens))
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let vectors = match &self.model {
+            Model::Candle { model, device } => batched(&lengths, |batch| {
+                forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
+            })?,
+            // ONNX Runtime tokenizes again (fastembed takes text); the
+            // batches are the same, so both backends pad alike.
+            Model::Onnx(session) => batched(&lengths, |batch| session.embed(&batch.iter().map(|&i| texts[i]).collect::<Vec<_>>()))?,
+        };
+        Ok((vectors, tokens))
     }
 
-    /// Embeds already tokenized inputs (special tokens included), in input order.
+    /// Embeds already tokenized inputs (special tokens included), in input
+    /// order. ONNX Runtime is given text, so for it the ids are decoded first.
     pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
-        // Sorting by length means each batch pads to nearly its own length:
-        // padding costs as much as real tokens in the forward pass.
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
-        let mut out = vec![Vec::new(); ids.len()];
-        let mut rest = order.as_slice();
-        while !rest.is_empty() {
-            // Sorted ascending, so the batch's longest input decides its rows:
-            // a token budget keeps the [rows, heads, len, len] attention
-            // tensors, and so peak memory, the same for short and long inputs.
-            let mut rows = 1;
-            while rows < rest.len() && rows < MAX_BATCH_ROWS && (rows + 1) * ids[rest[rows]].len() <= BATCH_TOKENS {
-                rows += 1;
-            }
-            let (batch, tail) = rest.split_at(rows);
-            rest = tail;
-            let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-            let vectors = self.forward_batch(&seqs)?;
-            for (&i, v) in batch.iter().zip(vectors) {
-                out[i] = v;
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        match &self.model {
+            Model::Candle { model, device } => batched(&lengths, |batch| {
+                forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
+            }),
+            Model::Onnx(session) => {
+                let texts: Vec<String> = ids
+                    .iter()
+                    .map(|i| self.tokenizer.decode(i, true))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+                batched(&lengths, |batch| session.embed(&batch.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()))
             }
         }
-        Ok(out)
     }
+}
 
-    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let n = seqs.len();
-        let mut input = vec![0u32; n * len];
-        let mut mask = vec![0u32; n * len];
-        for (row, seq) in seqs.iter().enumerate() {
-            input[row * len..row * len + seq.len()].copy_from_slice(seq);
-            mask[row * len..row * len + seq.len()].fill(1);
+/// Runs `forward` over batches of inputs of similar length (given their
+/// token `lengths`), returning one vector per input in input order.
+fn batched(
+    lengths: &[usize],
+    mut forward: impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>, ModelError>,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    // Sorting by length means each batch pads to nearly its own length:
+    // padding costs as much as real tokens in the forward pass.
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut out = vec![Vec::new(); lengths.len()];
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        // Sorted ascending, so the batch's longest input decides its rows:
+        // a token budget keeps the [rows, heads, len, len] attention
+        // tensors, and so peak memory, the same for short and long inputs.
+        let mut rows = 1;
+        while rows < rest.len() && rows < MAX_BATCH_ROWS && (rows + 1) * lengths[rest[rows]] <= BATCH_TOKENS {
+            rows += 1;
         }
-        let padded = seqs.iter().any(|s| s.len() != len);
-        let input = Tensor::from_vec(input, (n, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let hidden = self.model.forward(&input, padded.then_some(&mask))?;
-        let pooled = pool(&hidden, &mask, self.info.pooling)?;
-        Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
+        let (batch, tail) = rest.split_at(rows);
+        rest = tail;
+        let vectors = forward(batch)?;
+        for (&i, v) in batch.iter().zip(vectors) {
+            out[i] = v;
+        }
     }
+    Ok(out)
+}
+
+/// One padded batch through ask's candle model: pooled, unit-length vectors.
+fn forward_batch(model: &Bert, device: &Device, pooling: Pooling, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+    let n = seqs.len();
+    let mut input = vec![0u32; n * len];
+    let mut mask = vec![0u32; n * len];
+    for (row, seq) in seqs.iter().enumerate() {
+        input[row * len..row * len + seq.len()].copy_from_slice(seq);
+        mask[row * len..row * len + seq.len()].fill(1);
+    }
+    let padded = seqs.iter().any(|s| s.len() != len);
+    let input = Tensor::from_vec(input, (n, len), device)?;
+    let mask = Tensor::from_vec(mask, (n, len), device)?;
+    let hidden = model.forward(&input, padded.then_some(&mask))?;
+    let pooled = pool(&hidden, &mask, pooling)?;
+    Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
 }
 
 /// Pools token vectors `[batch, seq, hidden]` into `[batch, hidden]`,
@@ -387,6 +479,37 @@ mod tests {
     #[test]
     fn mpnet_matches_reference_embeddings_of_an_independent_implementation() {
         check_reference("all-mpnet-base-v2", "mpnet.json", 768, 384);
+    }
+
+    /// The int8 ONNX export of all-MiniLM-L6-v2 (ONNX Runtime through
+    /// fastembed) against ask's candle model of the f32 weights: close, not
+    /// equal, and as close alone as in a padded batch.
+    #[test]
+    fn onnx_int8_minilm_agrees_with_the_candle_encoder() {
+        let onnx_dir = crate::fetched_model("all-MiniLM-L6-v2-int8");
+        assert!(onnx_dir.join("model.onnx").exists(), "{} is missing: run scripts/fetch-models --onnx", onnx_dir.display());
+        let onnx = Embedder::load(&onnx_dir).unwrap();
+        let candle = Embedder::load(&crate::fetched_model("all-MiniLM-L6-v2")).unwrap();
+        assert_eq!((onnx.info().backend, candle.info().backend), (Backend::Onnx, Backend::Candle));
+        assert_eq!((onnx.info().dim, onnx.info().max_tokens, onnx.info().pooling), (384, 256, Pooling::Mean));
+        let long = "The deposit is returned within thirty days of the end of the tenancy. ".repeat(40);
+        let texts = [
+            "When is the deposit returned?",
+            "Bake the loaf in a preheated Dutch oven for twenty minutes with the lid on.",
+            "Zoë Müller: Réunion à Zürich, the boiler service is on Friday.",
+            long.as_str(),
+        ];
+        let (a, tokens) = onnx.embed_passages(&texts).unwrap();
+        let (b, same_tokens) = candle.embed_passages(&texts).unwrap();
+        assert_eq!(tokens, same_tokens, "both truncate alike");
+        for ((x, y), text) in a.iter().zip(&b).zip(texts) {
+            let cos: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            assert!(cos >= 0.98, "{text:?}: cosine {cos}");
+            assert!(cos < 0.99999, "{text:?}: an int8 export should not be bit-equal to f32 ({cos})");
+        }
+        let alone = onnx.embed_query(texts[0]).unwrap();
+        let diff = alone.iter().zip(&a[0]).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "padding changed the vector by {diff}");
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -13,12 +13,13 @@ pub mod catalog;
 pub mod embed;
 mod decoder;
 mod matvec;
+pub mod onnx;
 mod ops;
 pub mod generate;
 pub mod prompt;
 mod quant;
 
-pub use embed::{Embedder, EncoderInfo, Pooling};
+pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
 pub use generate::{Generator, SamplingParams, Stop, Timings};
 
 /// Errors loading or running a model. Each names the file involved.
@@ -49,6 +50,15 @@ pub enum ModelError {
         arch: String,
         /// What ask supports instead.
         supported: &'static str,
+    },
+    /// ONNX Runtime's library, which `model.onnx` encoders need, is missing
+    /// or cannot be loaded (or is older than the API ask uses).
+    #[error("{path}: {message}")]
+    Runtime {
+        /// The library, or where it was looked for.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// The tokenizer failed on some input.
     #[error("tokenizer: {0}")]

@@ -278,13 +278,14 @@ impl<'rt> Writer<'rt> {
         let lock = IndexLock::acquire(dir, busy)?;
         let meta = match IndexMeta::load(dir)? {
             Some(meta) => {
-                meta.check_encoder(&encoder.name, encoder.dim)
+                meta.check_encoder(&encoder.name, encoder.backend.as_str(), encoder.dim)
                     .map_err(|source| IndexError::EncoderMismatch { dir: dir.to_path_buf(), source })?;
                 meta
             }
             None => IndexMeta {
                 format: 1,
                 encoder: encoder.name.clone(),
+                backend: encoder.backend.to_string(),
                 dim: encoder.dim,
                 chunk_tokens: options.chunk_tokens,
                 chunk_overlap: options.chunk_overlap,

@@ -16,6 +16,10 @@ pub struct IndexMeta {
     pub format: u32,
     /// The encoder's name (its directory name).
     pub encoder: String,
+    /// What computed the vectors: `candle` or `onnx` (indexes from before
+    /// ONNX encoders have none, and were all built by candle).
+    #[serde(default = "candle")]
+    pub backend: String,
     /// Vector dimension.
     pub dim: usize,
     /// Chunk size in encoder tokens.
@@ -32,28 +36,44 @@ pub struct IndexMeta {
 
 const FILE: &str = "index.json";
 
+fn candle() -> String {
+    "candle".into()
+}
+
 /// An index built with one encoder, used with another.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("index was built with encoder {built} ({built_dim} dims), not {given} ({given_dim} dims)")]
+#[error("index was built with encoder {built} ({built_backend}, {built_dim} dims), not {given} ({given_backend}, {given_dim} dims)")]
 pub struct EncoderMismatch {
     /// The encoder the index was built with.
     pub built: String,
+    /// What computed its vectors.
+    pub built_backend: String,
     /// Its vector dimension.
     pub built_dim: usize,
     /// The encoder given now.
     pub given: String,
+    /// What computes its vectors.
+    pub given_backend: String,
     /// Its vector dimension.
     pub given_dim: usize,
 }
 
 impl IndexMeta {
-    /// Whether vectors of the encoder `name` (of `dim` dimensions) belong
-    /// in this index: its name and dimension must be the index's own.
-    pub fn check_encoder(&self, name: &str, dim: usize) -> Result<(), EncoderMismatch> {
-        if self.encoder == name && self.dim == dim {
+    /// Whether vectors of the encoder `name`, computed by `backend`, of
+    /// `dim` dimensions, belong in this index: all three must be the
+    /// index's own (an int8 ONNX export of a model is not its f32 weights).
+    pub fn check_encoder(&self, name: &str, backend: &str, dim: usize) -> Result<(), EncoderMismatch> {
+        if self.encoder == name && self.backend == backend && self.dim == dim {
             return Ok(());
         }
-        Err(EncoderMismatch { built: self.encoder.clone(), built_dim: self.dim, given: name.into(), given_dim: dim })
+        Err(EncoderMismatch {
+            built: self.encoder.clone(),
+            built_backend: self.backend.clone(),
+            built_dim: self.dim,
+            given: name.into(),
+            given_backend: backend.into(),
+            given_dim: dim,
+        })
     }
 
     /// Reads the metadata of the index in `dir`, if any.
@@ -87,11 +107,21 @@ mod tests {
 
     #[test]
     fn an_encoder_matches_by_name_and_dimension() {
-        let meta = IndexMeta { format: 1, encoder: "all-MiniLM-L6-v2".into(), dim: 384, chunk_tokens: 256, chunk_overlap: 32, created_at_s: 0, indexed_at_s: None };
-        assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", 384), Ok(()));
-        let err = meta.check_encoder("all-mpnet-base-v2", 768).unwrap_err();
-        assert_eq!(err.to_string(), "index was built with encoder all-MiniLM-L6-v2 (384 dims), not all-mpnet-base-v2 (768 dims)");
-        assert!(meta.check_encoder("all-MiniLM-L6-v2", 768).is_err(), "same name, other dimension");
+        let meta = IndexMeta {
+            format: 1,
+            encoder: "all-MiniLM-L6-v2".into(),
+            backend: "candle".into(),
+            dim: 384,
+            chunk_tokens: 256,
+            chunk_overlap: 32,
+            created_at_s: 0,
+            indexed_at_s: None,
+        };
+        assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 384), Ok(()));
+        let err = meta.check_encoder("all-mpnet-base-v2", "candle", 768).unwrap_err();
+        assert_eq!(err.to_string(), "index was built with encoder all-MiniLM-L6-v2 (candle, 384 dims), not all-mpnet-base-v2 (candle, 768 dims)");
+        assert!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 768).is_err(), "same name, other dimension");
+        assert!(meta.check_encoder("all-MiniLM-L6-v2", "onnx", 384).is_err(), "same name, other backend");
     }
 
     #[test]
@@ -101,6 +131,7 @@ mod tests {
         let meta = IndexMeta {
             format: 1,
             encoder: "enc".into(),
+            backend: "onnx".into(),
             dim: 3,
             chunk_tokens: 256,
             chunk_overlap: 32,
@@ -109,5 +140,12 @@ mod tests {
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));
+        // An index from before ONNX encoders was built by candle.
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"format":1,"encoder":"all-MiniLM-L6-v2","dim":384,"chunk_tokens":256,"chunk_overlap":32,"created_at":1,"indexed_at":2}"#,
+        )
+        .unwrap();
+        assert_eq!(IndexMeta::load(dir.path()).unwrap().unwrap().backend, "candle");
     }
 }

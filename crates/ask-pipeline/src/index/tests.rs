@@ -36,6 +36,7 @@ fn fake() -> Fake {
 fn fake_named(name: &str) -> Fake {
     let info = EncoderInfo {
         name: name.into(),
+        backend: ask_model::Backend::Candle,
         dim: DIM,
         max_tokens: 512,
         pooling: Pooling::Mean,
