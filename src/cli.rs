@@ -28,8 +28,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ASK_INDEX", value_name = "NAME")]
     pub index: Option<String>,
 
-    /// Encoder model directory (config.json, tokenizer.json, model.safetensors)
-    /// [default: $ASK_HOME/models/all-MiniLM-L6-v2]
+    /// Encoder model directory (config.json, tokenizer.json, and
+    /// model.safetensors or model.onnx), or the name of one in
+    /// $ASK_HOME/models [default: $ASK_HOME/models/all-MiniLM-L6-v2]
     #[arg(long, global = true, env = "ASK_EMBED_MODEL", value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
 
@@ -70,6 +71,20 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Show what an index holds and which models built it
     Status(StatusArgs),
+    /// List the models ask can use: its own and those of other tools
+    ///
+    /// Looks in ask's models directory and, in place (nothing is copied),
+    /// in Ollama's store, the Hugging Face hub cache, LM Studio's models
+    /// folder and llama.cpp's cache. Each answer model's NAME is what
+    /// `--model` accepts; encoders are used with `--embed-model PATH`.
+    Models(ModelsArgs),
+    /// Serve search and answers to an agent over MCP (stdio)
+    ///
+    /// Speaks the Model Context Protocol (JSON-RPC 2.0, one message per
+    /// line on standard input and output) and offers the tools `search`,
+    /// `query` and `status`. The encoder and the answer model are loaded on
+    /// first use and kept. Configure an MCP client to run `ask mcp`.
+    Mcp(McpArgs),
     /// Measure retrieval quality on a BEIR-format judged dataset
     ///
     /// Indexes DATASET_DIR/corpus.jsonl into a scratch index (kept under
@@ -313,8 +328,10 @@ pub struct QueryArgs {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// GGUF model: a path, or a name in $ASK_HOME/models: qwen2.5-coder-1.5b
-    /// (the default), smollm2 (135M: fast, weak answers), gemma3-270m, or a
-    /// file name there
+    /// (the default), smollm2 (135M: fast, weak answers), gemma3-270m, a file
+    /// name there; or a model of another tool, as `ask models` lists them:
+    /// Ollama's `qwen2.5:1.5b`, a Hugging Face repository `Org/Name[:QUANT]`,
+    /// a GGUF file name in LM Studio's or llama.cpp's folders
     #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 
@@ -427,6 +444,24 @@ pub struct EvalArgs {
     /// and every question's outcome)
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// GGUF model for the `query` tool (see `ask models`)
+    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Print one JSON object per model
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also list the files passed over, and why
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

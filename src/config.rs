@@ -121,14 +121,21 @@ impl Config {
         let index_name = global.index.clone().or(file.index).unwrap_or_else(|| "default".into());
         check_index_name(&index_name)?;
         let index_dir = home.join("indexes").join(&index_name);
-        let embed_model = global
-            .embed_model
-            .clone()
-            .or(file.embed_model)
-            .unwrap_or_else(|| home.join("models").join(DEFAULT_ENCODER));
-        let model = file.model.unwrap_or_else(|| PathBuf::from(ask_model::catalog::DEFAULT));
         let models_dir = home.join("models");
+        let embed_model = match global.embed_model.clone().or(file.embed_model) {
+            // A bare name that is no folder here is one in the models directory.
+            Some(p) if !p.exists() && p.components().count() == 1 && models_dir.join(&p).is_dir() => models_dir.join(p),
+            Some(p) => p,
+            None => models_dir.join(DEFAULT_ENCODER),
+        };
+        let model = file.model.unwrap_or_else(|| PathBuf::from(ask_model::catalog::DEFAULT));
         Ok(Config { home, index_name, index_dir, embed_model, models_dir, model, quiet: global.quiet })
+    }
+
+    /// This configuration with another index (for a request that names one).
+    pub fn with_index(&self, name: &str) -> Result<Config> {
+        check_index_name(name)?;
+        Ok(Config { index_name: name.to_owned(), index_dir: self.home.join("indexes").join(name), ..self.clone() })
     }
 
     /// The GGUF file to answer with: `flag` (`--model` or ASK_MODEL), else

@@ -7,6 +7,8 @@ mod documents;
 mod eval;
 mod index;
 mod mail;
+mod mcp;
+mod models;
 mod offline;
 mod onnx;
 mod query;

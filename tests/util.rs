@@ -51,6 +51,11 @@ impl Env {
         cmd.current_dir(&self.root)
             .env_remove("ASK_INDEX")
             .env_remove("ASK_CONFIG")
+            // Other tools' model stores: only those a test builds.
+            .env_remove("OLLAMA_MODELS")
+            .env_remove("HF_HOME")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("LLAMA_CACHE")
             .env("ASK_HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.root.join("config"))
             .env("XDG_CACHE_HOME", self.root.join("cache"))

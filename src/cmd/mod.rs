@@ -2,6 +2,8 @@
 //! [`Run`].
 
 mod index;
+mod mcp;
+mod models;
 mod query;
 mod search;
 mod status;
@@ -30,6 +32,8 @@ impl Run for Command {
             Command::Search(args) => args.run(cfg, rt),
             Command::Query(args) => args.run(cfg, rt),
             Command::Status(args) => args.run(cfg, rt),
+            Command::Models(args) => args.run(cfg, rt),
+            Command::Mcp(args) => args.run(cfg, rt),
             Command::Summarize(args) => args.run(cfg, rt),
             Command::Eval(args) => args.run(cfg, rt),
             Command::Watch(args) => args.run(cfg, rt),

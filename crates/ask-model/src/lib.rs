@@ -17,6 +17,7 @@ pub mod onnx;
 mod ops;
 pub mod generate;
 pub mod prompt;
+pub mod stores;
 mod quant;
 
 pub use embed::{Backend, Embedder, EncoderInfo, Pooling};

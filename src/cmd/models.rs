@@ -1,0 +1,83 @@
+//! `ask models`: the answer models and encoders ask can use, from its own
+//! models directory and the stores of other tools ([`ask_model::stores`]).
+
+use std::io::Write;
+
+use anyhow::Result;
+use ask_model::stores::{Role, Stores};
+use tokio::runtime::Runtime;
+
+use super::Run;
+use crate::cli::ModelsArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.0} MB", b as f64 / 1e6),
+        b => format!("{:.0} KB", b as f64 / 1e3),
+    }
+}
+
+impl Run for ModelsArgs {
+    fn run(&self, cfg: &Config, _rt: &Runtime) -> Result<Exit> {
+        let scan = Stores::from_env(&cfg.models_dir).scan();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            for found in &scan.found {
+                serde_json::to_writer(&mut out, found)?;
+                writeln!(out)?;
+            }
+        } else {
+            let rows: Vec<[String; 7]> = scan
+                .found
+                .iter()
+                .map(|f| {
+                    let role = match f.role {
+                        Role::Answer => "answer",
+                        Role::Encoder => "encoder",
+                    };
+                    [
+                        f.name.clone(),
+                        role.into(),
+                        f.source.as_str().into(),
+                        f.architecture.clone(),
+                        f.quantization.clone().unwrap_or_else(|| "-".into()),
+                        human_size(f.bytes),
+                        f.path.display().to_string(),
+                    ]
+                })
+                .collect();
+            let head = ["NAME", "ROLE", "SOURCE", "ARCH", "QUANT", "SIZE", "PATH"];
+            let widths: Vec<usize> =
+                (0..head.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+            let line = |cells: &[&str]| {
+                let mut l = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    if i + 1 == cells.len() {
+                        l.push_str(c);
+                    } else {
+                        l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                    }
+                }
+                l
+            };
+            writeln!(out, "{}", line(&head))?;
+            for r in &rows {
+                writeln!(out, "{}", line(&r.iter().map(String::as_str).collect::<Vec<_>>()))?;
+            }
+            if scan.found.is_empty() && !cfg.quiet {
+                eprintln!("ask: no models in {} or in other tools' stores; run scripts/fetch-models", cfg.models_dir.display());
+            }
+        }
+        if self.verbose {
+            for s in &scan.skipped {
+                eprintln!("ask: skipped {}: {}", s.path.display(), s.why);
+            }
+        } else if !scan.skipped.is_empty() && !cfg.quiet && !self.json {
+            eprintln!("ask: {} file(s) passed over (not models ask can run); -v says which and why", scan.skipped.len());
+        }
+        Ok(Exit::Success)
+    }
+}
