@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
-use ask_model::{prompt, Embedder, Generator, SamplingParams};
+use ask_model::{Embedder, Generator, SamplingParams};
 use ask_pipeline::answer::{self, location, passages, retrieve, Search};
 use ask_store::{Filter, Mode, Store};
 use serde_json::{json, Value};
@@ -185,22 +185,15 @@ impl Server<'_> {
             self.generator = Some((path, g));
         }
         let model = &mut self.generator.as_mut().expect("loaded above").1;
-        let (prompt_text, kept) = prompt::fit(model, &passages(&hits), &question, max_tokens)?;
-        hits.truncate(kept);
         let params = SamplingParams { max_tokens, ..Default::default() };
-        let (answer, _) = answer::stream(model, &prompt_text, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
-        let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
-        let answer = answer.trim().to_owned();
-        let answer = match prompt::attribute(&answer, &texts) {
-            Some(n) => format!("{answer} [{n}]"),
-            None => answer,
-        };
+        let shown = passages(&hits);
+        let answer = answer::answer(model, &mut hits, &shown, &question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
         let sources: Vec<Value> = hits
             .iter()
             .enumerate()
             .map(|(i, h)| json!({"n": i + 1, "path": h.passage.path, "location": location(&h.passage), "text": h.passage.text}))
             .collect();
-        Ok(json!({"answer": answer, "sources": sources, "model": model.name}))
+        Ok(json!({"answer": answer.cited(), "sources": sources, "model": model.name}))
     }
 
     fn status(&mut self, args: &Value) -> Result<Value> {

@@ -10,7 +10,7 @@ use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{self, focus, location, passages, retrieve, Search};
+use ask_pipeline::answer::{self, focus, location, passages, retrieve, Answer, Search};
 
 use super::search::open_for_query;
 use super::Run;
@@ -98,7 +98,7 @@ impl Run for QueryArgs {
             let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
             let name = ask_model::catalog::file_name(model_path.as_deref().unwrap_or(spec));
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
-            return self.finish(None, &[], &name, retrieval_ms, None, msg);
+            return self.finish(None, &[], &name, retrieval_ms, msg);
         }
         if self.context_only {
             let mut out = std::io::stdout().lock();
@@ -107,14 +107,10 @@ impl Run for QueryArgs {
         }
 
         let mut model = Generator::load(&model_path?).context("cannot load the answer model")?;
-        // Fit the passages into the context window: room is kept for the
-        // answer, whole passages only, lowest-ranked dropped first.
-        let (prompt, kept) = prompt::fit(&model, &shown, &question, self.gen.max_tokens)?;
-        hits.truncate(kept);
         let interrupted = super::interrupt_flag(rt);
         let mut out = std::io::stdout().lock();
         let json = self.json;
-        let (answer, timings) = answer::stream(&mut model, &prompt, &self.gen.sampling(), &interrupted, &mut |piece| {
+        let answer = answer::answer(&mut model, &mut hits, &shown, &question, &self.gen.sampling(), &interrupted, &mut |piece| {
             if !json {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
@@ -122,8 +118,7 @@ impl Run for QueryArgs {
             Ok(())
         })?;
         drop(out);
-        let name = model.name.clone();
-        let exit = self.finish(Some(answer.trim().to_owned()), &hits, &name, retrieval_ms, Some(timings), "")?;
+        let exit = self.finish(Some(&answer), &hits, &model.name, retrieval_ms, "")?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!("ask: interrupted");
             return Ok(Exit::Interrupted);
@@ -136,17 +131,8 @@ impl QueryArgs {
     /// Prints what follows the streamed answer (the citation ask adds when
     /// the model wrote none, and the sources), or with `--json` the whole
     /// answer object.
-    fn finish(
-        &self,
-        answer: Option<String>,
-        hits: &[Hit],
-        model: &str,
-        retrieval_ms: f64,
-        timings: Option<ask_model::Timings>,
-        no_answer: &str,
-    ) -> Result<Exit> {
-        let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
-        let attributed = answer.as_deref().and_then(|a| prompt::attribute(a, &texts));
+    fn finish(&self, answer: Option<&Answer>, hits: &[Hit], model: &str, retrieval_ms: f64, no_answer: &str) -> Result<Exit> {
+        let attributed = answer.and_then(|a| a.attributed);
         let mut out = std::io::stdout().lock();
         let sources: Vec<Source> = hits
             .iter()
@@ -164,13 +150,10 @@ impl QueryArgs {
             })
             .collect();
         if self.json {
-            let stop = timings.as_ref().map(|t| t.stop);
-            let t = timings.unwrap_or_default();
+            let stop = answer.map(|a| a.timings.stop);
+            let t = answer.map(|a| a.timings.clone()).unwrap_or_default();
             let json = JsonAnswer {
-                answer: answer.map(|a| match attributed {
-                    Some(n) => format!("{a} [{n}]"),
-                    None => a,
-                }),
+                answer: answer.map(Answer::cited),
                 attributed,
                 sources,
                 model: model.to_owned(),

@@ -133,6 +133,50 @@ pub fn stream(
     }
 }
 
+/// An answer to `question` from `hits` as the model reads them (`shown`,
+/// from [`passages`] or [`focus`]): the passages that fit the model's
+/// context with room for `params.max_tokens` (whole passages, lowest
+/// ranked dropped first: `hits` is cut to them), the model's text streamed
+/// to `out`, and ask's citation when the model cited none.
+pub fn answer(
+    model: &mut Generator,
+    hits: &mut Vec<Hit>,
+    shown: &[PromptPassage],
+    question: &str,
+    params: &SamplingParams,
+    stop: &AtomicBool,
+    out: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> Result<Answer, StreamError> {
+    let (prompt, kept) = prompt::fit(model, shown, question, params.max_tokens)?;
+    hits.truncate(kept);
+    let (text, timings) = stream(model, &prompt, params, stop, out)?;
+    let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
+    let text = text.trim().to_owned();
+    let attributed = prompt::attribute(&text, &texts);
+    Ok(Answer { text, attributed, timings })
+}
+
+/// What [`answer`] made.
+#[derive(Debug)]
+pub struct Answer {
+    /// The model's text, trimmed.
+    pub text: String,
+    /// The passage ask cites for the model when it cited none itself.
+    pub attributed: Option<usize>,
+    /// Counts and rates.
+    pub timings: Timings,
+}
+
+impl Answer {
+    /// The text with ask's citation, if any, after it.
+    pub fn cited(&self) -> String {
+        match self.attributed {
+            Some(n) => format!("{} [{n}]", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -15,7 +16,7 @@ use ask_store::Filter;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{focus, passages, retrieve, Search};
+use ask_pipeline::answer::{self, focus, passages, retrieve, Search};
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
@@ -95,32 +96,26 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         if !hits.is_empty() {
             let shown = focus(&embedder, &vector, passages(&hits), args.passage_tokens)?;
-            let (text, kept) = prompt::fit(&model, &shown, &q.question, params.max_tokens)?;
-            hits.truncate(kept);
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
-            let mut answer = String::new();
-            let t = model.generate(&text, &params, |piece| {
-                answer.push_str(piece);
-                true
-            })?;
+            let a = answer::answer(&mut model, &mut hits, &shown, &q.question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            let (text, t) = (a.text, a.timings);
             let source = hits.iter().position(|h| prepared.id_of.get(&h.passage.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
-            let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();
-            let cited = prompt::citations(&answer, hits.len());
+            let cited = prompt::citations(&text, hits.len());
             // Support is judged on the text the model was given.
             outcome = Outcome {
-                correct: qa::is_correct(&answer, &q.answers),
+                correct: qa::is_correct(&text, &q.answers),
                 hit: source.is_some(),
                 cited: source.is_some_and(|n| cited.contains(&n)),
                 cited_support: cited.iter().any(|&n| qa::is_correct(&shown[n - 1].text, &q.answers)),
-                attributed: source.is_some() && prompt::attribute(&answer, &texts) == source,
-                not_found: qa::says_not_found(&answer),
+                attributed: source.is_some() && a.attributed == source,
+                not_found: qa::says_not_found(&text),
                 first_token_ms: before_model + t.first_token_ms,
                 prompt_tokens: t.prompt_tokens,
                 generated_tokens: t.generated_tokens,
                 decode_tokens_per_s: t.decode_tokens_per_s,
                 drafted_tokens: t.drafted_tokens,
                 accepted_tokens: t.accepted_tokens,
-                answer: answer.trim().to_owned(),
+                answer: text,
                 ..outcome
             };
         }
