@@ -30,7 +30,8 @@ pub struct GlobalArgs {
 
     /// Encoder model directory (config.json, tokenizer.json, and
     /// model.safetensors or model.onnx), or the name of one in
-    /// $ASK_HOME/models [default: $ASK_HOME/models/all-MiniLM-L6-v2]
+    /// $ASK_HOME/models [default: the one an existing index was built with,
+    /// else all-MiniLM-L6-v2-int8 (ONNX), else all-MiniLM-L6-v2]
     #[arg(long, global = true, env = "ASK_EMBED_MODEL", value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
 
@@ -210,7 +211,9 @@ pub struct IndexArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Print the summary line and skipped files even when not on a terminal
+    /// Print the summary line and skipped files even when not on a terminal,
+    /// and there a line as each phase begins (reading, loading the encoder,
+    /// optimizing), for logs
     #[arg(short, long)]
     pub verbose: bool,
 }

@@ -139,8 +139,35 @@ fn an_encoder_is_named_by_its_folder_in_the_models_directory() {
     assert!(out.status.success(), "{}", stderr(&out));
     let status = json(&env.cmd().env_remove("ASK_EMBED_MODEL").args(["--embed-model", "all-MiniLM-L6-v2-int8", "status", "--json"]).output().unwrap().stdout);
     assert_eq!((status["encoder"].as_str(), status["backend"].as_str()), (Some("all-MiniLM-L6-v2-int8"), Some("onnx")));
+    // Named no more, the index's own encoder is used, not the default.
+    let out = env.cmd().env_remove("ASK_EMBED_MODEL").args(["search", "--json", "-k", "1", "when is the deposit returned"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(file_name(&json_lines(&out.stdout)[0]), "tenancy-notes.md");
     // `ask models` lists it under that name, with its backend.
     let found = json_lines(&env.cmd().env("HOME", env.path("home")).args(["models", "--json"]).output().unwrap().stdout);
     let int8 = found.iter().find(|f| f["name"] == "all-MiniLM-L6-v2-int8").expect("listed");
     assert_eq!((int8["role"].as_str(), int8["quantization"].as_str(), int8["architecture"].as_str()), (Some("encoder"), Some("onnx"), Some("bert")));
+}
+
+/// The default encoder, chosen by measurement (README, Indexing): the int8
+/// ONNX MiniLM where it was fetched, else the f32 one on candle.
+#[test]
+fn the_default_encoder_is_the_int8_one_else_the_f32_one() {
+    let cases: [(&[&str], &str, &str); 2] = [
+        (&["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-int8", "lib"], "all-MiniLM-L6-v2-int8", "onnx"),
+        (&["all-MiniLM-L6-v2"], "all-MiniLM-L6-v2", "candle"),
+    ];
+    for (present, encoder, backend) in cases {
+        let env = Env::new();
+        env.copy_docs();
+        let models = env.home.join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        for name in present {
+            std::os::unix::fs::symlink(models_dir().join(name), models.join(name)).unwrap();
+        }
+        let out = env.cmd().env_remove("ASK_EMBED_MODEL").args(["index", "--json", "docs"]).output().unwrap();
+        assert!(out.status.success(), "{present:?}: {}", stderr(&out));
+        let status = json(&env.cmd().env_remove("ASK_EMBED_MODEL").args(["status", "--json"]).output().unwrap().stdout);
+        assert_eq!((status["encoder"].as_str(), status["backend"].as_str()), (Some(encoder), Some(backend)), "{present:?}");
+    }
 }
