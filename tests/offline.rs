@@ -7,7 +7,7 @@ use crate::util::*;
 
 /// Runs `ask ARGS` inside a new network namespace (no interfaces but a down
 /// loopback): any connection attempt would fail.
-fn ask_unshared(env: &Env, args: &[&str]) -> std::process::Output {
+pub(crate) fn ask_unshared(env: &Env, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("unshare");
     cmd.arg("-n").arg(env!("CARGO_BIN_EXE_ask")).args(args);
     let template = env.cmd();
@@ -49,7 +49,7 @@ fn index_and_search_work_without_a_network() {
 
 /// Runs `ask ARGS` under strace and returns every socket/connect call made
 /// by any of its threads or children.
-fn socket_calls(env: &Env, args: &[&str]) -> Vec<String> {
+pub(crate) fn socket_calls(env: &Env, args: &[&str]) -> Vec<String> {
     let log = env.path(&format!("strace-{}.log", args[0]));
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-e", "trace=socket,connect", "-o"]).arg(&log).arg(env!("CARGO_BIN_EXE_ask")).args(args);

@@ -3,8 +3,8 @@
 //! --onnx` with ONNX Runtime's library in `models/lib/`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
+use crate::offline::{ask_unshared, socket_calls};
 use crate::util::*;
 
 fn int8_encoder() -> PathBuf {
@@ -42,31 +42,15 @@ fn the_onnx_encoder_indexes_and_searches_and_the_index_says_so() {
 fn the_onnx_encoder_works_without_a_network_and_opens_no_socket() {
     let env = onnx_env();
     env.copy_docs();
-    let mut unshared = Command::new("unshare");
-    unshared.arg("-n").arg(env!("CARGO_BIN_EXE_ask")).args(["index", "--json", "docs"]);
-    for (k, v) in env.cmd().get_envs() {
-        match v {
-            Some(v) => unshared.env(k, v),
-            None => unshared.env_remove(k),
-        };
-    }
-    let out = unshared.current_dir(&env.root).output().expect("unshare is installed (util-linux)");
+    let out = ask_unshared(&env, &["index", "--json", "docs"]);
     assert!(out.status.success(), "unshare -n ask index: {}", stderr(&out));
     assert_eq!(json(&out.stdout)["new"], 5);
-
-    let log = env.path("strace.log");
-    let mut traced = Command::new("strace");
-    traced.args(["-f", "-e", "trace=socket,connect", "-o"]).arg(&log).arg(env!("CARGO_BIN_EXE_ask")).args(["search", "deposit"]);
-    for (k, v) in env.cmd().get_envs() {
-        if let Some(v) = v {
-            traced.env(k, v);
-        }
-    }
-    let out = traced.current_dir(&env.root).output().expect("strace is installed");
+    let out = ask_unshared(&env, &["search", "--json", "-k", "1", "deposit"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let calls = std::fs::read_to_string(&log).unwrap();
-    assert!(!calls.contains("AF_INET"), "network sockets opened:\n{calls}");
-    assert!(calls.contains("+++ exited with 0 +++"), "{calls}");
+    assert_eq!(file_name(&json_lines(&out.stdout)[0]), "tenancy-notes.md");
+    let calls = socket_calls(&env, &["search", "deposit"]);
+    assert!(!calls.iter().any(|l| l.contains("AF_INET")), "network sockets opened:\n{}", calls.join("\n"));
+    assert!(calls.iter().any(|l| l.contains("+++ exited with 0 +++")), "{calls:?}");
 }
 
 /// The encoder folder without ONNX Runtime beside it, in a sandbox.
