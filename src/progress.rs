@@ -10,6 +10,8 @@ pub struct Ui {
     multi: MultiProgress,
     /// Informational lines are printed (interactive or --verbose, not --quiet).
     pub chatty: bool,
+    /// Bars are drawn (stderr is a terminal and not --quiet).
+    interactive: bool,
 }
 
 impl Ui {
@@ -17,7 +19,7 @@ impl Ui {
     pub fn new(quiet: bool, verbose: bool) -> Ui {
         let interactive = !quiet && std::io::stderr().is_terminal();
         let target = if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Ui { multi: MultiProgress::with_draw_target(target), chatty: !quiet && (interactive || verbose) }
+        Ui { multi: MultiProgress::with_draw_target(target), chatty: !quiet && (interactive || verbose), interactive }
     }
 
     /// A bar counting `len` items, with a message slot for rates.
@@ -46,6 +48,14 @@ impl Ui {
     /// errors are what cron should mail).
     pub fn error(&self, msg: &str) {
         self.multi.suspend(|| eprintln!("ask: {msg}"));
+    }
+
+    /// A line saying what a long run is doing now, for a log: printed with
+    /// --verbose when no bar shows it (stderr is not a terminal).
+    pub fn phase(&self, msg: &str) {
+        if self.chatty && !self.interactive {
+            eprintln!("ask: {msg}");
+        }
     }
 
     /// An informational line, printed only when chatty.

@@ -155,3 +155,18 @@ fn a_file_that_now_fails_or_is_skipped_counts_once() {
     let counts: Vec<u64> = ["new", "changed", "unchanged", "failed", "skipped"].iter().map(|k| s[k].as_u64().unwrap()).collect();
     assert_eq!(counts, [0, 0, 0, 1, 1], "{s}");
 }
+
+/// `-v` away from a terminal (a cron log) names each phase as it begins;
+/// without it the run says nothing but errors.
+#[test]
+fn verbose_runs_log_their_phases_and_quiet_ones_do_not() {
+    let env = Env::new();
+    env.copy_docs();
+    let out = env.ok(&["index", "-v", "docs"]);
+    let err = stderr(&out);
+    let phases: Vec<&str> = err.lines().filter(|l| l.starts_with("ask: ")).collect();
+    assert_eq!(phases, ["ask: reading 5 new or changed files", "ask: loading the encoder", "ask: optimizing the index"], "{err}");
+    env.write("docs/new.txt", "A note about the harbour wall.\n");
+    let out = env.ok(&["index", "docs"]);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

@@ -167,15 +167,26 @@ impl Progress for Bars<'_> {
     fn event(&mut self, event: Event<'_>) {
         match event {
             Event::Scanning { files } => self.bar.iter().for_each(|b| b.set_message(format!("scanning: {files} files"))),
-            Event::Reading { files } => self.replace(Some(self.ui.bar(files as u64, "files"))),
+            Event::Reading { files } => {
+                if files > 0 {
+                    self.ui.phase(&format!("reading {files} new or changed files"));
+                }
+                self.replace(Some(self.ui.bar(files as u64, "files")))
+            }
             Event::Read => self.bar.iter().for_each(|b| b.inc(1)),
             Event::Failed(why) => self.ui.error(why),
             Event::Skipped(why) => self.ui.info(&format!("skipped {why}")),
-            Event::LoadingEncoder => self.bar.iter().for_each(|b| b.set_message("loading encoder")),
+            Event::LoadingEncoder => {
+                self.ui.phase("loading the encoder");
+                self.bar.iter().for_each(|b| b.set_message("loading encoder"))
+            }
             Event::Embedded { chunks, tokens_per_s } => {
                 self.bar.iter().for_each(|b| b.set_message(format!("{chunks} chunks, {tokens_per_s:.0} tokens/s")))
             }
-            Event::Optimizing => self.replace(Some(self.ui.spinner("optimizing index"))),
+            Event::Optimizing => {
+                self.ui.phase("optimizing the index");
+                self.replace(Some(self.ui.spinner("optimizing index")))
+            }
         }
     }
 }
