@@ -587,6 +587,41 @@ mod tests {
         hits.iter().map(|h| h.passage.path.as_str()).collect()
     }
 
+    /// Many rows that score alike (copies of one text), written in opposite
+    /// orders: which of them make the cut of k must not depend on the order
+    /// (benches/kill-campaign found an index rebuilt after kills answering
+    /// otherwise than a clean one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ties_at_the_cut_are_broken_by_path_whatever_the_row_order() {
+        let names: Vec<String> = (0..40).map(|i| format!("/copy{i:02}")).collect();
+        let mut results = Vec::new();
+        for reversed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+            let mut order: Vec<&String> = names.iter().collect();
+            if reversed {
+                order.reverse();
+            }
+            // One write per row: each in its own fragment, as runs leave them.
+            for name in order {
+                write(&store, vec![doc(name, Kind::Text, 1, "the harbour wall was mended in spring", [0.6, 0.8, 0.])]).await;
+            }
+            store.ensure_indexes().await.unwrap();
+            let filter = Filter::default();
+            let mut got = Vec::new();
+            for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+                let req = Request { text: "harbour wall", vector: Some(&[0.6, 0.8, 0.]), k: 5, mode, filter: &filter };
+                got.push(paths(&store.search(&req).await.unwrap()).into_iter().map(String::from).collect::<Vec<_>>());
+            }
+            results.push(got);
+        }
+        let first_five: Vec<String> = names[..5].to_vec();
+        for (mode, got) in results[0].iter().enumerate() {
+            assert_eq!(got, &first_five, "mode {mode}, rows in path order");
+        }
+        assert_eq!(results[0], results[1], "rows in reverse order");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn full_text_search_matches_words_in_any_script_and_sees_new_rows() {
         let dir = tempfile::tempdir().unwrap();

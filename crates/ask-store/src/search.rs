@@ -58,6 +58,8 @@ pub const RRF_BM25_WEIGHT: f32 = 1.0;
 /// Candidates taken from each list before fusion: at least this many, and
 /// never fewer than the number of results asked for.
 pub const FUSION_DEPTH: usize = 50;
+/// Most rows fetched to see past a run of equal scores at the cut.
+const TIE_FETCH_MAX: usize = 4096;
 /// Hybrid search feeds back the vectors of this many first fused results
 /// (Rocchio pseudo-relevance feedback): the query vector becomes
 /// `q + PRF_BETA * mean(top vectors)`, renormalised, re-ranks the dense and
@@ -225,18 +227,17 @@ impl Store {
             return Err(StoreError::NoTextIndex(self.dir.clone()));
         }
         match req.mode {
-            Mode::Dense => Ok(strip(self.dense(need_vector()?, req.k, predicate).await?)),
-            Mode::Bm25 => {
-                let mut hits = strip(self.bm25(req.text, req.k, predicate, req.vector).await?);
-                hits.truncate(req.k);
-                Ok(hits)
+            Mode::Dense => {
+                let vector = need_vector()?;
+                Ok(strip(top(req.k, |n| self.dense(vector, n, predicate)).await?))
             }
+            Mode::Bm25 => Ok(strip(top(req.k, |n| self.bm25(req.text, n, predicate, req.vector)).await?)),
             Mode::Hybrid => {
                 let vector = need_vector()?;
                 let depth = req.k.max(FUSION_DEPTH);
                 let (dense, bm25) = futures::try_join!(
-                    self.dense(vector, depth, predicate),
-                    self.bm25(req.text, depth, predicate, Some(vector))
+                    top(depth, |n| self.dense(vector, n, predicate)),
+                    top(depth, |n| self.bm25(req.text, n, predicate, Some(vector)))
                 )?;
                 let weights = [RRF_DENSE_WEIGHT, RRF_BM25_WEIGHT];
                 let vectors: HashMap<(String, u32), Vec<f32>> =
@@ -338,6 +339,28 @@ impl Store {
         }
         out.sort_by(|a, b| best_first(&a.0, &b.0));
         Ok(out)
+    }
+}
+
+/// The best `k` of a ranking `fetch(n)` returns (best first, `n` rows at
+/// most), the same whatever order LanceDB found the rows in: rows that tie
+/// at the cut are all fetched, then ordered by [`best_first`], so which of
+/// them make the cut never depends on a table's row order (an index
+/// rebuilt after a kill must answer as one built in one go).
+async fn top<F, Fut>(k: usize, fetch: F) -> Result<Vec<(Hit, Vec<f32>)>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(Hit, Vec<f32>)>>>,
+{
+    let mut n = k + 1;
+    loop {
+        let mut hits = fetch(n).await?;
+        let ties_beyond = hits.len() == n && k > 0 && hits[n - 1].0.score == hits[k - 1].0.score;
+        if !ties_beyond || n >= TIE_FETCH_MAX {
+            hits.truncate(k);
+            return Ok(hits);
+        }
+        n = (n * 4).min(TIE_FETCH_MAX);
     }
 }
 
