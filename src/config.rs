@@ -27,6 +27,21 @@ fn default_encoder(models_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| models_dir.join(DEFAULT_ENCODERS[0]))
 }
 
+/// The encoder folder: the one named, else the one the index in
+/// `index_dir` was built with if it is in the models directory (an index
+/// keeps working when the default changes), else the default.
+fn encoder(named: Option<&Path>, index_dir: &Path, models_dir: &Path) -> PathBuf {
+    if let Some(p) = named {
+        return p.to_path_buf();
+    }
+    ask_store::IndexMeta::load(index_dir)
+        .ok()
+        .flatten()
+        .map(|m| models_dir.join(m.encoder))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| default_encoder(models_dir))
+}
+
 /// The config file's keys. Unknown keys are an error, so a typo is caught.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +65,9 @@ pub struct Config {
     pub index_dir: PathBuf,
     /// Encoder directory.
     pub embed_model: PathBuf,
+    /// The encoder the flag, environment or config file named, if any
+    /// (else `embed_model` follows the index).
+    pub(crate) embed_named: Option<PathBuf>,
     /// `<home>/models`, where model names are looked up.
     pub models_dir: PathBuf,
     /// The answer model as the config file names it, else the default's
@@ -135,28 +153,22 @@ impl Config {
         check_index_name(&index_name)?;
         let index_dir = home.join("indexes").join(&index_name);
         let models_dir = home.join("models");
-        let embed_model = match global.embed_model.clone().or(file.embed_model) {
+        let embed_named = global.embed_model.clone().or(file.embed_model).map(|p| match p {
             // A bare name that is no folder here is one in the models directory.
-            Some(p) if !p.exists() && p.components().count() == 1 && models_dir.join(&p).is_dir() => models_dir.join(p),
-            Some(p) => p,
-            // None named: the one the index was built with, if it is in the
-            // models directory (an index keeps working when the default
-            // changes); else the default.
-            None => ask_store::IndexMeta::load(&index_dir)
-                .ok()
-                .flatten()
-                .map(|m| models_dir.join(m.encoder))
-                .filter(|d| d.is_dir())
-                .unwrap_or_else(|| default_encoder(&models_dir)),
-        };
+            p if !p.exists() && p.components().count() == 1 && models_dir.join(&p).is_dir() => models_dir.join(p),
+            p => p,
+        });
+        let embed_model = encoder(embed_named.as_deref(), &index_dir, &models_dir);
         let model = file.model.unwrap_or_else(|| PathBuf::from(ask_model::catalog::DEFAULT));
-        Ok(Config { home, index_name, index_dir, embed_model, models_dir, model, quiet: global.quiet })
+        Ok(Config { home, index_name, index_dir, embed_model, embed_named, models_dir, model, quiet: global.quiet })
     }
 
     /// This configuration with another index (for a request that names one).
     pub fn with_index(&self, name: &str) -> Result<Config> {
         check_index_name(name)?;
-        Ok(Config { index_name: name.to_owned(), index_dir: self.home.join("indexes").join(name), ..self.clone() })
+        let index_dir = self.home.join("indexes").join(name);
+        let embed_model = encoder(self.embed_named.as_deref(), &index_dir, &self.models_dir);
+        Ok(Config { index_name: name.to_owned(), index_dir, embed_model, ..self.clone() })
     }
 
     /// The GGUF file to answer with: `flag` (`--model` or ASK_MODEL), else

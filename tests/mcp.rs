@@ -10,7 +10,12 @@ use crate::util::*;
 
 /// Sends each request (one JSON text per line) and returns every reply line.
 fn session(env: &Env, requests: &[String]) -> Vec<Value> {
-    let mut child = env.cmd().arg("mcp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    session_of(env.cmd(), requests)
+}
+
+/// [`session`] with `cmd` as the `ask` to run.
+fn session_of(mut cmd: std::process::Command, requests: &[String]) -> Vec<Value> {
+    let mut child = cmd.arg("mcp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     for r in requests {
         writeln!(stdin, "{r}").unwrap();
@@ -99,4 +104,25 @@ fn bad_requests_get_json_rpc_errors_and_failing_tools_say_why() {
     assert!(r["content"][0]["text"].as_str().unwrap().contains("default"), "{r}");
     assert!(replies[4]["result"]["content"][0]["text"].as_str().unwrap().contains("'k' must be a whole number from 1 to 50"));
     assert!(replies[5]["result"]["content"][0]["text"].as_str().unwrap().contains("invalid index name"));
+}
+
+/// With no encoder named, a call on another index uses the encoder that
+/// index was built with, as a command run with --index would.
+#[test]
+fn each_index_is_searched_with_its_own_encoder() {
+    let env = Env::new();
+    env.copy_docs();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    for (index, encoder) in [("default", "all-MiniLM-L6-v2"), ("other", "all-MiniLM-L6-v2-int8")] {
+        let out = env.cmd().env_remove("ASK_EMBED_MODEL").args(["--index", index, "--embed-model", encoder, "index", "docs"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut cmd = env.cmd();
+    cmd.env_remove("ASK_EMBED_MODEL");
+    let replies = session_of(cmd, &[call(1, "search", json!({"query": "deposit", "k": 1})), call(2, "search", json!({"query": "deposit", "k": 1, "index": "other"}))]);
+    for r in &replies {
+        assert_eq!(r["result"]["isError"], false, "{r}");
+        assert_eq!(file_name(&r["result"]["structuredContent"]["results"][0]), "tenancy-notes.md");
+    }
 }

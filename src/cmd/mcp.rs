@@ -147,11 +147,9 @@ impl Server<'_> {
     fn search(&mut self, args: &Value) -> Result<Value> {
         let query = text(args, "query")?;
         let k = count(args, "k", 5, MAX_K)?;
-        let mode = match args.get("mode").and_then(Value::as_str).unwrap_or("hybrid") {
-            "hybrid" => Mode::Hybrid,
-            "dense" => Mode::Dense,
-            "bm25" => Mode::Bm25,
-            other => bail!("mode '{other}': use hybrid, dense or bm25"),
+        let name = args.get("mode").and_then(Value::as_str).unwrap_or(Mode::Hybrid.as_str());
+        let Some(mode) = [Mode::Hybrid, Mode::Dense, Mode::Bm25].into_iter().find(|m| m.as_str() == name) else {
+            bail!("mode '{name}': use hybrid, dense or bm25");
         };
         let cfg = self.config(args)?;
         let (rt, filter) = (self.rt, Filter::default());
