@@ -301,7 +301,7 @@ pub struct QueryArgs {
     pub limit: usize,
 
     /// Passages whose cosine similarity to the question is below this are not used
-    #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
+    #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
     pub min_score: f32,
 
     /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
@@ -428,7 +428,7 @@ pub struct EvalArgs {
     pub limit: usize,
 
     /// Answers: passages less similar to the question than this are not used
-    #[arg(long, value_name = "SCORE", default_value_t = 0.2)]
+    #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
     pub min_score: f32,
 
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)

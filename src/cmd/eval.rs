@@ -49,50 +49,6 @@ struct Report {
     passages: usize,
 }
 
-/// A corpus id as a file name: letters, digits, `-`, `_` and `.` are kept
-/// (a leading `.` is escaped, so no file is hidden), every other byte
-/// becomes `%XX`.
-fn file_name(id: &str) -> String {
-    let mut out = String::with_capacity(id.len() + 4);
-    for (i, b) in id.bytes().enumerate() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out.push_str(".txt");
-    out
-}
-
-/// Writes one file per passage (once: a marker records completion).
-fn write_corpus(ds: &Dataset, docs: &Path) -> Result<()> {
-    let marker = docs.join(".complete");
-    if marker.exists() {
-        return Ok(());
-    }
-    ask_store::create_private_dir(docs)?;
-    for doc in &ds.corpus {
-        let path = docs.join(file_name(&doc.id));
-        std::fs::write(&path, doc.indexed_text() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))?;
-    Ok(())
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 /// A corpus indexed for evaluation: the index, and the corpus id of each
 /// indexed file.
 struct Prepared {
@@ -132,8 +88,9 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
             }
         };
         let docs = dir.join("docs");
-        write_corpus(ds, &docs)?;
-        let id_of = ds.corpus.iter().map(|d| (docs.join(file_name(&d.id)).to_string_lossy().into_owned(), d.id.clone())).collect();
+        ask_store::create_private_dir(&docs)?;
+        ds.write_files(&docs)?;
+        let id_of = ds.corpus.iter().map(|d| (docs.join(ask_eval::beir::file_name(&d.id)).to_string_lossy().into_owned(), d.id.clone())).collect();
         (docs, dir, id_of)
     } else if corpus.is_dir() {
         let docs = std::path::absolute(corpus)?;
@@ -214,7 +171,7 @@ impl Run for EvalArgs {
                 recall: m.recall,
                 mrr: m.mrr,
                 queries: m.queries,
-                median_ms: median(latencies),
+                median_ms: ask_eval::qa::percentile(&latencies, 50.0),
                 mode: mode.as_str(),
                 dataset: self.dataset.display().to_string(),
                 passages: prepared.passages,
@@ -231,26 +188,5 @@ impl Run for EvalArgs {
             }
         }
         Ok(Exit::Success)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_become_safe_distinct_file_names() {
-        assert_eq!(file_name("4380635"), "4380635.txt");
-        assert_eq!(file_name("a/b c"), "a%2Fb%20c.txt");
-        assert_eq!(file_name(".hidden"), "%2Ehidden.txt");
-        assert_eq!(file_name("x.y"), "x.y.txt");
-        assert_ne!(file_name("a%2F"), file_name("a/"));
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
     }
 }

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
-use ask_model::{Embedder, Generator, SamplingParams};
-use ask_pipeline::answer::{self, location, passages, retrieve, Search};
+use ask_model::{Embedder, SamplingParams};
+use ask_pipeline::answer::{self, passages, retrieve, Search, MIN_SCORE};
+use ask_pipeline::json::{SearchHit, Source};
+use ask_pipeline::warm::{check_encoder, Warm};
 use ask_store::{Filter, Mode, Store};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
-use super::search::JsonHit;
 use super::Run;
 use crate::cli::McpArgs;
 use crate::config::Config;
@@ -40,13 +41,12 @@ struct Server<'a> {
     cfg: &'a Config,
     rt: &'a Runtime,
     model: Option<PathBuf>,
-    encoder: Option<(PathBuf, Embedder)>,
-    generator: Option<(PathBuf, Generator)>,
+    warm: Warm,
 }
 
 impl Run for McpArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-        let mut server = Server { cfg, rt, model: self.model.clone(), encoder: None, generator: None };
+        let mut server = Server { cfg, rt, model: self.model.clone(), warm: Warm::default() };
         let stdin = std::io::stdin().lock();
         let mut out = std::io::stdout().lock();
         for line in stdin.lines() {
@@ -134,13 +134,8 @@ impl Server<'_> {
     /// The encoder an index was built with, loaded once.
     fn encoder(&mut self, cfg: &Config) -> Result<&Embedder> {
         let meta = super::index_meta(cfg)?;
-        if self.encoder.as_ref().is_none_or(|(dir, _)| *dir != cfg.embed_model) {
-            let e = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
-            self.encoder = Some((cfg.embed_model.clone(), e));
-        }
-        let e = &self.encoder.as_ref().expect("loaded above").1;
-        let info = e.info();
-        meta.check_encoder(&info.name, info.backend.as_str(), info.dim).with_context(|| format!("index '{}'", cfg.index_name))?;
+        let e = self.warm.encoder(&cfg.embed_model).context("cannot load the encoder")?;
+        check_encoder(&meta, e.info()).with_context(|| format!("index '{}'", cfg.index_name))?;
         Ok(e)
     }
 
@@ -157,8 +152,7 @@ impl Server<'_> {
         let store = rt.block_on(Store::open(&cfg.index_dir))?;
         let req = ask_store::Request { text: &query, vector: vector.as_deref(), k, mode, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
-        let results: Vec<JsonHit> = hits.iter().enumerate().map(|(i, h)| JsonHit::new(i + 1, h)).collect();
-        Ok(json!({"results": results}))
+        Ok(json!({"results": SearchHit::all(&hits)}))
     }
 
     fn query(&mut self, args: &Value) -> Result<Value> {
@@ -168,7 +162,7 @@ impl Server<'_> {
         let cfg = self.config(args)?;
         let rt = self.rt;
         let filter = Filter::default();
-        let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: 0.2 };
+        let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE };
         let embedder = self.encoder(&cfg)?;
         let vector = embedder.embed_query(&question)?;
         let store = rt.block_on(Store::open(&cfg.index_dir))?;
@@ -177,21 +171,11 @@ impl Server<'_> {
             return Ok(json!({"answer": null, "sources": [], "note": "No passage in the index is relevant to this question."}));
         }
         let path = cfg.answer_model(self.model.as_deref())?;
-        if self.generator.as_ref().is_none_or(|(p, _)| *p != path) {
-            self.generator = None; // one model in memory at a time
-            let g = Generator::load(&path).context("cannot load the answer model")?;
-            self.generator = Some((path, g));
-        }
-        let model = &mut self.generator.as_mut().expect("loaded above").1;
+        let model = self.warm.generator(&path).context("cannot load the answer model")?;
         let params = SamplingParams { max_tokens, ..Default::default() };
         let shown = passages(&hits);
         let answer = answer::answer(model, &mut hits, &shown, &question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
-        let sources: Vec<Value> = hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| json!({"n": i + 1, "path": h.passage.path, "location": location(&h.passage), "text": h.passage.text}))
-            .collect();
-        Ok(json!({"answer": answer.cited(), "sources": sources, "model": model.name}))
+        Ok(json!({"answer": answer.cited(), "sources": Source::all(&hits), "model": model.name}))
     }
 
     fn status(&mut self, args: &Value) -> Result<Value> {

@@ -10,26 +10,14 @@ use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{self, focus, location, passages, retrieve, Answer, Search};
+use ask_pipeline::answer::{self, focus, passages, retrieve, Answer, Search};
+use ask_pipeline::json::Source;
 
 use super::search::open_for_query;
 use super::Run;
 use crate::cli::QueryArgs;
 use crate::config::Config;
 use crate::exit::Exit;
-
-#[derive(Serialize)]
-struct Source<'a> {
-    n: usize,
-    path: &'a str,
-    location: String,
-    line_start: u32,
-    line_end: u32,
-    page: Option<u32>,
-    score: f32,
-    similarity: Option<f32>,
-    text: &'a str,
-}
 
 #[derive(Serialize)]
 struct JsonTimings {
@@ -134,21 +122,7 @@ impl QueryArgs {
     fn finish(&self, answer: Option<&Answer>, hits: &[Hit], model: &str, retrieval_ms: f64, no_answer: &str) -> Result<Exit> {
         let attributed = answer.and_then(|a| a.attributed);
         let mut out = std::io::stdout().lock();
-        let sources: Vec<Source> = hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| Source {
-                n: i + 1,
-                path: &h.passage.path,
-                location: location(&h.passage),
-                line_start: h.passage.line_start,
-                line_end: h.passage.line_end,
-                page: h.passage.page,
-                score: h.score,
-                similarity: h.similarity,
-                text: &h.passage.text,
-            })
-            .collect();
+        let sources = Source::all(hits);
         if self.json {
             let stop = answer.map(|a| a.timings.stop);
             let t = answer.map(|a| a.timings.clone()).unwrap_or_default();

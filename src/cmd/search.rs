@@ -5,8 +5,9 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use ask_model::Embedder;
 use ask_pipeline::answer::{fold_whitespace, location};
+use ask_pipeline::json::SearchHit;
+use ask_pipeline::warm::check_encoder;
 use ask_store::{Mode, Request, Store};
-use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use super::Run;
@@ -14,76 +15,13 @@ use crate::cli::SearchArgs;
 use crate::config::Config;
 use crate::exit::Exit;
 
-/// One line of `--json` output (and one result of `ask mcp`'s search).
-#[derive(Serialize)]
-pub(crate) struct JsonHit<'a> {
-    rank: usize,
-    score: f32,
-    similarity: Option<f32>,
-    path: &'a str,
-    kind: &'a str,
-    chunk: u32,
-    line_start: u32,
-    line_end: u32,
-    page: Option<u32>,
-    /// For mail: the message's headers and its place in the file.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    mail: Option<MailJson<'a>>,
-    text: &'a str,
-}
-
-/// A message's fields in a JSON hit, at the top level beside `path`.
-#[derive(Serialize)]
-struct MailJson<'a> {
-    /// Its place in the file: the Message-ID, or `#n` in an mbox.
-    message: &'a str,
-    subject: Option<&'a str>,
-    from: Option<&'a str>,
-    to: Option<&'a str>,
-    date: Option<&'a str>,
-    message_id: Option<&'a str>,
-}
-
-impl<'a> JsonHit<'a> {
-    /// The `rank`th hit (from 1).
-    pub(crate) fn new(rank: usize, hit: &'a ask_store::Hit) -> Self {
-        JsonHit {
-            rank,
-            score: hit.score,
-            similarity: hit.similarity,
-            path: &hit.passage.path,
-            kind: hit.passage.kind.as_str(),
-            chunk: hit.passage.chunk,
-            line_start: hit.passage.line_start,
-            line_end: hit.passage.line_end,
-            page: hit.passage.page,
-            mail: hit.passage.message.as_ref().map(MailJson::new),
-            text: &hit.passage.text,
-        }
-    }
-}
-
-impl<'a> MailJson<'a> {
-    fn new(m: &'a ask_store::Mail) -> Self {
-        MailJson {
-            message: &m.key,
-            subject: m.subject.as_deref(),
-            from: m.from.as_deref(),
-            to: m.to.as_deref(),
-            date: m.date_rfc3339.as_deref(),
-            message_id: m.message_id.as_deref(),
-        }
-    }
-}
-
 /// Opens an index for reading and, when `encoder` is set, loads the
 /// encoder after checking that the index was built with it.
 pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Result<(Store, Option<Embedder>)> {
     let meta = super::index_meta(cfg)?;
     let embedder = if encoder {
         let embedder = Embedder::load(&cfg.embed_model).context("cannot load the encoder")?;
-        let info = embedder.info();
-        if let Err(e) = meta.check_encoder(&info.name, info.backend.as_str(), info.dim) {
+        if let Err(e) = check_encoder(&meta, embedder.info()) {
             anyhow::bail!("{e} ('{}'); pass --embed-model for {}", cfg.index_name, e.built);
         }
         Some(embedder)
@@ -130,7 +68,7 @@ impl Run for SearchArgs {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for (i, hit) in hits.iter().enumerate() {
             if self.json {
-                serde_json::to_writer(&mut out, &JsonHit::new(i + 1, hit))?;
+                serde_json::to_writer(&mut out, &SearchHit::new(i + 1, hit))?;
                 writeln!(out)?;
             } else {
                 writeln!(out, "{:>2}. {}  {}", i + 1, score_label(mode, hit.score, hit.similarity), location(&hit.passage))?;

@@ -151,9 +151,52 @@ impl Dataset {
     }
 }
 
+/// A corpus id as a file name: letters, digits, `-`, `_` and `.` are kept
+/// (a leading `.` is escaped, so no file is hidden), every other byte
+/// becomes `%XX`; `.txt` is added. Distinct ids give distinct names.
+pub fn file_name(id: &str) -> String {
+    let mut out = String::with_capacity(id.len() + 4);
+    for (i, b) in id.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(".txt");
+    out
+}
+
+impl Dataset {
+    /// Writes each passage of the corpus to `docs` (which exists) as a
+    /// text file named by [`file_name`], once: a marker file records that
+    /// every passage was written, so a run killed half-way writes them
+    /// again and a later run writes nothing.
+    pub fn write_files(&self, docs: &Path) -> Result<(), EvalError> {
+        let marker = docs.join(".complete");
+        if marker.exists() {
+            return Ok(());
+        }
+        for doc in &self.corpus {
+            let path = docs.join(file_name(&doc.id));
+            std::fs::write(&path, doc.indexed_text() + "\n").map_err(|source| EvalError::Io { path, source })?;
+        }
+        std::fs::write(&marker, b"").map_err(|source| EvalError::Io { path: marker, source })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_become_safe_distinct_file_names() {
+        assert_eq!(file_name("4380635"), "4380635.txt");
+        assert_eq!(file_name("a/b c"), "a%2Fb%20c.txt");
+        assert_eq!(file_name(".hidden"), "%2Ehidden.txt");
+        assert_eq!(file_name("x.y"), "x.y.txt");
+        assert_ne!(file_name("a%2F"), file_name("a/"));
+    }
 
     #[test]
     fn qrels_skip_a_header_and_name_bad_lines() {

@@ -255,6 +255,14 @@ mod tests {
     }
 
     #[test]
+    fn the_50th_percentile_is_the_median() {
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
+        assert_eq!(percentile(&[4.0, 1.0, 2.0, 3.0], 50.0), 2.5);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 75.0), 4.0);
+    }
+
+    #[test]
     fn scores_are_shares_and_percentiles_of_the_outcomes() {
         let o = |correct, hit, cited, ms| Outcome { correct, hit, cited, cited_support: correct, first_token_ms: ms, answer_ms: 2.0 * ms, ..Default::default() };
         let s = AnswerScores::from(&[o(true, true, true, 1000.0), o(false, true, false, 3000.0), o(true, false, false, 2000.0), o(false, false, false, 4000.0)]);

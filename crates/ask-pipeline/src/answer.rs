@@ -8,6 +8,10 @@ use ask_model::{Embedder, Generator, ModelError, SamplingParams, Timings};
 use ask_store::{Filter, Hit, Mode, Passage, Request, Store, StoreError};
 use tokio::runtime::Runtime;
 
+/// The least cosine similarity to the question a passage needs to be
+/// answered from (`ask query --min-score`, and every other caller).
+pub const MIN_SCORE: f32 = 0.2;
+
 /// How passages are chosen for a question.
 pub struct Search<'a> {
     /// Passages to retrieve.

@@ -278,7 +278,7 @@ impl<'rt> Writer<'rt> {
         let lock = IndexLock::acquire(dir, busy)?;
         let meta = match IndexMeta::load(dir)? {
             Some(meta) => {
-                meta.check_encoder(&encoder.name, encoder.backend.as_str(), encoder.dim)
+                crate::warm::check_encoder(&meta, encoder)
                     .map_err(|source| IndexError::EncoderMismatch { dir: dir.to_path_buf(), source })?;
                 meta
             }

@@ -1,6 +1,9 @@
 //! ask's work as a library, for every caller: the `ask` binary, and next a
 //! watcher and a local server.
 //!
+//! [`warm`] keeps the models of a long-running caller loaded; [`json`]
+//! holds the shapes of what ask prints as JSON.
+//!
 //! [`index`] keeps an index up to date with a set of folders (walk, read,
 //! chunk, embed, commit, incrementally and crash-safely). The binary adds
 //! arguments, progress bars and advice; nothing here prints or reads flags.
@@ -8,6 +11,8 @@
 
 pub mod answer;
 pub mod index;
+pub mod json;
 pub mod summarize;
+pub mod warm;
 
 pub use index::{Encoder, Event, IndexError, Options, Progress, Summary, Writer};
