@@ -93,6 +93,31 @@ pub enum Command {
     /// same), runs every query of qrels/test.tsv and reports nDCG@10,
     /// recall@10, MRR@10 and the median query latency.
     Eval(EvalArgs),
+    /// Print the completion script of a shell
+    ///
+    /// For example `ask completions bash >
+    /// ~/.local/share/bash-completion/completions/ask`; scripts/setup
+    /// installs them for bash, zsh and fish.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (roff): ask.1 and one per subcommand
+    ///
+    /// Without --dir, prints ask.1 to standard output. scripts/setup
+    /// installs them into ~/.local/share/man/man1.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page (ask.1, ask-index.1, ...) into this folder
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// How passages are ranked.

@@ -64,6 +64,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
+    // Neither needs a configuration, nor may a broken one stop them.
+    match &cli.command {
+        cli::Command::Completions(args) => return cmd::shell::completions(args),
+        cli::Command::Man(args) => return cmd::shell::man(args),
+        _ => {}
+    }
     let cfg = config::Config::resolve(&cli.global)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -14,5 +14,6 @@ mod onnx;
 mod query;
 mod robust;
 mod search;
+mod shell;
 mod summarize;
 mod watch;

@@ -6,6 +6,7 @@ mod mcp;
 mod models;
 mod query;
 mod search;
+pub mod shell;
 mod status;
 mod summarize;
 mod eval;
@@ -37,6 +38,8 @@ impl Run for Command {
             Command::Summarize(args) => args.run(cfg, rt),
             Command::Eval(args) => args.run(cfg, rt),
             Command::Watch(args) => args.run(cfg, rt),
+            Command::Completions(args) => shell::completions(args),
+            Command::Man(args) => shell::man(args),
         }
     }
 }

@@ -1,0 +1,48 @@
+//! `ask completions` and `ask man`: generated from the same definitions as
+//! `--help`, so every subcommand is in them, and a broken config file does
+//! not stop them (setup scripts run them before anything is configured).
+
+use crate::util::*;
+
+/// The subcommands `ask --help` lists, read from its output.
+fn subcommands(env: &Env) -> Vec<String> {
+    let help = String::from_utf8(env.ok(&["--help"]).stdout).unwrap();
+    let listed = help.split("Commands:").nth(1).unwrap().split("\n\n").next().unwrap();
+    let names: Vec<String> = listed.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| *n != "help").map(str::to_owned).collect();
+    assert!(names.len() >= 10 && names.contains(&"index".to_owned()), "{names:?}");
+    names
+}
+
+#[test]
+fn completions_name_every_subcommand_and_bash_accepts_them() {
+    let env = Env::new();
+    env.write("config/ask/config.toml", "no such key = [");
+    let names = subcommands(&env);
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = env.ok(&["completions", shell]);
+        let script = String::from_utf8(out.stdout).unwrap();
+        for name in &names {
+            assert!(script.contains(name.as_str()), "{shell} completion lacks `{name}`");
+        }
+    }
+    let script = env.write("ask.bash", env.ok(&["completions", "bash"]).stdout);
+    let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    let err = env.run(&["completions", "tcsh"]);
+    assert_eq!(err.status.code(), Some(2), "an unknown shell is a usage error");
+}
+
+#[test]
+fn man_pages_are_written_for_every_subcommand() {
+    let env = Env::new();
+    let names = subcommands(&env);
+    let page = String::from_utf8(env.ok(&["man"]).stdout).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH ask 1"), "{}", &page[..page.len().min(200)]);
+    env.ok(&["man", "--dir", "man1"]);
+    for name in names.iter().map(|n| format!("ask-{n}.1")).chain(["ask.1".to_owned()]) {
+        let text = std::fs::read_to_string(env.path("man1").join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".SH SYNOPSIS"), "{name} is not a manual page");
+    }
+    let index = std::fs::read_to_string(env.path("man1/ask-index.1")).unwrap();
+    assert!(index.contains("\\-\\-chunk\\-tokens"), "the page documents the options");
+}
