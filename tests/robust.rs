@@ -237,3 +237,95 @@ fn a_killed_run_keeps_the_messages_of_a_large_mailbox_it_embedded() {
     let status = json(&env.ok(&["status", "--json"]).stdout);
     assert_eq!(status["chunks"], 200, "duplicate or missing chunks after the kill: {status}");
 }
+
+/// A PDF of one real page whose page tree claims a million.
+fn million_page_pdf() -> Vec<u8> {
+    let stream = "BT /F1 12 Tf 72 720 Td (The lighthouse ledger lists every keeper.) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >> stream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj {o} endobj\n", i + 1).bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for o in offsets {
+        pdf.extend(format!("{o:010} 00000 n \n").bytes());
+    }
+    pdf.extend(format!("trailer << /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).bytes());
+    pdf
+}
+
+/// A DOCX whose document inflates to 100 MB of one letter (100 kB stored).
+fn zip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("[Content_Types].xml", deflate).unwrap();
+    zip.write_all(b"<?xml version=\"1.0\"?><Types/>").unwrap();
+    zip.start_file("word/document.xml", deflate.large_file(true)).unwrap();
+    zip.write_all(b"<w:document><w:body><w:p><w:r><w:t>").unwrap();
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..100 {
+        zip.write_all(&block).unwrap();
+    }
+    zip.write_all(b"</w:t></w:r></w:p></w:body></w:document>").unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+/// Runs `ask ARGS` and fails the test if it has not ended within `limit`
+/// (a hang is a failure to report, not a test that never ends).
+fn run_within(env: &Env, args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    let child = env.cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("ask {args:?} did not end within {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn hostile_inputs_are_refused_or_indexed_and_never_hang() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    env.write("h/bomb.docx", zip_bomb());
+    env.write("h/million.pdf", million_page_pdf());
+    let depth = 10_000;
+    env.write("h/nested.html", format!("<html><body>{}The heron nests under the old mill.{}</body></html>", "<div>".repeat(depth), "</div>".repeat(depth)));
+    // A name with a newline and a byte that is not UTF-8.
+    let odd = env.path("h").join(std::ffi::OsStr::from_bytes(b"odd\nname\xff.txt"));
+    std::fs::write(&odd, "The otter's den is behind the boathouse.").unwrap();
+    // Not regular files: reading them would block (a FIFO) or never end
+    // (/dev/zero), even when links are followed.
+    assert!(std::process::Command::new("mkfifo").arg(env.path("h/pipe.txt")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", env.path("h/zero.txt")).unwrap();
+    let limit = std::time::Duration::from_secs(120);
+    let out = run_within(&env, &["index", "--json", "--follow", "h"], limit);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err.lines().find(|l| l.contains("bomb.docx")).unwrap_or_else(|| panic!("the bomb is not reported:\n{err}"));
+    assert!(line.contains("inflates"), "{line}");
+    let s = json(&out.stdout);
+    assert_eq!((s["new"].as_u64(), s["failed"].as_u64()), (Some(3), Some(1)), "{s}\n{err}");
+    assert_eq!(file_name(&env.search("lighthouse ledger keeper", 1)[0]), "million.pdf");
+    assert_eq!(file_name(&env.search("heron nests old mill", 1)[0]), "nested.html");
+    let hit = &env.search("otter den boathouse", 1)[0];
+    assert!(hit["path"].as_str().unwrap().contains("odd\nname"), "{hit}");
+    // The odd name is the same file on the next run, not a new one.
+    let again = json(&run_within(&env, &["index", "--json", "--follow", "h"], limit).stdout);
+    assert_eq!((again["new"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(4)), "{again}");
+}
