@@ -78,6 +78,11 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     cli.command.run(&cfg, &rt)
 }
 
+/// A first `ask index` run builds the full-text index when it finishes, so
+/// BM25 search fails while one is under way (dense and hybrid search work
+/// from the first committed slice on).
+const NO_TEXT_INDEX: &str = "an `ask index` run builds it as it finishes (start one if none is under way); meanwhile search with --mode dense or hybrid";
+
 /// What the user can do about an error the libraries report: they say
 /// what happened; which command or flag mends it is the binary's to say.
 fn advice(err: &anyhow::Error) -> Option<&'static str> {
@@ -86,7 +91,7 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
         if let Some(e) = e.downcast_ref::<StoreError>() {
             return match e {
                 StoreError::NoMailHeaders(_) => Some("run `ask index` on it once to add them"),
-                StoreError::NoTextIndex(_) => Some("run `ask index` on it once to build one"),
+                StoreError::NoTextIndex(_) => Some(NO_TEXT_INDEX),
                 _ => None,
             };
         }
@@ -118,7 +123,7 @@ mod tests {
         let err = anyhow::Error::new(missing).context("cannot use the encoder");
         assert_eq!(super::advice(&err), Some("run scripts/fetch-models or point ask at a model directory"));
         let err = anyhow::Error::new(ask_store::StoreError::NoTextIndex("/i".into()));
-        assert_eq!(super::advice(&err), Some("run `ask index` on it once to build one"));
+        assert_eq!(super::advice(&err), Some(super::NO_TEXT_INDEX));
         assert_eq!(super::advice(&anyhow::anyhow!("the query is empty")), None);
     }
 
