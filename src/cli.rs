@@ -228,6 +228,13 @@ pub struct IndexArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Delete what the index holds and build it anew from PATH... only
+    ///
+    /// For an index whose files were damaged, or to change its encoder or
+    /// chunk size. The index is locked meanwhile, as for any run.
+    #[arg(long)]
+    pub rebuild: bool,
+
     /// Wait for another run on the same index to finish instead of exiting with code 75
     #[arg(long)]
     pub wait: bool,

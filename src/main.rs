@@ -92,6 +92,7 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
             return match e {
                 StoreError::NoMailHeaders(_) => Some("run `ask index` on it once to add them"),
                 StoreError::NoTextIndex(_) => Some(NO_TEXT_INDEX),
+                StoreError::Lance { .. } => Some("if the index's files were damaged, `ask index --rebuild PATH...` builds it anew from your files"),
                 _ => None,
             };
         }

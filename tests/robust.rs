@@ -329,3 +329,38 @@ fn hostile_inputs_are_refused_or_indexed_and_never_hang() {
     let again = json(&run_within(&env, &["index", "--json", "--follow", "h"], limit).stdout);
     assert_eq!((again["new"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(4)), "{again}");
 }
+
+#[test]
+fn a_damaged_index_is_named_and_rebuilt_with_rebuild() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    // Flip bytes in every data file of the chunks table, as a failing disk might.
+    let data = env.index_dir("default").join("chunks.lance/data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in bytes.iter_mut().skip(64).step_by(7) {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let out = env.run(&["search", "security deposit"]);
+    assert_eq!(out.status.code(), Some(1), "a damaged index is an error: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&env.index_dir("default").display().to_string()) && err.contains("--rebuild"), "{err}");
+    let s = env.index(&["--rebuild", "docs"]);
+    assert_eq!(s["new"], 5, "every file is indexed anew: {s}");
+    assert_eq!(file_name(&env.search("security deposit", 1)[0]), "tenancy-notes.md");
+    // A rebuild with another encoder is how an index changes encoder.
+    let mpnet = models_dir().join("all-mpnet-base-v2");
+    if mpnet.join("config.json").is_file() {
+        let out = env.run(&["index", "--embed-model", mpnet.to_str().unwrap(), "docs"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--rebuild"), "{}", stderr(&out));
+        let s = json(&env.ok(&["index", "--json", "--rebuild", "--embed-model", mpnet.to_str().unwrap(), "docs"]).stdout);
+        assert_eq!(s["new"], 5, "{s}");
+        let status = json(&env.ok(&["status", "--json", "--embed-model", mpnet.to_str().unwrap()]).stdout);
+        assert_eq!(status["encoder"]["name"].as_str().or(status["encoder"].as_str()), Some("all-mpnet-base-v2"), "{status}");
+    }
+}

@@ -60,6 +60,7 @@ impl IndexingArgs {
             commit_every: self.commit_every,
             // ask's own data (indexes, models) is never indexed, even with --hidden.
             exclude: vec![cfg.home.clone()],
+            rebuild: false,
         }
     }
 }
@@ -70,7 +71,8 @@ impl Run for IndexArgs {
         let roots = index::roots(&self.paths()?).context("invalid path")?;
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let summary = match update(rt, cfg, self.what.options(cfg), &roots, busy, &ui)? {
+        let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
+        let summary = match update(rt, cfg, options, &roots, busy, &ui)? {
             Ok(summary) => summary,
             Err(exit) => return Ok(exit),
         };
@@ -116,9 +118,8 @@ pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Path
 pub(crate) fn advise(e: IndexError, cfg: &Config) -> anyhow::Error {
     match e {
         IndexError::EncoderMismatch { source, .. } => anyhow::anyhow!(
-            "{source} ('{}'); index into another index with --index NAME, or delete {} to rebuild",
+            "{source} ('{}'); index into another index with --index NAME, or pass --rebuild to build it anew with this encoder",
             cfg.index_name,
-            cfg.index_dir.display()
         ),
         IndexError::Chunking(ChunkError::Overlap { overlap, size }) => {
             anyhow::anyhow!("--chunk-overlap ({overlap}) must be smaller than the chunk size ({size})")

@@ -58,6 +58,9 @@ pub struct Options {
     pub commit_every: usize,
     /// Folders never indexed, whatever the roots (ask's own indexes and models).
     pub exclude: Vec<PathBuf>,
+    /// Delete what the index holds first, under its lock, and build it
+    /// anew (a damaged index, or another encoder or chunk size).
+    pub rebuild: bool,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
             chunk_overlap: CHUNK_OVERLAP,
             commit_every: COMMIT_EVERY,
             exclude: Vec::new(),
+            rebuild: false,
         }
     }
 }
@@ -276,6 +280,9 @@ impl<'rt> Writer<'rt> {
         }
         ask_store::create_private_dir(dir)?;
         let lock = IndexLock::acquire(dir, busy)?;
+        if options.rebuild {
+            ask_store::remove_index_data(dir)?;
+        }
         let meta = match IndexMeta::load(dir)? {
             Some(meta) => {
                 crate::warm::check_encoder(&meta, encoder)

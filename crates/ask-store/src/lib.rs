@@ -54,7 +54,7 @@ pub enum StoreError {
     },
     /// The database failed (LanceDB's error, kept as a source rather than
     /// a public type of this crate).
-    #[error("index at {dir}: {source}")]
+    #[error("index at {dir}")]
     Lance {
         /// The index directory.
         dir: PathBuf,
@@ -479,6 +479,22 @@ impl Store {
 fn in_list(column: &str, values: &[&str]) -> String {
     let quoted: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
     format!("{column} IN ({})", quoted.join(", "))
+}
+
+/// Deletes what the index in `dir` holds (its tables, then its metadata),
+/// for a rebuild; the directory and its lock stay. The caller holds the
+/// index lock. A rebuild killed half-way leaves metadata without tables,
+/// which the next run creates anew.
+pub fn remove_index_data(dir: &Path) -> Result<()> {
+    for table in [CHUNKS, FILES] {
+        let path = dir.join(format!("{table}.lance"));
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Io { path, source }),
+        }
+    }
+    meta::IndexMeta::remove(dir)
 }
 
 /// Creates `dir` and any missing parents with mode 0700, and tightens `dir`

@@ -89,6 +89,15 @@ impl IndexMeta {
         }
     }
 
+    /// Deletes the metadata, if any.
+    pub fn remove(dir: &Path) -> Result<(), StoreError> {
+        let path = dir.join(FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes the metadata atomically.
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
         let path = dir.join(FILE);
