@@ -46,8 +46,22 @@ fn keep_freed_memory() {
     unsafe { mi::mi_option_set(mi::PURGE_DELAY, -1) };
 }
 
+/// Everything ask creates is its owner's alone (files 0600, folders 0700),
+/// whatever the umask it was started with: an index, its lock and
+/// metadata, eval's scratch corpus and the tables LanceDB writes hold the
+/// user's text.
+fn private_files() {
+    extern "C" {
+        fn umask(mask: u32) -> u32;
+    }
+    // SAFETY: umask(2) only sets the process's file mode mask; it cannot
+    // fail, and mode_t is a 32-bit unsigned integer on Linux.
+    unsafe { umask(0o077) };
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
+    private_files();
     ask_ingest::extract::silence_extractor_panics();
     let cli = cli::Cli::parse();
     match run(&cli) {

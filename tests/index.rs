@@ -79,11 +79,36 @@ fn paths_from_stdin() {
 fn index_directories_are_owner_only() {
     let env = Env::new();
     env.copy_docs();
-    env.index(&["docs"]);
+    // Started with the most open umask, as a careless shell or cron might.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ask"))
+        .args(["index", "docs"])
+        .current_dir(&env.root)
+        .envs(env.cmd().get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     for dir in [env.home.clone(), env.home.join("indexes"), env.index_dir("default")] {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{}", dir.display());
     }
+    // Every file and folder LanceDB and ask wrote inside it, too.
+    let mut stack = vec![env.index_dir("default")];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+            seen += 1;
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(seen > 10, "the tables' files were checked ({seen})");
 }
 
 #[test]
