@@ -172,3 +172,18 @@ fn a_watched_index_stays_readable_and_another_writer_can_run() {
     assert!(text_of(&env, "b.txt").is_some() && text_of(&env, "a.txt").is_some());
     assert!(watch.stop().success());
 }
+
+#[test]
+fn a_watched_folder_deleted_and_made_again_is_watched_again() {
+    let env = Env::new();
+    env.write("notes/kestrel.txt", "The kestrel hovers over the meadow.");
+    let watch = Watch::start(&env, "notes");
+    std::fs::remove_dir_all(env.path("notes")).unwrap();
+    eventually("the folder's deletion", || text_of(&env, "kestrel.txt").is_none());
+    env.write("notes/badger.txt", "The badger digs under the hedge.");
+    eventually("a file in the folder made again", || text_of(&env, "badger.txt").is_some());
+    // Watched as a whole again: a change deeper down reaches the index.
+    env.write("notes/deeper/stoat.md", "# Stoats\n\nThe stoat turns white in winter.");
+    eventually("a file in a new subfolder of it", || text_of(&env, "stoat.md").is_some());
+    assert!(watch.stop().success());
+}

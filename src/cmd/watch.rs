@@ -62,14 +62,49 @@ fn stop_flag(rt: &Runtime) -> Arc<AtomicBool> {
 }
 
 /// Whether an event can change what the index should hold: not a read,
-/// and not inside ask's own data (the index being written).
-fn matters(event: &notify::Result<notify::Event>, own: &Path) -> bool {
+/// not inside ask's own data (the index being written), and at or below a
+/// root (the roots' parents are watched too, for a root made again, and
+/// report their other entries).
+fn matters(event: &notify::Result<notify::Event>, own: &Path, roots: &[PathBuf]) -> bool {
     match event {
         // An error (a queue overflow among them) may hide a change: rescan.
         Err(_) => true,
         Ok(e) if matches!(e.kind, EventKind::Access(_)) => false,
-        Ok(e) => e.need_rescan() || e.paths.is_empty() || e.paths.iter().any(|p| !p.starts_with(own)),
+        Ok(e) => {
+            e.need_rescan()
+                || e.paths.is_empty()
+                || e.paths.iter().any(|p| !p.starts_with(own) && roots.iter().any(|r| p.starts_with(r)))
+        }
     }
+}
+
+/// What a root is on disk (device and inode), if it exists.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Watches each root as it is now: a root deleted and made again is
+/// another inode, which the old watch does not see. `watched` holds what
+/// each root was when it was last watched. Returns whether a root was
+/// watched anew; an error names the root that cannot be watched.
+fn rewatch(watcher: &mut impl Watcher, roots: &[PathBuf], watched: &mut [Option<(u64, u64)>]) -> Result<bool> {
+    let mut anew = false;
+    for (root, was) in roots.iter().zip(watched.iter_mut()) {
+        let now = identity(root);
+        if now == *was {
+            continue;
+        }
+        if was.is_some() {
+            let _ = watcher.unwatch(root); // gone with its inode, or about to be replaced
+        }
+        if now.is_some() {
+            watcher.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(e, root))?;
+            anew = true;
+        }
+        *was = now;
+    }
+    Ok(anew)
 }
 
 /// The fix for a watch that could not be set up.
@@ -108,13 +143,13 @@ impl WatchArgs {
 
     /// Waits for the next burst of events that matter, and for it to
     /// settle; false when the watch is to end.
-    fn next_batch(&self, events: &Receiver<notify::Result<notify::Event>>, own: &Path, stop: &AtomicBool) -> bool {
+    fn next_batch(&self, events: &Receiver<notify::Result<notify::Event>>, own: &Path, roots: &[PathBuf], stop: &AtomicBool) -> bool {
         loop {
             if stop.load(Ordering::SeqCst) {
                 return false;
             }
             match events.recv_timeout(POLL) {
-                Ok(event) if matters(&event, own) => break,
+                Ok(event) if matters(&event, own, roots) => break,
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return false,
             }
@@ -147,14 +182,24 @@ impl Run for WatchArgs {
             let _ = tx.send(event);
         })
         .context("cannot watch files on this system")?;
-        for root in &roots {
-            watcher.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(e, root))?;
+        let mut watched = vec![None; roots.len()];
+        rewatch(&mut watcher, &roots, &mut watched)?;
+        // A root's parent, without its other folders, so that a root that
+        // is deleted and made again is seen; where it cannot be watched, a
+        // root made again is seen only at the next start.
+        for parent in roots.iter().filter_map(|r| r.parent()) {
+            if !roots.iter().any(|r| parent.starts_with(r)) {
+                let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+            }
         }
         let own = cfg.home.canonicalize().unwrap_or_else(|_| cfg.home.clone());
         let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
         // First what changed while nobody watched, then each burst.
         self.apply(rt, cfg, &roots, &mut encoder, &ui, true)?;
-        while self.next_batch(&events, &own, &stop) {
+        while self.next_batch(&events, &own, &roots, &stop) {
+            if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
+                ui.error(&format!("{e:#}"));
+            }
             self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
         }
         Ok(Exit::Success)
@@ -173,9 +218,21 @@ mod tests {
     fn reads_and_ask_s_own_writes_start_no_batch() {
         use notify::event::{AccessKind, CreateKind, ModifyKind};
         let own = Path::new("/home/me/.local/share/ask");
-        assert!(matters(&event(EventKind::Create(CreateKind::File), "/home/me/notes/a.md"), own));
-        assert!(!matters(&event(EventKind::Access(AccessKind::Any), "/home/me/notes/a.md"), own));
-        assert!(!matters(&event(EventKind::Modify(ModifyKind::Any), "/home/me/.local/share/ask/indexes/default/x"), own));
-        assert!(matters(&Err(notify::Error::generic("queue overflow")), own));
+        let roots = [PathBuf::from("/home/me/notes"), PathBuf::from("/home/me")];
+        assert!(matters(&event(EventKind::Create(CreateKind::File), "/home/me/notes/a.md"), own, &roots));
+        assert!(!matters(&event(EventKind::Access(AccessKind::Any), "/home/me/notes/a.md"), own, &roots));
+        assert!(!matters(&event(EventKind::Modify(ModifyKind::Any), "/home/me/.local/share/ask/indexes/default/x"), own, &roots));
+        assert!(matters(&Err(notify::Error::generic("queue overflow")), own, &roots));
+    }
+
+    #[test]
+    fn events_beside_a_root_start_no_batch_but_the_root_made_again_does() {
+        use notify::event::{CreateKind, ModifyKind};
+        let own = Path::new("/home/me/.local/share/ask");
+        let roots = [PathBuf::from("/home/me/notes")];
+        // The parent is watched: its other entries are not the index's.
+        assert!(!matters(&event(EventKind::Modify(ModifyKind::Any), "/home/me/.bash_history"), own, &roots));
+        assert!(!matters(&event(EventKind::Create(CreateKind::Folder), "/home/me/notes-old"), own, &roots));
+        assert!(matters(&event(EventKind::Create(CreateKind::Folder), "/home/me/notes"), own, &roots));
     }
 }
