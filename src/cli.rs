@@ -298,6 +298,11 @@ pub struct WatchArgs {
     /// Wait this long after the last change before applying a batch (ms)
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub settle_ms: u64,
+
+    /// Free the encoder's memory after this many seconds without a change
+    /// (0: keep it); the next change loads it again
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub unload_after: u64,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ mod mi {
     use std::ffi::{c_int, c_long};
     extern "C" {
         pub fn mi_option_set(option: c_int, value: c_long);
+        pub fn mi_collect(force: bool);
         #[cfg(test)]
         pub fn mi_option_get(option: c_int) -> c_long;
     }
@@ -57,6 +58,20 @@ fn private_files() {
     // SAFETY: umask(2) only sets the process's file mode mask; it cannot
     // fail, and mode_t is a 32-bit unsigned integer on Linux.
     unsafe { umask(0o077) };
+}
+
+/// Hands freed memory back to the kernel now: mimalloc's (ask's own
+/// allocations, candle's tensors) and glibc's (ONNX Runtime allocates
+/// through it), for a long-running command that has just dropped a model.
+pub(crate) fn release_freed_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: both only return free pages of their own heaps to the kernel.
+    unsafe {
+        mi::mi_collect(true);
+        malloc_trim(0);
+    }
 }
 
 fn main() -> ExitCode {

@@ -28,9 +28,14 @@ impl Drop for Watch {
 
 impl Watch {
     fn start(env: &Env, dir: &str) -> Watch {
+        Watch::start_with(env, dir, &[])
+    }
+
+    fn start_with(env: &Env, dir: &str, extra: &[&str]) -> Watch {
         let mut child = env
             .cmd()
             .args(["watch", "--json", "--settle-ms", "200", dir])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -185,5 +190,28 @@ fn a_watched_folder_deleted_and_made_again_is_watched_again() {
     // Watched as a whole again: a change deeper down reaches the index.
     env.write("notes/deeper/stoat.md", "# Stoats\n\nThe stoat turns white in winter.");
     eventually("a file in a new subfolder of it", || text_of(&env, "stoat.md").is_some());
+    assert!(watch.stop().success());
+}
+
+#[test]
+fn an_encoder_freed_when_idle_is_loaded_again_by_the_next_change() {
+    let env = Env::new();
+    env.write("notes/curlew.txt", "The curlew calls across the estuary.");
+    let watch = Watch::start_with(&env, "notes", &["--unload-after", "1"]);
+    // One change loads the encoder; then a second of quiet frees it.
+    env.write("notes/dunlin.txt", "The dunlin feeds at low tide.");
+    eventually("the first change", || text_of(&env, "dunlin.txt").is_some());
+    let mut batches = watch.drain();
+    eventually("an idle second after the batch", || {
+        batches.extend(watch.drain());
+        batches.iter().any(|b| b["new"] == 1)
+    });
+    // More than the idle second, so that the next change most likely
+    // finds the encoder freed; what is asserted is only that the change
+    // is indexed and found (nothing outside shows the unloading).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    env.write("notes/godwit.txt", "The godwit probes the mud with its long bill.");
+    eventually("a change after the encoder was freed", || text_of(&env, "godwit.txt").is_some_and(|t| t.contains("godwit")));
+    assert_eq!(env.search("godwit long bill", 1)[0]["path"].as_str().map(|p| p.ends_with("godwit.txt")), Some(true));
     assert!(watch.stop().success());
 }

@@ -36,6 +36,16 @@ const MAX_BATCH_DELAY: Duration = Duration::from_secs(5);
 /// How often a wait for events looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
+/// What ended a wait for events.
+enum Next {
+    /// A burst of changes, settled: apply it.
+    Batch,
+    /// No change for `--unload-after` seconds.
+    Idle,
+    /// Ctrl-C, SIGTERM, or the watcher is gone.
+    Stop,
+}
+
 /// Prints what an update reports as failing; a watcher shows no bars.
 struct Errors<'a>(&'a Ui);
 
@@ -142,16 +152,20 @@ impl WatchArgs {
     }
 
     /// Waits for the next burst of events that matter, and for it to
-    /// settle; false when the watch is to end.
-    fn next_batch(&self, events: &Receiver<notify::Result<notify::Event>>, own: &Path, roots: &[PathBuf], stop: &AtomicBool) -> bool {
+    /// settle; or, when `idle` is given, for that long without one.
+    fn next_batch(&self, events: &Receiver<notify::Result<notify::Event>>, own: &Path, roots: &[PathBuf], stop: &AtomicBool, idle: Option<Duration>) -> Next {
+        let waiting = Instant::now();
         loop {
             if stop.load(Ordering::SeqCst) {
-                return false;
+                return Next::Stop;
+            }
+            if idle.is_some_and(|d| waiting.elapsed() >= d) {
+                return Next::Idle;
             }
             match events.recv_timeout(POLL) {
                 Ok(event) if matters(&event, own, roots) => break,
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return false,
+                Err(RecvTimeoutError::Disconnected) => return Next::Stop,
             }
         }
         let settle = Duration::from_millis(self.settle_ms);
@@ -159,11 +173,11 @@ impl WatchArgs {
         loop {
             let left = MAX_BATCH_DELAY.saturating_sub(first.elapsed());
             if left.is_zero() || stop.load(Ordering::SeqCst) {
-                return true;
+                return Next::Batch;
             }
             // Quiet for `settle`, or no more events to come: apply.
             if events.recv_timeout(settle.min(left)).is_err() {
-                return true;
+                return Next::Batch;
             }
         }
     }
@@ -196,11 +210,26 @@ impl Run for WatchArgs {
         let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
         // First what changed while nobody watched, then each burst.
         self.apply(rt, cfg, &roots, &mut encoder, &ui, true)?;
-        while self.next_batch(&events, &own, &roots, &stop) {
-            if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
-                ui.error(&format!("{e:#}"));
+        let unload_after = (self.unload_after > 0).then(|| Duration::from_secs(self.unload_after));
+        let mut loaded = true; // as far as is known: the first pass may have loaded it
+        loop {
+            match self.next_batch(&events, &own, &roots, &stop, unload_after.filter(|_| loaded)) {
+                Next::Stop => break,
+                // Idle: the encoder's memory back until the next change.
+                Next::Idle => {
+                    if encoder.unload() {
+                        crate::release_freed_memory();
+                    }
+                    loaded = false;
+                }
+                Next::Batch => {
+                    if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
+                        ui.error(&format!("{e:#}"));
+                    }
+                    self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
+                    loaded = true;
+                }
             }
-            self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
         }
         Ok(Exit::Success)
     }

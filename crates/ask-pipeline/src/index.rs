@@ -177,6 +177,12 @@ impl LazyEncoder {
         let info = ask_model::embed::probe(dir)?;
         Ok(LazyEncoder { dir: dir.to_path_buf(), info, model: None })
     }
+
+    /// Frees the weights, if loaded; the next text to embed loads them
+    /// again. Returns whether there was anything to free.
+    pub fn unload(&mut self) -> bool {
+        self.model.take().is_some()
+    }
 }
 
 impl Encoder for LazyEncoder {
