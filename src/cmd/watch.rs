@@ -96,10 +96,9 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 
 /// Watches each root as it is now: a root deleted and made again is
 /// another inode, which the old watch does not see. `watched` holds what
-/// each root was when it was last watched. Returns whether a root was
-/// watched anew; an error names the root that cannot be watched.
-fn rewatch(watcher: &mut impl Watcher, roots: &[PathBuf], watched: &mut [Option<(u64, u64)>]) -> Result<bool> {
-    let mut anew = false;
+/// each root was when it was last watched; an error names the root that
+/// cannot be watched.
+fn rewatch(watcher: &mut impl Watcher, roots: &[PathBuf], watched: &mut [Option<(u64, u64)>]) -> Result<()> {
     for (root, was) in roots.iter().zip(watched.iter_mut()) {
         let now = identity(root);
         if now == *was {
@@ -110,11 +109,10 @@ fn rewatch(watcher: &mut impl Watcher, roots: &[PathBuf], watched: &mut [Option<
         }
         if now.is_some() {
             watcher.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(e, root))?;
-            anew = true;
         }
         *was = now;
     }
-    Ok(anew)
+    Ok(())
 }
 
 /// The fix for a watch that could not be set up.
@@ -211,23 +209,21 @@ impl Run for WatchArgs {
         // First what changed while nobody watched, then each burst.
         self.apply(rt, cfg, &roots, &mut encoder, &ui, true)?;
         let unload_after = (self.unload_after > 0).then(|| Duration::from_secs(self.unload_after));
-        let mut loaded = true; // as far as is known: the first pass may have loaded it
         loop {
-            match self.next_batch(&events, &own, &roots, &stop, unload_after.filter(|_| loaded)) {
+            // An idle spell ends a wait only while there is an encoder to free.
+            match self.next_batch(&events, &own, &roots, &stop, unload_after.filter(|_| encoder.is_loaded())) {
                 Next::Stop => break,
                 // Idle: the encoder's memory back until the next change.
                 Next::Idle => {
                     if encoder.unload() {
                         crate::release_freed_memory();
                     }
-                    loaded = false;
                 }
                 Next::Batch => {
                     if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
                         ui.error(&format!("{e:#}"));
                     }
                     self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
-                    loaded = true;
                 }
             }
         }

@@ -178,6 +178,11 @@ impl LazyEncoder {
         Ok(LazyEncoder { dir: dir.to_path_buf(), info, model: None })
     }
 
+    /// Whether the weights are in memory.
+    pub fn is_loaded(&self) -> bool {
+        self.model.is_some()
+    }
+
     /// Frees the weights, if loaded; the next text to embed loads them
     /// again. Returns whether there was anything to free.
     pub fn unload(&mut self) -> bool {
