@@ -7,6 +7,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ask/target}"
 # Installs Debian packages whose command is missing: `need_pkg CMD PACKAGE`.
 need_pkg() {
     command -v "$1" >/dev/null 2>&1 && return 0
+    echo "setup: installing $2 (for $1)" >&2
+    install_pkg "$2"
+}
+
+# Installs a Debian package: `install_pkg PACKAGE`.
+install_pkg() {
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     if [ -z "${ASK_APT_UPDATED:-}" ]; then
@@ -14,6 +20,5 @@ need_pkg() {
         $sudo apt-get update -qq
         export ASK_APT_UPDATED=1
     fi
-    echo "setup: installing $2 (for $1)" >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
 }

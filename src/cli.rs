@@ -86,6 +86,17 @@ pub enum Command {
     /// `query` and `status`. The encoder and the answer model are loaded on
     /// first use and kept. Configure an MCP client to run `ask mcp`.
     Mcp(McpArgs),
+    /// Serve search, answers and embeddings over a local OpenAI-compatible HTTP API
+    ///
+    /// `POST /v1/chat/completions` (streamed or whole) answers from an
+    /// index with the model `ask` (the configured index) or `ask/INDEX`,
+    /// citing its sources as [n] and listing them in the reply's `sources`
+    /// field; any answer model `ask models` lists chats without retrieval.
+    /// Also `POST /v1/embeddings`, `GET /v1/models` and `POST /v1/search`
+    /// (the objects of `ask search --json`). The models are loaded on first
+    /// use and kept; requests wait their turn for the answer model. Listens
+    /// on the loopback interface only, unless --allow-remote.
+    Serve(ServeArgs),
     /// Measure retrieval quality on a BEIR-format judged dataset
     ///
     /// Indexes DATASET_DIR/corpus.jsonl into a scratch index (kept under
@@ -489,6 +500,22 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct McpArgs {
     /// GGUF model for the `query` tool (see `ask models`)
+    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port, printed at start)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    pub listen: std::net::SocketAddr,
+
+    /// Allow an address other machines can reach: whoever reaches it can
+    /// read your indexed files through it
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// GGUF model for the answers of the models `ask` and `ask/INDEX` (see `ask models`)
     #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 }

@@ -14,6 +14,7 @@ mod onnx;
 mod query;
 mod robust;
 mod search;
+mod serve;
 mod shell;
 mod summarize;
 mod watch;

@@ -149,3 +149,18 @@ pub fn stderr(out: &Output) -> String {
 pub fn file_name(hit: &Value) -> String {
     Path::new(hit["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned()
 }
+
+/// The Python of the virtual environment with the official client
+/// packages (`openai`, `mcp`) that scripts/test-clients makes, or
+/// ASK_TEST_CLIENTS's.
+pub fn python_clients() -> PathBuf {
+    let venv = std::env::var_os("ASK_TEST_CLIENTS").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
+        cache.join("ask/clients")
+    });
+    let python = venv.join("bin/python");
+    assert!(python.exists(), "the client packages are missing from {}: run scripts/test-clients first", venv.display());
+    python
+}

@@ -6,6 +6,7 @@ mod mcp;
 mod models;
 mod query;
 mod search;
+mod serve;
 pub mod shell;
 mod status;
 mod summarize;
@@ -35,6 +36,7 @@ impl Run for Command {
             Command::Status(args) => args.run(cfg, rt),
             Command::Models(args) => args.run(cfg, rt),
             Command::Mcp(args) => args.run(cfg, rt),
+            Command::Serve(args) => args.run(cfg, rt),
             Command::Summarize(args) => args.run(cfg, rt),
             Command::Eval(args) => args.run(cfg, rt),
             Command::Watch(args) => args.run(cfg, rt),

@@ -210,10 +210,21 @@ impl Generator {
     /// The prompt for a system instruction and a user message, through the
     /// model's chat template (or ChatML when the file has none).
     pub fn chat_prompt(&self, system: &str, user: &str) -> Result<String, ModelError> {
+        self.conversation_prompt(&[Turn { role: "system", content: system }, Turn { role: "user", content: user }])
+    }
+
+    /// The prompt for a whole conversation (a chat client's messages),
+    /// ending where the assistant's next turn begins.
+    pub fn conversation_prompt(&self, turns: &[Turn]) -> Result<String, ModelError> {
         let Some(template) = &self.template else {
-            return Ok(format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"));
+            let mut out = String::new();
+            for t in turns {
+                out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", t.role, t.content));
+            }
+            out.push_str("<|im_start|>assistant\n");
+            return Ok(out);
         };
-        render_template(template, system, user, &self.bos, &self.eos)
+        render_template(template, turns, &self.bos, &self.eos)
     }
 
     /// Generates a continuation of `prompt`, calling `on_text` with each
@@ -406,8 +417,19 @@ fn sentencepiece_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, String>
     Ok(tokenizer)
 }
 
-/// Renders a Hugging Face chat template for one system and one user turn.
-pub fn render_template(template: &str, system: &str, user: &str, bos: &str, eos: &str) -> Result<String, ModelError> {
+/// One message of a conversation: its role (`system`, `user`,
+/// `assistant`) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn<'a> {
+    /// Who speaks.
+    pub role: &'a str,
+    /// What they say.
+    pub content: &'a str,
+}
+
+/// Renders a Hugging Face chat template for a conversation, with the
+/// assistant's turn opened after it.
+pub fn render_template(template: &str, turns: &[Turn], bos: &str, eos: &str) -> Result<String, ModelError> {
     let mut env = minijinja::Environment::new();
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
@@ -415,16 +437,15 @@ pub fn render_template(template: &str, system: &str, user: &str, bos: &str, eos:
     });
     let err = |e: minijinja::Error| ModelError::Tokenizer(format!("chat template: {e}"));
     env.add_template("chat", template).map_err(err)?;
-    let messages = minijinja::context! {
-        messages => vec![
-            minijinja::context! { role => "system", content => system },
-            minijinja::context! { role => "user", content => user },
-        ],
+    let messages: Vec<minijinja::Value> =
+        turns.iter().map(|t| minijinja::context! { role => t.role, content => t.content }).collect();
+    let ctx = minijinja::context! {
+        messages => messages,
         add_generation_prompt => true,
         bos_token => bos,
         eos_token => eos,
     };
-    env.get_template("chat").map_err(err)?.render(messages).map_err(err)
+    env.get_template("chat").map_err(err)?.render(ctx).map_err(err)
 }
 
 /// Watches generated tokens for a loop. A token that continues a run
@@ -576,16 +597,27 @@ mod tests {
     #[test]
     fn chatml_template_renders_system_user_and_generation_prompt() {
         let tpl = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-        let out = render_template(tpl, "Be brief.", "Hi?", "", "").unwrap();
+        let out = render_template(tpl, &turns(&["Be brief.", "Hi?"]), "", "").unwrap();
         assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n");
+        let chat = render_template(tpl, &turns(&["S", "Q1", "A1", "Q2"]), "", "").unwrap();
+        assert_eq!(
+            chat,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn templates_may_use_python_string_methods_and_raise() {
         let tpl = "{{ bos_token }}{% for m in messages %}{{ m['content'].strip() }}|{% endfor %}";
-        assert_eq!(render_template(tpl, " a ", "b ", "<s>", "").unwrap(), "<s>a|b|");
+        assert_eq!(render_template(tpl, &turns(&[" a ", "b "]), "<s>", "").unwrap(), "<s>a|b|");
         let raising = "{{ raise_exception('no system role') }}";
-        assert!(render_template(raising, "", "", "", "").unwrap_err().to_string().contains("no system role"));
+        assert!(render_template(raising, &turns(&["", ""]), "", "").unwrap_err().to_string().contains("no system role"));
+    }
+
+    /// A system message, then user and assistant by turns.
+    fn turns<'a>(texts: &[&'a str]) -> Vec<Turn<'a>> {
+        let role = |i: usize| if i == 0 { "system" } else if i % 2 == 1 { "user" } else { "assistant" };
+        texts.iter().enumerate().map(|(i, t)| Turn { role: role(i), content: t }).collect()
     }
 
     /// A toy SentencePiece vocabulary in GGUF metadata: whole words win

@@ -21,7 +21,7 @@ pub mod stores;
 mod quant;
 
 pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
-pub use generate::{Generator, SamplingParams, Stop, Timings};
+pub use generate::{Generator, SamplingParams, Stop, Timings, Turn};
 
 /// Errors loading or running a model. Each names the file involved.
 #[derive(Debug, thiserror::Error)]

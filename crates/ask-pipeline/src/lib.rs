@@ -2,7 +2,8 @@
 //! watcher and a local server.
 //!
 //! [`warm`] keeps the models of a long-running caller loaded; [`json`]
-//! holds the shapes of what ask prints as JSON.
+//! holds the shapes of what ask prints as JSON, [`openai`] those of the
+//! OpenAI API that `ask serve` speaks.
 //!
 //! [`index`] keeps an index up to date with a set of folders (walk, read,
 //! chunk, embed, commit, incrementally and crash-safely). The binary adds
@@ -12,6 +13,7 @@
 pub mod answer;
 pub mod index;
 pub mod json;
+pub mod openai;
 pub mod summarize;
 pub mod warm;
 

@@ -1,6 +1,6 @@
-//! State a long-running caller keeps between requests (`ask mcp`, and a
-//! local server): the encoder and the answer model, each loaded once and
-//! kept warm while requests keep naming the same ones.
+//! State a long-running caller keeps between requests (`ask mcp`, `ask
+//! serve`): the encoder and the answer model, each loaded once and kept
+//! warm while requests keep naming the same ones.
 
 use std::path::{Path, PathBuf};
 
@@ -13,31 +13,47 @@ pub fn check_encoder(meta: &IndexMeta, info: &EncoderInfo) -> Result<(), Encoder
     meta.check_encoder(&info.name, info.backend.as_str(), info.dim)
 }
 
+/// One model kept in memory, with the path it was loaded from.
+pub struct Kept<T> {
+    held: Option<(PathBuf, T)>,
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept { held: None }
+    }
+}
+
+impl<T> Kept<T> {
+    /// The model at `path`, loaded by `load` on first use and again only
+    /// when another path is asked for; the one loaded before is dropped
+    /// first, so two never share the memory.
+    pub fn get(&mut self, path: &Path, load: impl FnOnce(&Path) -> Result<T, ModelError>) -> Result<&mut T, ModelError> {
+        if self.held.as_ref().is_none_or(|(p, _)| p != path) {
+            self.held = None;
+            self.held = Some((path.to_path_buf(), load(path)?));
+        }
+        Ok(&mut self.held.as_mut().expect("loaded above").1)
+    }
+}
+
 /// At most one encoder and one answer model in memory, by path.
 #[derive(Default)]
 pub struct Warm {
-    encoder: Option<(PathBuf, Embedder)>,
-    generator: Option<(PathBuf, Generator)>,
+    encoder: Kept<Embedder>,
+    generator: Kept<Generator>,
 }
 
 impl Warm {
     /// The encoder in `dir`, loaded on first use and again only when
     /// another directory is asked for.
     pub fn encoder(&mut self, dir: &Path) -> Result<&Embedder, ModelError> {
-        if self.encoder.as_ref().is_none_or(|(d, _)| d != dir) {
-            self.encoder = None;
-            self.encoder = Some((dir.to_path_buf(), Embedder::load(dir)?));
-        }
-        Ok(&self.encoder.as_ref().expect("loaded above").1)
+        self.encoder.get(dir, Embedder::load).map(|e| &*e)
     }
 
     /// The answer model at `path`, loaded on first use; asking for another
-    /// drops the one loaded first, so two never share the memory.
+    /// drops the one loaded first.
     pub fn generator(&mut self, path: &Path) -> Result<&mut Generator, ModelError> {
-        if self.generator.as_ref().is_none_or(|(p, _)| p != path) {
-            self.generator = None;
-            self.generator = Some((path.to_path_buf(), Generator::load(path)?));
-        }
-        Ok(&mut self.generator.as_mut().expect("loaded above").1)
+        self.generator.get(path, Generator::load)
     }
 }

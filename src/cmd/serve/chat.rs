@@ -1,0 +1,88 @@
+//! `ask serve`'s chat completions: an answer from an index (models `ask`,
+//! `ask/INDEX`) or plain chat with an answer model, whole or streamed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ask_model::{Generator, ModelError};
+use ask_pipeline::answer::{self, passages, StreamError};
+use ask_pipeline::json::Source;
+use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
+use ask_store::{Hit, Mode};
+use serde_json::json;
+use tiny_http::Request;
+
+use super::http::{respond, Reply};
+use super::{lock, now, server_error, Server};
+
+/// The reply of an index-backed model when nothing relevant was found.
+const NOTHING: &str = "No passage in the index is relevant to this question, so there is nothing to answer from.";
+
+/// What a chat request is answered from.
+enum Prompt {
+    /// An index-backed answer: the passages found, or none.
+    Rag { question: String, hits: Vec<Hit> },
+    /// Plain chat: the conversation through the model's template.
+    Chat,
+}
+
+impl Server<'_> {
+    /// The answer model a chat request names, and what it answers from.
+    fn prepare(&self, chat: &ChatRequest) -> Result<(PathBuf, Prompt), ApiError> {
+        if let Some(index) = api::rag_index(&chat.model) {
+            let question = chat.question()?.to_owned();
+            let cfg = self.config(index)?;
+            let hits = self.hits(&cfg, &question, chat.k, Mode::Hybrid, true)?;
+            let path = self.cfg.answer_model(self.model.as_deref()).map_err(server_error)?;
+            return Ok((path, Prompt::Rag { question, hits }));
+        }
+        match self.answer_models().into_iter().find(|(n, _)| *n == chat.model) {
+            Some((_, path)) => Ok((path, Prompt::Chat)),
+            None => Err(ApiError::no_model(&chat.model, &self.model_ids())),
+        }
+    }
+
+    /// Answers a chat request; returns the status and what the log says of it.
+    pub(super) fn chat(&self, chat: &ChatRequest, req: Request) -> (u16, String) {
+        let (path, prompt) = match self.prepare(chat) {
+            Ok(p) => p,
+            Err(e) => return (respond(req, e.status, &e.body()), format!(": {}", e.message)),
+        };
+        let id = format!("chatcmpl-{}-{}", self.started, self.requests.fetch_add(1, Ordering::Relaxed));
+        let mut out = Reply::new(req, chat, id, now());
+        let (question, mut hits) = match prompt {
+            Prompt::Rag { hits, .. } if hits.is_empty() => return out.finish(NOTHING, "", &Default::default(), Some(json!([]))),
+            Prompt::Rag { question, hits } => (Some(question), hits),
+            Prompt::Chat => (None, Vec::new()),
+        };
+        let mut kept = lock(&self.generator);
+        let model = match kept.get(&path, Generator::load) {
+            Ok(m) => m,
+            Err(e) => return out.fail(server_error(e)),
+        };
+        let stop = AtomicBool::new(false);
+        let result = match &question {
+            Some(q) => {
+                let shown = passages(&hits);
+                answer::answer(model, &mut hits, &shown, q, &chat.params, &stop, &mut |piece| out.piece(piece))
+                    .map(|a| (a.cited(), a.attributed.map(|n| format!(" [{n}]")).unwrap_or_default(), a.timings))
+            }
+            None => model
+                .conversation_prompt(&chat.conversation())
+                .map_err(StreamError::from)
+                .and_then(|p| answer::stream(model, &p, &chat.params, &stop, &mut |piece| out.piece(piece)))
+                .map(|(text, t)| (text.trim().to_owned(), String::new(), t)),
+        };
+        drop(kept);
+        let sources = question.is_some().then(|| json!(Source::all(&hits)));
+        match result {
+            Ok((whole, tail, timings)) => out.finish(&whole, &tail, &timings, sources),
+            Err(StreamError::Write(_)) => out.gone(),
+            Err(StreamError::Model(ModelError::PromptTooLong { tokens, context })) => out.fail(ApiError {
+                code: Some("context_length_exceeded"),
+                ..ApiError::invalid(format!("the messages come to {tokens} tokens; the model reads at most {context}"), Some("messages"))
+            }),
+            Err(StreamError::Model(e)) => out.fail(server_error(e)),
+        }
+    }
+}
