@@ -84,8 +84,8 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => Exit::Success.into(),
         Err(err) => {
             match advice(&err) {
-                Some(advice) => eprintln!("ask: {err:#}; {advice}"),
-                None => eprintln!("ask: {err:#}"),
+                Some(advice) => eprintln!("ask: {}; {advice}", message(&err)),
+                None => eprintln!("ask: {}", message(&err)),
             }
             Exit::Error.into()
         }
@@ -112,12 +112,48 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
 /// from the first committed slice on).
 const NO_TEXT_INDEX: &str = "an `ask index` run builds it as it finishes (start one if none is under way); meanwhile search with --mode dense or hybrid";
 
+/// The store's error in a link of an error chain, also where the indexing
+/// pipeline wraps it (transparently, so the chain skips it).
+fn store_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ask_store::StoreError> {
+    match e.downcast_ref::<ask_pipeline::IndexError>() {
+        Some(ask_pipeline::IndexError::Store(s)) => Some(s),
+        _ => e.downcast_ref(),
+    }
+}
+
+/// Whether the error is a full disk (ENOSPC), however deep LanceDB and the
+/// object store wrapped it.
+fn disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(28) || io.kind() == std::io::ErrorKind::StorageFull))
+        || err.root_cause().to_string().contains("No space left on device")
+}
+
+/// The error as one line: each link of the chain, except that under the
+/// store's own context (which names the index) only the root cause is
+/// said, since LanceDB's errors repeat their sources in their own text
+/// ("lance error: LanceError(IO): X, file.rs:190: LanceError(IO): X, …: X").
+fn message(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for e in err.chain() {
+        if matches!(store_error(e), Some(ask_store::StoreError::Lance { .. })) {
+            parts.push(e.to_string());
+            parts.push(err.root_cause().to_string());
+            break;
+        }
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
+}
+
 /// What the user can do about an error the libraries report: they say
 /// what happened; which command or flag mends it is the binary's to say.
 fn advice(err: &anyhow::Error) -> Option<&'static str> {
     use ask_store::StoreError;
+    if disk_full(err) {
+        return Some("free some space and run the command again: what an `ask index` run committed before the disk filled is kept, and the next run adds the rest");
+    }
     err.chain().find_map(|e| {
-        if let Some(e) = e.downcast_ref::<StoreError>() {
+        if let Some(e) = store_error(e) {
             return match e {
                 StoreError::NoMailHeaders(_) => Some("run `ask index` on it once to add them"),
                 StoreError::NoTextIndex(_) => Some(NO_TEXT_INDEX),
@@ -155,6 +191,34 @@ mod tests {
         let err = anyhow::Error::new(ask_store::StoreError::NoTextIndex("/i".into()));
         assert_eq!(super::advice(&err), Some(super::NO_TEXT_INDEX));
         assert_eq!(super::advice(&anyhow::anyhow!("the query is empty")), None);
+    }
+
+    /// An error whose text repeats its source's, as LanceDB's do.
+    #[derive(Debug)]
+    struct Nested(std::io::Error);
+    impl std::fmt::Display for Nested {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "LanceError(IO): {}, writer.rs:190: LanceError(IO): {}", self.0, self.0)
+        }
+    }
+    impl std::error::Error for Nested {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_said_once_with_what_to_do() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let store = ask_store::StoreError::Lance { dir: "/i".into(), source: Box::new(Nested(full)) };
+        let err = anyhow::Error::new(ask_pipeline::IndexError::Store(store)).context("cannot index");
+        let text = super::message(&err);
+        assert!(text.starts_with("cannot index: index at /i: No space left on device"), "{text}");
+        assert_eq!(text.matches("No space left").count(), 1, "{text}");
+        assert!(super::advice(&err).unwrap().starts_with("free some space"));
+        // Other chains print every link.
+        let plain = anyhow::anyhow!("the query is empty").context("cannot search");
+        assert_eq!(super::message(&plain), "cannot search: the query is empty");
     }
 
     /// mimalloc 3's options.c gives purge_delay a default of 1000 (ms), a

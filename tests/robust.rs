@@ -364,3 +364,79 @@ fn a_damaged_index_is_named_and_rebuilt_with_rebuild() {
         assert_eq!(status["encoder"]["name"].as_str().or(status["encoder"].as_str()), Some("all-mpnet-base-v2"), "{status}");
     }
 }
+
+/// Sixty files of text nobody would write twice, each holding a word of its
+/// own (`tokenN`) to look it up by.
+fn distinct_files(env: &Env, dir: &str) {
+    let words = ["harbour", "boiler", "ledger", "copper", "meadow", "violet", "quarry", "lantern", "orchard", "pewter", "saddle", "kettle"];
+    let mut seed = 7u64;
+    for i in 0..60 {
+        let mut text = format!("token{i}");
+        for _ in 0..100 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            text.push_str(&format!(" {}{}", words[(seed >> 33) as usize % words.len()], (seed >> 40) % 100));
+        }
+        env.write(&format!("{dir}/{i}.txt"), text + "\n");
+    }
+}
+
+/// A disk that fills up during `ask index` (a tmpfs of a few hundred KB in
+/// a mount namespace of its own, under the index): the run fails saying so
+/// once, search keeps working on what was committed, and once there is
+/// room the next run completes the index to what a run on an ample disk
+/// makes. Several sizes, so the disk fills at different steps of the run.
+#[test]
+fn a_full_disk_fails_the_run_cleanly_and_the_next_run_completes_it() {
+    let reference = Env::new();
+    reference.copy_docs();
+    distinct_files(&reference, "more");
+    reference.index(&["docs", "more"]);
+    let want = json(&reference.ok(&["status", "--json"]).stdout);
+
+    for size in ["150k", "220k", "260k"] {
+        let env = Env::new();
+        env.copy_docs();
+        distinct_files(&env, "more");
+        std::fs::create_dir_all(&env.home).unwrap();
+        let logs = env.path("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let script = format!(
+            r#"set -u
+mount -t tmpfs -o size={size} tmpfs "$ASK_HOME" || exit 90
+"$ASK" index docs 2>"$LOGS/first.err"; echo "first=$?"
+"$ASK" index more 2>"$LOGS/full.err"; echo "full=$?"
+"$ASK" search --json --mode bm25 kiln -k 1 >"$LOGS/search.out" 2>&1; echo "search=$?"
+mount -o remount,size=50m "$ASK_HOME"
+"$ASK" index docs more 2>"$LOGS/rerun.err"; echo "rerun=$?"
+"$ASK" status --json >"$LOGS/status.out"
+for i in 0 59; do "$ASK" search --json --mode bm25 token$i -k 1 >"$LOGS/token$i.out"; done
+"#
+        );
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["-m", "bash", "-c", &script]).current_dir(&env.root).env("ASK", env!("CARGO_BIN_EXE_ask")).env("LOGS", &logs);
+        for (k, v) in env.cmd().get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().expect("unshare is installed (util-linux)");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap_or_default();
+        assert!(out.status.code() != Some(90), "cannot mount a tmpfs here: {}", stderr(&out));
+        assert!(said.contains("first=0"), "{size}: {said} {}", read("first.err"));
+        assert!(said.contains("full=1"), "{size}: the run that fills the disk fails: {said}");
+        let full = read("full.err");
+        assert_eq!(full.matches("No space left on device").count(), 1, "{size}: said once: {full}");
+        assert!(full.contains("free some space"), "{size}: {full}");
+        assert!(said.contains("search=0"), "{size}: search works on a full disk: {}", read("search.out"));
+        assert_eq!(file_name(&json(read("search.out").as_bytes())), "tenancy-notes.md");
+        assert!(said.contains("rerun=0"), "{size}: {}", read("rerun.err"));
+        let got = json(read("status.out").as_bytes());
+        assert_eq!((&got["files"], &got["chunks"], &got["failed"]), (&want["files"], &want["chunks"], &want["failed"]), "{size}: {got}");
+        for i in [0, 59] {
+            let hit = json(read(&format!("token{i}.out")).lines().next().unwrap_or("null").as_bytes());
+            assert_eq!(file_name(&hit), format!("{i}.txt"), "{size}: token{i}");
+        }
+    }
+}
