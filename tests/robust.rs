@@ -440,3 +440,41 @@ for i in 0 59; do "$ASK" search --json --mode bm25 token$i -k 1 >"$LOGS/token$i.
         }
     }
 }
+
+/// A file rewritten in place (same size, new text) again and again while
+/// `ask index` runs: once the writes stop, the next run holds the last
+/// text, and the run after it finds nothing to do. A recorded mtime newer
+/// than the text read would make the file pass for unchanged, stale.
+#[test]
+fn a_file_rewritten_while_it_is_indexed_ends_up_current() {
+    use std::io::{Seek, Write};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let env = Env::new();
+    env.copy_docs();
+    let live = env.write("docs/live.txt", format!("marker{:06} the live file\n", 0));
+    let (stop, last) = (AtomicBool::new(false), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&live).unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                file.seek(std::io::SeekFrom::Start(0)).unwrap();
+                file.write_all(format!("marker{:06} the live file\n", n % 1_000_000).as_bytes()).unwrap();
+                last.store(n % 1_000_000, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        });
+        env.index(&["docs"]);
+        env.index(&["docs"]);
+        stop.store(true, Ordering::SeqCst);
+    });
+    let n = last.load(Ordering::SeqCst);
+    assert!(n > 10, "the file was rewritten during the runs ({n} times)");
+    env.index(&["docs"]);
+    let hits = env.ok(&["search", "--json", "--mode", "bm25", &format!("marker{n:06}"), "-k", "1"]);
+    let hits = json_lines(&hits.stdout);
+    assert_eq!(hits.first().map(file_name).as_deref(), Some("live.txt"), "the last text is indexed: {hits:?}");
+    let again = env.index(&["docs"]);
+    assert_eq!((again["new"].as_u64(), again["changed"].as_u64()), (Some(0), Some(0)), "{again}");
+}

@@ -731,6 +731,12 @@ fn prepare(
     stored_docs: &dyn Fn(&str) -> HashSet<String>,
 ) -> Prepared {
     let path = path_key(&c.path);
+    // The mtime recorded is one from before the read: a write during or
+    // after the read then makes the next run see another mtime and read
+    // the file again. One taken after the read could belong to a write of
+    // the same size that the read missed, and the file would pass for
+    // unchanged with old text in the index.
+    let mtime_ns = std::fs::metadata(&c.path).map(|m| discover::candidate(&c.path, &m).mtime_ns).unwrap_or(c.mtime_ns);
     let content = match Content::read(&c.path) {
         Ok(content) => content,
         Err(e) => return Prepared::Unreadable { path, reason: e.to_string() },
@@ -742,7 +748,6 @@ fn prepare(
     };
     let old = known.get(&path);
     let is_new = old.is_none();
-    let mtime_ns = std::fs::metadata(&c.path).map(|m| discover::candidate(&c.path, &m).mtime_ns).unwrap_or(c.mtime_ns);
     if let Some(old) = old.filter(|o| o.hash == hash) {
         return Prepared::Touched(FileRecord { size, mtime_ns, ..old.clone() });
     }
