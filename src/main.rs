@@ -60,6 +60,57 @@ fn private_files() {
     unsafe { umask(0o077) };
 }
 
+/// ONNX Runtime's own builds (the onnxruntime wheel's library, which ask's
+/// set-up fetches) carry Microsoft's telemetry client: on load it writes a
+/// device id and an event store (`~/.cache/Microsoft/DeveloperTools/
+/// .onnxruntime/deviceid`, `onnxruntime.db`), and it knows an address to
+/// send events to. ask opens no socket either way (the offline tests), but
+/// an identifier and an event log have no place beside private mail; the
+/// library reads ORT_DISABLE_TELEMETRY and then writes neither.
+fn no_telemetry() {
+    // Set before any thread is started (the first thing main does), so
+    // nothing reads the environment while it changes.
+    std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+}
+
+/// The temporary folder of this process, inside ask's data directory:
+/// the libraries' scratch files (LanceDB's full-text index builder spills
+/// the terms of the user's text into a temporary folder) stay out of a
+/// shared /tmp, and what a killed run left is found and removed. Removed
+/// when dropped; folders of processes no longer alive are removed when
+/// the next one starts.
+struct PrivateTemp(Option<std::path::PathBuf>);
+
+impl PrivateTemp {
+    fn new(home: &std::path::Path) -> PrivateTemp {
+        let root = home.join("tmp");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let pid = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+                if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        if std::fs::create_dir_all(&dir).is_err() {
+            return PrivateTemp(None); // a read-only home: the system's stays
+        }
+        // Set before any thread is started (run() calls this before it
+        // builds the runtime), so nothing reads the environment meanwhile.
+        std::env::set_var("TMPDIR", &dir);
+        PrivateTemp(Some(dir))
+    }
+}
+
+impl Drop for PrivateTemp {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Hands freed memory back to the kernel now: mimalloc's (ask's own
 /// allocations, candle's tensors) and glibc's (ONNX Runtime allocates
 /// through it), for a long-running command that has just dropped a model.
@@ -77,6 +128,7 @@ pub(crate) fn release_freed_memory() {
 fn main() -> ExitCode {
     keep_freed_memory();
     private_files();
+    no_telemetry();
     ask_ingest::extract::silence_extractor_panics();
     let cli = cli::Cli::parse();
     match run(&cli) {
@@ -100,6 +152,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
         _ => {}
     }
     let cfg = config::Config::resolve(&cli.global)?;
+    let _tmp = PrivateTemp::new(&cfg.home);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

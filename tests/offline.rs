@@ -80,3 +80,54 @@ fn no_inet_socket_is_ever_opened() {
     // strace did trace the process (guards against a silently empty log).
     assert!(calls.iter().any(|l| l.contains("+++ exited with 0 +++")), "{calls:?}");
 }
+
+/// Every file and folder ask creates, by any of its threads or the
+/// libraries it loads, lies in its own data directory: nothing in /tmp,
+/// nothing in the user's other folders (ONNX Runtime's own builds write
+/// a telemetry device id and event store into ~/.cache unless told not
+/// to). Runs the commands that read and write user text under strace,
+/// with the ONNX encoder, which loads that library.
+#[test]
+fn nothing_is_written_outside_asks_own_folder() {
+    let mut env = Env::new();
+    env.encoder = models_dir().join("all-MiniLM-L6-v2-int8");
+    env.copy_docs();
+    let home = env.home.to_string_lossy().into_owned();
+    let runs: [&[&str]; 5] = [
+        &["index", "docs"],
+        &["search", "deposit"],
+        &["query", "--max-tokens", "8", "-k", "1", "when is the deposit returned"],
+        &["summarize", "--max-tokens", "8", "docs/sourdough.txt"],
+        &["summarize", "--max-tokens", "8", "-"],
+    ];
+    let mut outside = Vec::new();
+    for (i, args) in runs.iter().enumerate() {
+        let log = env.path(&format!("strace-files-{i}.log"));
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-y", "-qq", "-e", "trace=openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,link,linkat,symlink,symlinkat", "-o"])
+            .arg(&log)
+            .arg(env!("CARGO_BIN_EXE_ask"))
+            .args(*args);
+        for (k, v) in env.cmd().get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.current_dir(&env.root).stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"Notes from the meeting: the boiler is fixed.\n")?;
+            c.wait_with_output()
+        });
+        let out = out.expect("strace is installed");
+        assert!(out.status.success(), "ask {args:?}: {}", stderr(&out));
+        let trace = std::fs::read_to_string(&log).unwrap();
+        assert!(trace.contains("openat("), "strace traced ask {args:?}");
+        for line in trace.lines() {
+            let creates = line.contains("O_CREAT") || ["mkdir", "rename", "link(", "linkat(", "symlink"].iter().any(|c| line.contains(c));
+            if creates && !line.contains("= -1") && !line.contains(&home) {
+                outside.push(format!("ask {}: {line}", args.join(" ")));
+            }
+        }
+    }
+    assert!(outside.is_empty(), "created outside {home}:\n{}", outside.join("\n"));
+}

@@ -61,8 +61,11 @@ fn load_runtime(dir: &Path) -> Result<(), ModelError> {
     if !lib.is_file() {
         return Err(ModelError::Runtime { path: lib, message: missing.into() });
     }
+    // Telemetry off: ort turns it on unless told otherwise, and Microsoft's
+    // builds (the onnxruntime wheel's) honour it.
     ort::init_from(&lib)
         .map_err(|e| ModelError::Runtime { path: lib.clone(), message: format!("cannot load ONNX Runtime: {e}") })?
+        .with_telemetry(false)
         .commit();
     *loaded = Some(lib);
     Ok(())
