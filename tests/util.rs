@@ -7,14 +7,20 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// `$OVERRIDE`, else `$XDG_VAR/ask/<rel>`, else `~/<fallback>/ask/<rel>`:
+/// where the scripts put what the tests need.
+fn scripts_dir(overriding: &str, xdg: &str, fallback: &str, rel: &str) -> PathBuf {
+    std::env::var_os(overriding).map(PathBuf::from).unwrap_or_else(|| {
+        let base = std::env::var_os(xdg)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(fallback));
+        base.join("ask").join(rel)
+    })
+}
+
 /// The models directory filled by scripts/fetch-models (or ASK_TEST_MODELS).
 pub fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".local/share"));
-        data.join("ask/models")
-    });
+    let dir = scripts_dir("ASK_TEST_MODELS", "XDG_DATA_HOME", ".local/share", "models");
     assert!(
         dir.join("all-MiniLM-L6-v2/model.safetensors").exists(),
         "the real models are missing from {}: run scripts/fetch-models first",
@@ -154,12 +160,7 @@ pub fn file_name(hit: &Value) -> String {
 /// packages (`openai`, `mcp`) that scripts/test-clients makes, or
 /// ASK_TEST_CLIENTS's.
 pub fn python_clients() -> PathBuf {
-    let venv = std::env::var_os("ASK_TEST_CLIENTS").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
-        cache.join("ask/clients")
-    });
+    let venv = scripts_dir("ASK_TEST_CLIENTS", "XDG_CACHE_HOME", ".cache", "clients");
     let python = venv.join("bin/python");
     assert!(python.exists(), "the client packages are missing from {}: run scripts/test-clients first", venv.display());
     python
