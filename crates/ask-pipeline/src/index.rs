@@ -707,7 +707,13 @@ enum Content {
 }
 
 impl Content {
-    fn read(path: &Path) -> std::io::Result<Content> {
+    /// Reads a file whole, but never more than `max_size` + 1 bytes (or
+    /// the head that tells a mailbox, if that is longer): the
+    /// walk passed over files over the limit, yet one may have grown since
+    /// (a log, a download), and reading it all would hold it all in
+    /// memory. What comes back longer than `max_size` is skipped by size.
+    /// A mailbox is streamed through the hash instead, whatever its size.
+    fn read(path: &Path, max_size: u64) -> std::io::Result<Content> {
         use std::io::Read;
         let mut file = std::fs::File::open(path)?;
         let mut head = Vec::new();
@@ -716,7 +722,8 @@ impl Content {
             let (hash, size) = ask_ingest::content_hash_reader(head.as_slice().chain(file))?;
             return Ok(Content::Mailbox { head, hash, size });
         }
-        file.read_to_end(&mut head)?;
+        let rest = (max_size + 1).saturating_sub(head.len() as u64);
+        file.take(rest).read_to_end(&mut head)?;
         Ok(Content::Whole(head))
     }
 }
@@ -737,7 +744,7 @@ fn prepare(
     // the same size that the read missed, and the file would pass for
     // unchanged with old text in the index.
     let mtime_ns = std::fs::metadata(&c.path).map(|m| discover::candidate(&c.path, &m).mtime_ns).unwrap_or(c.mtime_ns);
-    let content = match Content::read(&c.path) {
+    let content = match Content::read(&c.path, max_size) {
         Ok(content) => content,
         Err(e) => return Prepared::Unreadable { path, reason: e.to_string() },
     };

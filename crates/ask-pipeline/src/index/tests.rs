@@ -258,3 +258,22 @@ fn slices_hold_whole_documents_and_at_least_one() {
     assert_eq!(slices(&[7], 2), vec![7], "a document larger than a slice is one slice");
     assert_eq!(slices(&[], 2), Vec::<usize>::new());
 }
+
+#[test]
+fn a_file_grown_past_the_limit_since_the_walk_is_read_no_further_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.txt");
+    std::fs::write(&path, "word ".repeat(20_000)).unwrap();
+    // (The first 16 KiB, which tell a mailbox, are read whatever the limit.)
+    let Content::Whole(read) = Content::read(&path, 20_000).unwrap() else { panic!("not a mailbox") };
+    assert_eq!(read.len(), 20_001, "one byte past the limit tells it is over");
+    let Content::Whole(all) = Content::read(&path, 1_000_000).unwrap() else { panic!("not a mailbox") };
+    assert_eq!(all.len(), 100_000);
+    // prepare() then records it as skipped by size, from a stale walk.
+    let c = ask_ingest::discover::candidate(&path, &std::fs::metadata(&path).unwrap());
+    let chunker = Chunker::new(word_tokenizer(), 64, 8).unwrap();
+    match prepare(Candidate { size: 10, ..c }, &HashMap::new(), &chunker, 20_000, &|_| HashSet::new()) {
+        Prepared::NoChunks { record } => assert_eq!(record.status, FileStatus::Skipped),
+        _ => panic!("a file over the limit is skipped"),
+    }
+}
