@@ -143,7 +143,7 @@ impl Server<'_> {
         let query = text(args, "query")?;
         let k = count(args, "k", 5, MAX_K)?;
         let name = args.get("mode").and_then(Value::as_str).unwrap_or(Mode::Hybrid.as_str());
-        let Some(mode) = [Mode::Hybrid, Mode::Dense, Mode::Bm25].into_iter().find(|m| m.as_str() == name) else {
+        let Some(mode) = Mode::from_name(name) else {
             bail!("mode '{name}': use hybrid, dense or bm25");
         };
         let cfg = self.config(args)?;

@@ -14,13 +14,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Result};
-use ask_model::stores::{Role, Stores};
+use ask_model::stores::{Found, Role, Stores};
 use ask_model::{Embedder, Generator};
 use ask_pipeline::answer::{retrieve, Search, MIN_SCORE};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
 use ask_pipeline::warm::{check_encoder, Kept};
-use ask_store::{Filter, Hit, Mode, Store};
+use ask_store::{Filter, Hit, IndexMeta, Mode, Store};
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 use tokio::runtime::Runtime;
@@ -136,11 +136,15 @@ impl Server<'_> {
         }
     }
 
+    /// The models of one role that `ask models` lists.
+    fn found(&self, role: Role) -> Vec<Found> {
+        Stores::from_env(&self.cfg.models_dir).scan().found.into_iter().filter(|f| f.role == role).collect()
+    }
+
     /// Every answer model `ask models` finds, by the name `--model` takes,
     /// and the configured one by its file name when it is elsewhere.
     pub(super) fn answer_models(&self) -> Vec<(String, PathBuf)> {
-        let scan = Stores::from_env(&self.cfg.models_dir).scan();
-        let mut found: Vec<_> = scan.found.into_iter().filter(|f| f.role == Role::Answer).map(|f| (f.name, f.path)).collect();
+        let mut found: Vec<_> = self.found(Role::Answer).into_iter().map(|f| (f.name, f.path)).collect();
         if let Ok(path) = self.cfg.answer_model(self.model.as_deref()) {
             if !found.iter().any(|(_, p)| *p == path) {
                 found.push((ask_model::catalog::file_name(&path), path));
@@ -169,25 +173,26 @@ impl Server<'_> {
         json!({"object": "list", "data": data})
     }
 
-    /// The configuration for an index name (None: the configured index).
-    pub(super) fn config(&self, index: Option<&str>) -> Result<Config, ApiError> {
+    /// The configuration for an index name (None: the configured index),
+    /// with the index's metadata: 404 when there is no such index.
+    pub(super) fn config(&self, index: Option<&str>) -> Result<(Config, IndexMeta), ApiError> {
         let cfg = match index {
             Some(name) => self.cfg.with_index(name).map_err(|e| ApiError::invalid(format!("{e:#}"), Some("model")))?,
             None => self.cfg.clone(),
         };
-        super::index_meta(&cfg).map_err(|e| ApiError::invalid(format!("{e:#}"), None).with_status(404))?;
-        Ok(cfg)
+        let meta = super::index_meta(&cfg).map_err(|e| ApiError::invalid(format!("{e:#}"), None).with_status(404))?;
+        Ok((cfg, meta))
     }
 
-    /// The passages for `query` in the index of `cfg`: with `answer`, those
-    /// an answer is written from (as `ask query` finds them, the least
-    /// similar dropped), else the ranking `ask search` prints.
-    pub(super) fn hits(&self, cfg: &Config, query: &str, k: usize, mode: Mode, answer: bool) -> Result<Vec<Hit>, ApiError> {
-        let meta = super::index_meta(cfg).map_err(server_error)?;
+    /// The passages for `query` in the index of `cfg` (built as `meta`
+    /// says): with `answer`, those an answer is written from (as `ask
+    /// query` finds them, the least similar dropped), else the ranking
+    /// `ask search` prints.
+    pub(super) fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode, answer: bool) -> Result<Vec<Hit>, ApiError> {
         let vector = if answer || mode.needs_vector() {
             let mut kept = lock(&self.encoder);
             let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
-            check_encoder(&meta, encoder.info()).map_err(server_error)?;
+            check_encoder(meta, encoder.info()).map_err(server_error)?;
             Some(encoder.embed_query(query).map_err(server_error)?)
         } else {
             None
@@ -209,10 +214,9 @@ impl Server<'_> {
             v => v.as_u64().filter(|k| (1..=api::MAX_K).contains(k)).ok_or_else(|| ApiError::invalid(format!("k must be from 1 to {}", api::MAX_K), Some("k")))? as usize,
         };
         let name = body["mode"].as_str().unwrap_or(Mode::Hybrid.as_str());
-        let mode = [Mode::Hybrid, Mode::Dense, Mode::Bm25].into_iter().find(|m| m.as_str() == name);
-        let mode = mode.ok_or_else(|| ApiError::invalid(format!("mode '{name}': use hybrid, dense or bm25"), Some("mode")))?;
-        let cfg = self.config(body["index"].as_str())?;
-        let hits = self.hits(&cfg, query, k, mode, false)?;
+        let mode = Mode::from_name(name).ok_or_else(|| ApiError::invalid(format!("mode '{name}': use hybrid, dense or bm25"), Some("mode")))?;
+        let index = self.config(body["index"].as_str())?;
+        let hits = self.hits(&index, query, k, mode, false)?;
         Ok(json!({"results": SearchHit::all(&hits)}))
     }
 
@@ -222,8 +226,7 @@ impl Server<'_> {
         let dir = if name == "ask" {
             self.cfg.embed_model.clone()
         } else {
-            let scan = Stores::from_env(&self.cfg.models_dir).scan();
-            let encoders: Vec<_> = scan.found.into_iter().filter(|f| f.role == Role::Encoder).collect();
+            let encoders = self.found(Role::Encoder);
             match encoders.iter().find(|f| f.name == name) {
                 Some(f) => f.path.clone(),
                 None => return Err(ApiError::no_model(name, &encoders.iter().map(|f| f.name.clone()).chain(["ask".into()]).collect::<Vec<_>>())),

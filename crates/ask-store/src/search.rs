@@ -26,6 +26,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, hybrid (the default) first.
+    pub const ALL: [Mode; 3] = [Mode::Hybrid, Mode::Dense, Mode::Bm25];
+
+    /// The mode a name ([`Mode::as_str`]) stands for.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -449,6 +457,15 @@ pub const ANN_REFINE_FACTOR: u32 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_are_found_by_their_names() {
+        assert_eq!(Mode::from_name("bm25"), Some(Mode::Bm25));
+        assert_eq!(Mode::from_name("dense"), Some(Mode::Dense));
+        assert_eq!(Mode::from_name("hybrid"), Some(Mode::Hybrid));
+        assert_eq!(Mode::from_name("BM25"), None);
+        assert_eq!(Mode::from_name(""), None);
+    }
 
     fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Hit {
         let passage = crate::Passage {

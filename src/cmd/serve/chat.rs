@@ -31,8 +31,8 @@ impl Server<'_> {
     fn prepare(&self, chat: &ChatRequest) -> Result<(PathBuf, Prompt), ApiError> {
         if let Some(index) = api::rag_index(&chat.model) {
             let question = chat.question()?.to_owned();
-            let cfg = self.config(index)?;
-            let hits = self.hits(&cfg, &question, chat.k, Mode::Hybrid, true)?;
+            let index = self.config(index)?;
+            let hits = self.hits(&index, &question, chat.k, Mode::Hybrid, true)?;
             let path = self.cfg.answer_model(self.model.as_deref()).map_err(server_error)?;
             return Ok((path, Prompt::Rag { question, hits }));
         }
