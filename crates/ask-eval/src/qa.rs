@@ -8,6 +8,7 @@
 //! separators, punctuation replaced by a space or deleted (both are tried),
 //! whitespace collapsed.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,22 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>, EvalError> {
         return Err(EvalError::Invalid { path: path.into(), message: format!("question {:?} has no gold answer", q.id) });
     }
     Ok(questions)
+}
+
+/// The lowest qrels grade that counts a passage as holding the answer:
+/// TREC's graded sets (msmarco among them) call 2 "highly relevant" and 3
+/// "perfectly relevant", and binary measures over them start at 2.
+pub const ANSWERING_GRADE: i32 = 2;
+
+/// The passages that hold a question's answer: its named `source` and,
+/// when the corpus carries relevance judgements, every passage judged
+/// [`ANSWERING_GRADE`] or higher for the question's id. A set like
+/// msmarco-5k-qa names one source out of the dozens of passages judged to
+/// answer the same query; scoring citations against that one alone counts
+/// a citation of an equally good passage as wrong.
+pub fn answering_passages(q: &Question, qrels: Option<&HashMap<String, HashMap<String, i32>>>) -> HashSet<String> {
+    let judged = qrels.and_then(|r| r.get(&q.id)).into_iter().flatten();
+    judged.filter(|(_, &g)| g >= ANSWERING_GRADE).map(|(id, _)| id.clone()).chain([q.source.clone()]).collect()
 }
 
 /// Lower-cased, thousands separators dropped (a comma between a digit and
@@ -101,6 +118,11 @@ pub struct Outcome {
     pub hit: bool,
     /// The model itself cited the source as `[n]`.
     pub cited: bool,
+    /// A passage judged to answer the question (see [`answering_passages`])
+    /// was among those given to the model.
+    pub hit_judged: bool,
+    /// The model itself cited a passage judged to answer the question.
+    pub cited_judged: bool,
     /// The model itself cited a passage that contains a gold string (the
     /// source or another passage that holds the answer).
     pub cited_support: bool,
@@ -139,6 +161,11 @@ pub struct AnswerScores {
     /// Share of questions whose answer the model itself cited with the
     /// source's number.
     pub citation_accuracy: f64,
+    /// Share of questions given a passage judged to answer them.
+    pub retrieval_hit_judged: f64,
+    /// Share of questions whose answer the model itself cited with a
+    /// passage judged to answer them.
+    pub citation_accuracy_judged: f64,
     /// Share of questions whose answer the model itself cited with a
     /// passage that contains a gold string.
     pub citation_support: f64,
@@ -200,6 +227,8 @@ impl AnswerScores {
             accuracy: share(|o| o.correct),
             retrieval_hit: share(|o| o.hit),
             citation_accuracy: share(|o| o.cited),
+            retrieval_hit_judged: share(|o| o.hit_judged),
+            citation_accuracy_judged: share(|o| o.cited_judged),
             citation_support: share(|o| o.cited_support),
             attributed_accuracy: share(|o| o.attributed),
             not_found: share(|o| o.not_found),
@@ -252,6 +281,18 @@ mod tests {
         assert!(says_not_found("This information is not mentioned in the passages [2]."));
         assert!(!says_not_found("The Salvation Army was founded in 1865 [1]."));
         assert!(!says_not_found("Nothing contains more iron than spinach."));
+    }
+
+    #[test]
+    fn passages_judged_2_or_more_answer_as_well_as_the_source() {
+        let q = Question { id: "q1".into(), question: "?".into(), answers: golds(&["x"]), source: "s".into() };
+        let mut qrels: HashMap<String, HashMap<String, i32>> = HashMap::new();
+        qrels.insert("q1".into(), [("a", 3), ("b", 2), ("c", 1), ("d", 0)].map(|(k, v)| (k.to_string(), v)).into());
+        qrels.insert("q2".into(), [("e".to_string(), 3)].into());
+        let mut got: Vec<String> = answering_passages(&q, Some(&qrels)).into_iter().collect();
+        got.sort();
+        assert_eq!(got, ["a", "b", "s"]);
+        assert_eq!(answering_passages(&q, None).into_iter().collect::<Vec<_>>(), ["s"]);
     }
 
     #[test]

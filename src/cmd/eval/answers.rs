@@ -76,6 +76,16 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", questions_path.display(), q.id, q.source, corpus.display());
     }
 
+    // Relevance judgements beside the corpus widen "the source" to every
+    // passage judged to answer (qa::answering_passages).
+    let qrels_path = corpus.join("qrels/test.tsv");
+    let qrels = if qrels_path.is_file() {
+        let text = std::fs::read_to_string(&qrels_path).with_context(|| format!("cannot read {}", qrels_path.display()))?;
+        Some(ask_eval::beir::parse_qrels(&qrels_path, &text)?)
+    } else {
+        None
+    };
+
     let (store, embedder) = open_for_query(&prepared.cfg, rt, true)?;
     let embedder = embedder.expect("the encoder was asked for");
     let model_path = cfg.answer_model(args.gen.model.as_deref())?;
@@ -101,11 +111,15 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
             let (text, t) = (a.text, a.timings);
             let source = hits.iter().position(|h| prepared.id_of.get(&h.passage.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
             let cited = prompt::citations(&text, hits.len());
+            let answering = qa::answering_passages(q, qrels.as_ref());
+            let judged: Vec<usize> = (1..=hits.len()).filter(|&n| prepared.id_of.get(&hits[n - 1].passage.path).is_some_and(|id| answering.contains(id))).collect();
             // Support is judged on the text the model was given.
             outcome = Outcome {
                 correct: qa::is_correct(&text, &q.answers),
                 hit: source.is_some(),
                 cited: source.is_some_and(|n| cited.contains(&n)),
+                hit_judged: !judged.is_empty(),
+                cited_judged: judged.iter().any(|n| cited.contains(n)),
                 cited_support: cited.iter().any(|&n| qa::is_correct(&shown[n - 1].text, &q.answers)),
                 attributed: source.is_some() && a.attributed == source,
                 not_found: qa::says_not_found(&text),
@@ -153,6 +167,8 @@ fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()
     writeln!(out, "  answer accuracy      {:.3}", s.accuracy)?;
     writeln!(out, "  retrieval hit        {:.3}  (the source among the passages given to the model)", s.retrieval_hit)?;
     writeln!(out, "  citation accuracy    {:.3}  (the model's own [n] names the source; ask's added [n]: {:.3})", s.citation_accuracy, s.attributed_accuracy)?;
+    writeln!(out, "  judged hit           {:.3}  (a passage the corpus's qrels judge 2+ among those given)", s.retrieval_hit_judged)?;
+    writeln!(out, "  judged citation      {:.3}  (the model's own [n] names a passage judged 2+ or the source)", s.citation_accuracy_judged)?;
     writeln!(out, "  citation support     {:.3}  (the model's own [n] names a passage holding a gold answer)", s.citation_support)?;
     writeln!(out, "  says not found       {:.3}", s.not_found)?;
     writeln!(out, "  time to first token  p50 {:.2} s, p90 {:.2} s", s.first_token_ms_p50 / 1000.0, s.first_token_ms_p90 / 1000.0)?;
