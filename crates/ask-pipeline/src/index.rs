@@ -343,7 +343,9 @@ impl<'rt> Writer<'rt> {
             self.rt.block_on(self.store.remove_files(&scan.removed))?;
         }
         progress.event(Event::Optimizing);
-        if wrote {
+        // A run killed after its removals but before its optimize leaves
+        // removed rows that BM25's statistics still count: finish that.
+        if wrote || self.rt.block_on(self.store.has_removed_rows())? {
             self.rt.block_on(self.store.optimize(KEEP_VERSIONS))?;
         } else {
             // Nothing changed, but an index made by an older ask may still
