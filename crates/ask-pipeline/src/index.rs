@@ -499,15 +499,15 @@ impl Pass<'_, '_> {
                     }
                 }
                 if batch.full() {
-                    self.flush(&mut batch)?;
+                    self.flush(&mut batch, known)?;
                 }
             }
-            self.flush(&mut batch)
+            self.flush(&mut batch, known)
         })
     }
 
     /// Embeds and commits what `batch` holds, and empties it.
-    fn flush(&mut self, batch: &mut Batch) -> Result<(), IndexError> {
+    fn flush(&mut self, batch: &mut Batch, known: &HashMap<String, FileRecord>) -> Result<(), IndexError> {
         let (rt, store) = (self.writer.rt, &self.writer.store);
         if !batch.touched.is_empty() {
             rt.block_on(store.upsert_files(&batch.touched))?;
@@ -596,7 +596,7 @@ impl Pass<'_, '_> {
             records.extend(embedded);
             done = end;
         }
-        rt.block_on(store.write_files(&batch.files, &records))?;
+        rt.block_on(store.write_files_known(&batch.files, &records, &|path| known.contains_key(path)))?;
         batch.files.clear();
         batch.chunks = 0;
         Ok(())
