@@ -53,9 +53,9 @@ fn flatten_deep(html: &str, max: usize) -> std::borrow::Cow<'_, str> {
     let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out: Option<String> = None;
     let (mut i, mut copied) = (0, 0);
-    while let Some(lt) = memchr(b'<', &b[i..]).map(|p| i + p) {
+    while let Some(lt) = memchr::memchr(b'<', &b[i..]).map(|p| i + p) {
         let rest = &b[lt..];
-        let skip_to = |from: usize, needle: &[u8]| find(&b[from..], needle).map_or(b.len(), |p| from + p + needle.len());
+        let skip_to = |from: usize, needle: &[u8]| memchr::memmem::find(&b[from..], needle).map_or(b.len(), |p| from + p + needle.len());
         if rest.starts_with(b"<!--") {
             i = skip_to(lt + 4, b"-->");
             continue;
@@ -88,7 +88,7 @@ fn flatten_deep(html: &str, max: usize) -> std::borrow::Cow<'_, str> {
             // Skip the content: tags inside a script are not tags.
             let mut j = close;
             loop {
-                match find(&b[j..], b"</") {
+                match memchr::memmem::find(&b[j..], b"</") {
                     Some(p) if b[j + p + 2..].len() >= name.len() && b[j + p + 2..j + p + 2 + name.len()].eq_ignore_ascii_case(name.as_bytes()) => {
                         i = tag_end(b, j + p + 2 + name.len());
                         break;
@@ -143,14 +143,6 @@ fn tag_end(b: &[u8], from: usize) -> usize {
         }
     }
     b.len()
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&c| c == needle)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
