@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ask_eval::qa::{self, AnswerScores, Outcome};
+use ask_eval::Dataset;
 use ask_model::{prompt, Generator};
 use ask_store::Filter;
 use serde::Serialize;
@@ -67,7 +68,12 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let mut questions = qa::load_questions(&questions_path)?;
     questions.truncate(args.max_questions.unwrap_or(usize::MAX));
     let corpus = corpus_dir(args)?;
-    let prepared = match super::prepare(&corpus, None, cfg, rt)? {
+    // A BEIR corpus is read once: for indexing, and for its relevance
+    // judgements, which widen "the source" to every passage judged to
+    // answer (qa::answering_passages).
+    let beir = if corpus.join("corpus.jsonl").is_file() { Some(Dataset::load(&corpus)?) } else { None };
+    let qrels = beir.as_ref().map(|ds| &ds.qrels);
+    let prepared = match super::prepare(&corpus, beir.as_ref(), cfg, rt)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),
     };
@@ -75,16 +81,6 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     if let Some(q) = questions.iter().find(|q| !known.contains(q.source.as_str())) {
         anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", questions_path.display(), q.id, q.source, corpus.display());
     }
-
-    // Relevance judgements beside the corpus widen "the source" to every
-    // passage judged to answer (qa::answering_passages).
-    let qrels_path = corpus.join("qrels/test.tsv");
-    let qrels = if qrels_path.is_file() {
-        let text = std::fs::read_to_string(&qrels_path).with_context(|| format!("cannot read {}", qrels_path.display()))?;
-        Some(ask_eval::beir::parse_qrels(&qrels_path, &text)?)
-    } else {
-        None
-    };
 
     let (store, embedder) = open_for_query(&prepared.cfg, rt, true)?;
     let embedder = embedder.expect("the encoder was asked for");
@@ -109,10 +105,12 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
             let a = answer::answer(&mut model, &mut hits, &shown, &q.question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
             let (text, t) = (a.text, a.timings);
-            let source = hits.iter().position(|h| prepared.id_of.get(&h.passage.path).is_some_and(|id| *id == q.source)).map(|i| i + 1);
+            // Each passage's id in the set, by its number `[n]` - 1.
+            let ids: Vec<Option<&String>> = hits.iter().map(|h| prepared.id_of.get(&h.passage.path)).collect();
+            let source = ids.iter().position(|id| id.is_some_and(|id| *id == q.source)).map(|i| i + 1);
             let cited = prompt::citations(&text, hits.len());
-            let answering = qa::answering_passages(q, qrels.as_ref());
-            let judged: Vec<usize> = (1..=hits.len()).filter(|&n| prepared.id_of.get(&hits[n - 1].passage.path).is_some_and(|id| answering.contains(id))).collect();
+            let answering = qa::answering_passages(q, qrels);
+            let judged: Vec<usize> = (1..=ids.len()).filter(|&n| ids[n - 1].is_some_and(|id| answering.contains(id))).collect();
             // Support is judged on the text the model was given.
             outcome = Outcome {
                 correct: qa::is_correct(&text, &q.answers),
