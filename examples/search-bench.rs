@@ -105,6 +105,27 @@ impl Data {
     fn text(&mut self, words: usize) -> String {
         (0..words).map(|_| self.word()).collect::<Vec<_>>().join(" ")
     }
+
+    /// Chunk `chunk` of `path`: 60 words and a vector.
+    fn chunk(&mut self, path: &str, chunk: u32, doc_hash: String) -> ChunkRecord {
+        let passage = Passage { path: path.into(), chunk, kind: Kind::Text, text: self.text(60), line_start: 1, line_end: 1, page: None, message: None };
+        ChunkRecord { passage, byte_start: 0, byte_end: 0, date_ns: 0, vector: self.vector(), doc_hash }
+    }
+}
+
+/// The record of a file of 100 chunks; `size` tells versions apart.
+fn file(path: &str, size: u64) -> FileRecord {
+    FileRecord {
+        path: path.into(),
+        size,
+        mtime_ns: size as i64 - 1,
+        hash: String::new(),
+        kind: Some(Kind::Text),
+        status: FileStatus::Ok,
+        error: None,
+        chunks: 100,
+        indexed_at_ms: 0,
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -146,36 +167,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for i in start..end {
                 let path = format!("/bench/f{}.txt", i / 100);
                 if i % 100 == 0 {
-                    files.push(FileRecord {
-                        path: path.clone(),
-                        size: 1,
-                        mtime_ns: 0,
-                        hash: String::new(),
-                        kind: Some(Kind::Text),
-                        status: FileStatus::Ok,
-                        error: None,
-                        chunks: 100,
-                        indexed_at_ms: 0,
-                    });
+                    files.push(file(&path, 1));
                 }
-                let passage = Passage {
-                    path,
-                    chunk: (i % 100) as u32,
-                    kind: Kind::Text,
-                    text: data.text(60),
-                    line_start: 1,
-                    line_end: 1,
-                    page: None,
-                    message: None,
-                };
-                chunks.push(ChunkRecord {
-                    passage,
-                    byte_start: 0,
-                    byte_end: 0,
-                    date_ns: 0,
-                    vector: data.vector(),
-                    doc_hash: format!("{i}"),
-                });
+                chunks.push(data.chunk(&path, (i % 100) as u32, format!("{i}")));
             }
             rt.block_on(store.write_files(&files, &chunks))?;
         }
@@ -264,19 +258,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{n:>8} lookups: one file's document hashes {doc_hashes_ms:.1} ms, chunks of 500 documents {reuse_ms:.1} ms");
         // One file of 100 chunks rewritten, then what `ask index` does
         // after any run that wrote: compaction, pruning, the indexes.
-        let changed: Vec<ChunkRecord> = (0..100u32)
-            .map(|c| ChunkRecord {
-                passage: Passage { path: "/bench/f7.txt".into(), chunk: c, kind: Kind::Text, text: data.text(60), line_start: 1, line_end: 1, page: None, message: None },
-                byte_start: 0,
-                byte_end: 0,
-                date_ns: 0,
-                vector: data.vector(),
-                doc_hash: format!("changed {c}"),
-            })
-            .collect();
-        let record = FileRecord { path: "/bench/f7.txt".into(), size: 2, mtime_ns: 1, hash: String::new(), kind: Some(Kind::Text), status: FileStatus::Ok, error: None, chunks: 100, indexed_at_ms: 0 };
+        let changed: Vec<ChunkRecord> = (0..100u32).map(|c| data.chunk("/bench/f7.txt", c, format!("changed {c}"))).collect();
         let t = Instant::now();
-        rt.block_on(store.write_files(&[record], &changed))?;
+        rt.block_on(store.write_files(&[file("/bench/f7.txt", 2)], &changed))?;
         let write_ms = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         rt.block_on(store.optimize(std::time::Duration::ZERO))?;
