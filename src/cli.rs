@@ -138,7 +138,7 @@ pub enum SearchMode {
     Dense,
     /// BM25 full-text ranking (exact words)
     Bm25,
-    /// Both, fused by reciprocal rank fusion
+    /// Meaning first: similarity, with exact-word (BM25) matches lifted within one page
     Hybrid,
 }
 
@@ -159,7 +159,7 @@ pub enum EvalMode {
     Dense,
     /// BM25 full-text ranking (exact words)
     Bm25,
-    /// Both, fused
+    /// Meaning first, with exact-word matches lifted within one page
     Hybrid,
     /// Each of the three, one report each, over one indexing of the corpus
     All,
