@@ -138,7 +138,7 @@ pub enum SearchMode {
     Dense,
     /// BM25 full-text ranking (exact words)
     Bm25,
-    /// Meaning first: similarity, with exact-word (BM25) matches lifted within one page
+    /// Both, fused by reciprocal rank fusion
     Hybrid,
 }
 
@@ -159,7 +159,7 @@ pub enum EvalMode {
     Dense,
     /// BM25 full-text ranking (exact words)
     Bm25,
-    /// Meaning first, with exact-word matches lifted within one page
+    /// Both, fused
     Hybrid,
     /// Each of the three, one report each, over one indexing of the corpus
     All,

@@ -70,7 +70,7 @@ fn human_output_shows_location_and_score() {
     let out = env.ok(&["search", "sourdough levain", "-k", "3"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let first = text.lines().next().unwrap();
-    assert!(first.starts_with(" 1. ") && first.contains("(similarity 0."), "{text}");
+    assert!(first.starts_with(" 1. 0.") && first.contains("(similarity 0."), "{text}");
     assert!(first.contains("sourdough.txt:"), "{text}");
     // The printed score is the one the list is ranked by: it never rises.
     let scores: Vec<f32> = text

@@ -33,12 +33,11 @@ pub(crate) fn open_for_query(cfg: &Config, rt: &Runtime, encoder: bool) -> Resul
 }
 
 /// The score the list is ranked by, so that it never goes up down the
-/// list, and beside a hybrid score the cosine similarity, labelled: it reads
-/// the same in every mode. A hybrid score is a similarity (to the query
-/// after feedback) plus the keyword bonus, so it can pass 1.
+/// list, and beside a fused score the cosine similarity, labelled: it reads
+/// the same in every mode, where a fused score means little alone.
 fn score_label(mode: Mode, score: f32, similarity: Option<f32>) -> String {
     match (mode, similarity) {
-        (Mode::Hybrid, Some(sim)) => format!("{score:.3} (similarity {sim:.3})"),
+        (Mode::Hybrid, Some(sim)) => format!("{score:.4} (similarity {sim:.3})"),
         _ => format!("{score:.3}"),
     }
 }
@@ -96,7 +95,7 @@ mod tests {
     fn the_ranking_score_is_printed_and_similarity_labelled() {
         assert_eq!(score_label(Mode::Dense, 0.4541, Some(0.4541)), "0.454");
         assert_eq!(score_label(Mode::Bm25, 7.25, None), "7.250");
-        assert_eq!(score_label(Mode::Hybrid, 1.0934, Some(0.5071)), "1.093 (similarity 0.507)");
+        assert_eq!(score_label(Mode::Hybrid, 0.03279, Some(0.1071)), "0.0328 (similarity 0.107)");
     }
 
     #[test]

@@ -200,8 +200,7 @@ pub struct Hit {
     /// What was found and where.
     pub passage: Passage,
     /// The ranking score of the search mode (higher is better): cosine
-    /// similarity for dense, BM25 for bm25, for hybrid the similarity (after
-    /// feedback) plus the keyword bonus.
+    /// similarity for dense, BM25 for bm25, the fused score for hybrid.
     pub score: f32,
     /// Cosine similarity to the query, when the query had a vector.
     pub similarity: Option<f32>,
