@@ -8,7 +8,8 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use crate::{ChunkRecord, FileRecord, FileStatus, Hit, Kind, Mail, Passage};
+use crate::search::Candidate;
+use crate::{ChunkRecord, FileRecord, FileStatus, Kind, Mail, Passage};
 
 pub(crate) const HIT_COLUMNS: [&str; 7] = ["path", "chunk", "kind", "text", "line_start", "line_end", "page"];
 
@@ -272,12 +273,32 @@ pub(crate) enum Score {
     Bm25,
 }
 
-pub(crate) fn read_hits(batch: &RecordBatch, score: Score) -> Result<Vec<Hit>, String> {
-    let c = HitColumns::new(batch)?;
+/// The columns a ranked list always reads: a row's identity. Lists read
+/// [`HIT_COLUMNS`] too when their rows are the answer; hybrid's candidate
+/// lists do not, and the winners' passages are read afterwards by row id.
+pub(crate) const CANDIDATE_COLUMNS: [&str; 2] = ["path", "chunk"];
+
+/// Ranked rows of a search result batch: `_rowid`, [`CANDIDATE_COLUMNS`],
+/// the score column, with `dim` the vector, and with `passages` the whole
+/// passage.
+pub(crate) fn read_candidates(
+    batch: &RecordBatch,
+    score: Score,
+    dim: Option<usize>,
+    passages: bool,
+) -> Result<Vec<Candidate>, String> {
+    let row = column::<UInt64Array>(batch, "_rowid")?;
+    let path = column::<StringArray>(batch, "path")?;
+    let chunk = column::<UInt32Array>(batch, "chunk")?;
     let scores = column::<Float32Array>(batch, match score {
         Score::Distance => "_distance",
         Score::Bm25 => "_score",
     })?;
+    let vectors = match dim {
+        Some(dim) => Some((read_vectors(batch, dim)?, dim)),
+        None => None,
+    };
+    let whole = if passages { Some(HitColumns::new(batch)?) } else { None };
     (0..batch.num_rows())
         .map(|i| {
             let (score, similarity) = match score {
@@ -285,9 +306,25 @@ pub(crate) fn read_hits(batch: &RecordBatch, score: Score) -> Result<Vec<Hit>, S
                 Score::Distance => (1.0 - scores.value(i), Some(1.0 - scores.value(i))),
                 Score::Bm25 => (scores.value(i), None),
             };
-            Ok(Hit { passage: c.passage(batch, i)?, score, similarity })
+            Ok(Candidate {
+                row: row.value(i),
+                path: path.value(i).to_owned(),
+                chunk: chunk.value(i),
+                score,
+                similarity,
+                vector: vectors.as_ref().map(|(v, dim)| v[i * dim..(i + 1) * dim].to_vec()).unwrap_or_default(),
+                passage: whole.as_ref().map(|c| c.passage(batch, i)).transpose()?,
+            })
         })
         .collect()
+}
+
+/// The passages of a batch of whole hit rows ([`HIT_COLUMNS`], the message
+/// columns when present, `_rowid`), each with its row id.
+pub(crate) fn read_passages(batch: &RecordBatch) -> Result<Vec<(u64, Passage)>, String> {
+    let c = HitColumns::new(batch)?;
+    let row = column::<UInt64Array>(batch, "_rowid")?;
+    (0..batch.num_rows()).map(|i| Ok((row.value(i), c.passage(batch, i)?))).collect()
 }
 
 /// The `vector` column, flattened (`dim` values per row).

@@ -210,6 +210,52 @@ pub struct Request<'a> {
     pub filter: &'a Filter,
 }
 
+/// A ranked row: what fusion, tie-breaking and feedback need, and the
+/// passage when the list read it. Hybrid's candidate lists leave the
+/// passage out and [`Store::hits`] reads it for the `k` rows that make the
+/// cut: at 100,000 chunks that took about a quarter off hybrid's time
+/// (README, Retrieval), while single-mode lists, whose rows are the
+/// answer, read it at once and save the second read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Candidate {
+    /// LanceDB's `_rowid`, valid for the table version that was searched.
+    pub(crate) row: u64,
+    pub(crate) path: String,
+    pub(crate) chunk: u32,
+    /// The ranking score (higher is better).
+    pub(crate) score: f32,
+    /// Cosine similarity to the query, when known.
+    pub(crate) similarity: Option<f32>,
+    /// The stored vector, when the list was asked for vectors; else empty.
+    pub(crate) vector: Vec<f32>,
+    /// The passage, when the list was asked for it.
+    pub(crate) passage: Option<crate::Passage>,
+}
+
+/// What a ranked list reads of each row besides its identity and score.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    vectors: bool,
+    passages: bool,
+}
+
+impl Read {
+    /// A list whose rows are the answer: their passages, and their vectors
+    /// only to compute similarity to a query vector.
+    fn answer(vectors: bool) -> Read {
+        Read { vectors, passages: true }
+    }
+
+    /// A list to fuse: vectors for the feedback, passages later.
+    const CANDIDATES: Read = Read { vectors: true, passages: false };
+}
+
+impl Candidate {
+    fn key(&self) -> (&str, u32) {
+        (&self.path, self.chunk)
+    }
+}
+
 impl Store {
     /// The `k` best chunks for a query, best first.
     ///
@@ -234,27 +280,26 @@ impl Store {
         if req.mode == Mode::Bm25 && !self.has_text_index() {
             return Err(StoreError::NoTextIndex(self.dir.clone()));
         }
-        match req.mode {
+        let ranked = match req.mode {
             Mode::Dense => {
                 let vector = need_vector()?;
-                Ok(strip(top(req.k, |n| self.dense(vector, n, predicate)).await?))
+                top(req.k, |n| self.dense(vector, n, predicate, Read::answer(false))).await?
             }
-            Mode::Bm25 => Ok(strip(top(req.k, |n| self.bm25(req.text, n, predicate, req.vector)).await?)),
+            Mode::Bm25 => {
+                top(req.k, |n| self.bm25(req.text, n, predicate, req.vector, Read::answer(req.vector.is_some()))).await?
+            }
             Mode::Hybrid => {
                 let vector = need_vector()?;
                 let depth = req.k.max(FUSION_DEPTH);
                 let (dense, bm25) = futures::try_join!(
-                    top(depth, |n| self.dense(vector, n, predicate)),
-                    top(depth, |n| self.bm25(req.text, n, predicate, Some(vector)))
+                    top(depth, |n| self.dense(vector, n, predicate, Read::CANDIDATES)),
+                    top(depth, |n| self.bm25(req.text, n, predicate, Some(vector), Read::CANDIDATES))
                 )?;
                 let weights = [RRF_DENSE_WEIGHT, RRF_BM25_WEIGHT];
-                let vectors: HashMap<(String, u32), Vec<f32>> =
-                    dense.iter().chain(bm25.iter()).map(|(h, v)| ((h.passage.path.clone(), h.passage.chunk), v.clone())).collect();
-                let (dense, bm25) = (strip(dense), strip(bm25));
                 // Pseudo-relevance feedback: move the query vector towards
                 // the vectors of the first fused results...
-                let first = fuse(&[(dense.clone(), weights[0]), (bm25.clone(), weights[1])], RRF_K, PRF_PASSAGES);
-                let feedback: Vec<&[f32]> = first.iter().map(|h| vectors[&(h.passage.path.clone(), h.passage.chunk)].as_slice()).collect();
+                let first = fuse(&[(&dense, weights[0]), (&bm25, weights[1])], RRF_K, PRF_PASSAGES);
+                let feedback: Vec<&[f32]> = first.iter().map(|c| c.vector.as_slice()).collect();
                 let moved = rocchio(vector, &feedback, PRF_BETA);
                 // ...and re-rank every candidate of either list by it. The
                 // vectors came with the candidates, so there is no second
@@ -262,33 +307,76 @@ impl Store {
                 // search does (nDCG@10 0.713 against 0.712). Each hit keeps
                 // its similarity to the user's own query.
                 let mut seen = std::collections::HashSet::new();
-                let mut dense: Vec<Hit> = dense
+                let mut moved_list: Vec<Candidate> = dense
                     .iter()
                     .chain(bm25.iter())
-                    .filter(|h| seen.insert((h.passage.path.clone(), h.passage.chunk)))
-                    .map(|h| Hit { score: cosine(&moved, &vectors[&(h.passage.path.clone(), h.passage.chunk)]), ..h.clone() })
+                    .filter(|c| seen.insert(c.key()))
+                    .map(|c| Candidate { score: cosine(&moved, &c.vector), ..c.clone() })
                     .collect();
-                dense.sort_by(best_first);
-                dense.truncate(depth);
-                Ok(fuse(&[(dense, weights[0]), (bm25, weights[1])], RRF_K, req.k))
+                moved_list.sort_by(best_first);
+                moved_list.truncate(depth);
+                fuse(&[(&moved_list, weights[0]), (&bm25, weights[1])], RRF_K, req.k)
             }
-        }
+        };
+        self.hits(ranked).await
     }
 
-    /// The columns a search reads: the hit's, its message headers when the
-    /// table has them, and the vector.
-    fn hit_columns(&self) -> Vec<&'static str> {
+    /// The ranked candidates as hits, in their order, reading the passages
+    /// the lists left out in one read by row id.
+    async fn hits(&self, ranked: Vec<Candidate>) -> Result<Vec<Hit>> {
+        let missing: Vec<u64> = ranked.iter().filter(|c| c.passage.is_none()).map(|c| c.row).collect();
+        let mut passages: HashMap<u64, crate::Passage> = HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            let batches: Vec<RecordBatch> = self
+                .chunks
+                .take_row_ids(missing)
+                .select(Select::columns(&self.passage_columns()))
+                .with_row_id()
+                .execute()
+                .await
+                .map_err(|e| self.lance(e))?
+                .try_collect()
+                .await
+                .map_err(|e| self.lance(e))?;
+            for batch in &batches {
+                passages.extend(arrow::read_passages(batch).map_err(|m| self.data(m))?);
+            }
+        }
+        ranked
+            .into_iter()
+            .map(|c| match c.passage.or_else(|| passages.remove(&c.row)) {
+                // A row id names a row of the version searched; the check
+                // guards against ever printing another row's text.
+                Some(passage) if passage.path == c.path && passage.chunk == c.chunk => {
+                    Ok(Hit { passage, score: c.score, similarity: c.similarity })
+                }
+                _ => Err(self.data(format!("row {} ({} chunk {}) changed during the search", c.row, c.path, c.chunk))),
+            })
+            .collect()
+    }
+
+    /// The columns of a whole passage: the hit's, and its message headers
+    /// when the table has them.
+    fn passage_columns(&self) -> Vec<&'static str> {
         let mut columns: Vec<&str> = arrow::HIT_COLUMNS.to_vec();
         if self.doc_columns {
             columns.extend(arrow::DOC_COLUMNS);
         }
-        columns.push("vector");
         columns
     }
 
-    /// Hits with their stored vectors, best first.
-    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>) -> Result<Vec<(Hit, Vec<f32>)>> {
-        let columns = self.hit_columns();
+    /// The columns a ranked list reads.
+    fn list_columns(&self, read: Read) -> Vec<&'static str> {
+        let mut columns: Vec<&str> = if read.passages { self.passage_columns() } else { arrow::CANDIDATE_COLUMNS.to_vec() };
+        if read.vectors {
+            columns.push("vector");
+        }
+        columns
+    }
+
+    /// Nearest rows, best first.
+    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>, read: Read) -> Result<Vec<Candidate>> {
+        let columns = self.list_columns(read);
         let mut query = self
             .chunks
             .query()
@@ -296,6 +384,7 @@ impl Store {
             .map_err(|e| self.lance(e))?
             .distance_type(DistanceType::Cosine)
             .select(Select::columns(&columns))
+            .with_row_id()
             .limit(k);
         if self.has_vector_index() {
             // IVF-PQ candidates are re-ranked on the stored full vectors.
@@ -306,46 +395,54 @@ impl Store {
         if let Some(p) = predicate {
             query = query.only_if(p);
         }
-        self.collect(query.execute().await, arrow::Score::Distance, None).await
+        self.collect(query.execute().await, arrow::Score::Distance, read, None).await
     }
 
-    /// Hits with their stored vectors, best first; with `vector`, each
-    /// hit's similarity to it is computed.
-    async fn bm25(&self, text: &str, k: usize, predicate: Option<&str>, vector: Option<&[f32]>) -> Result<Vec<(Hit, Vec<f32>)>> {
+    /// BM25's best rows, best first; with `vector` (which needs
+    /// `read.vectors`), each with its similarity to `vector`.
+    async fn bm25(
+        &self,
+        text: &str,
+        k: usize,
+        predicate: Option<&str>,
+        vector: Option<&[f32]>,
+        read: Read,
+    ) -> Result<Vec<Candidate>> {
         if text.trim().is_empty() || !self.has_text_index() {
             return Ok(Vec::new());
         }
-        let columns = self.hit_columns();
+        let columns = self.list_columns(read);
         let fts = FullTextSearchQuery::new(text.to_owned())
             .with_column("text".into())
             .map_err(|e| self.lance(e.into()))?;
-        let mut query = self.chunks.query().full_text_search(fts).select(Select::columns(&columns)).limit(k);
+        let mut query =
+            self.chunks.query().full_text_search(fts).select(Select::columns(&columns)).with_row_id().limit(k);
         if let Some(p) = predicate {
             query = query.only_if(p);
         }
-        self.collect(query.execute().await, arrow::Score::Bm25, vector).await
+        self.collect(query.execute().await, arrow::Score::Bm25, read, vector).await
     }
 
     async fn collect(
         &self,
         stream: lancedb::Result<lancedb::arrow::SendableRecordBatchStream>,
         score: arrow::Score,
+        read: Read,
         similar_to: Option<&[f32]>,
-    ) -> Result<Vec<(Hit, Vec<f32>)>> {
+    ) -> Result<Vec<Candidate>> {
         let batches: Vec<RecordBatch> =
             stream.map_err(|e| self.lance(e))?.try_collect().await.map_err(|e| self.lance(e))?;
         let mut out = Vec::new();
         for batch in &batches {
-            let hits = arrow::read_hits(batch, score).map_err(|m| self.data(m))?;
-            let stored = arrow::read_vectors(batch, self.dim).map_err(|m| self.data(m))?;
-            for (mut hit, v) in hits.into_iter().zip(stored.chunks_exact(self.dim)) {
+            let dim = read.vectors.then_some(self.dim);
+            for mut c in arrow::read_candidates(batch, score, dim, read.passages).map_err(|m| self.data(m))? {
                 if let Some(q) = similar_to {
-                    hit.similarity = Some(cosine(q, v));
+                    c.similarity = Some(cosine(q, &c.vector));
                 }
-                out.push((hit, v.to_vec()));
+                out.push(c);
             }
         }
-        out.sort_by(|a, b| best_first(&a.0, &b.0));
+        out.sort_by(best_first);
         Ok(out)
     }
 }
@@ -355,18 +452,18 @@ impl Store {
 /// at the cut are all fetched, then ordered by [`best_first`], so which of
 /// them make the cut never depends on a table's row order (an index
 /// rebuilt after a kill must answer as one built in one go).
-async fn top<F, Fut>(k: usize, fetch: F) -> Result<Vec<(Hit, Vec<f32>)>>
+async fn top<F, Fut>(k: usize, fetch: F) -> Result<Vec<Candidate>>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<(Hit, Vec<f32>)>>>,
+    Fut: std::future::Future<Output = Result<Vec<Candidate>>>,
 {
     let mut n = k + 1;
     loop {
-        let mut hits = fetch(n).await?;
-        let ties_beyond = hits.len() == n && k > 0 && hits[n - 1].0.score == hits[k - 1].0.score;
+        let mut ranked = fetch(n).await?;
+        let ties_beyond = ranked.len() == n && k > 0 && ranked[n - 1].score == ranked[k - 1].score;
         if !ties_beyond || n >= TIE_FETCH_MAX {
-            hits.truncate(k);
-            return Ok(hits);
+            ranked.truncate(k);
+            return Ok(ranked);
         }
         n = (n * 4).min(TIE_FETCH_MAX);
     }
@@ -376,12 +473,8 @@ where
 /// equal-scoring rows (a file and its copy elsewhere) in whatever order
 /// its parallel scan finished, which made hybrid ranks, fused scores and
 /// so `ask search --json` differ from run to run on the same index.
-fn best_first(a: &Hit, b: &Hit) -> std::cmp::Ordering {
-    b.score.total_cmp(&a.score).then_with(|| a.passage.path.cmp(&b.passage.path)).then(a.passage.chunk.cmp(&b.passage.chunk))
-}
-
-fn strip(scored: Vec<(Hit, Vec<f32>)>) -> Vec<Hit> {
-    scored.into_iter().map(|(h, _)| h).collect()
+fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)).then(a.chunk.cmp(&b.chunk))
 }
 
 /// `query + beta * mean(feedback)`, scaled to unit length.
@@ -416,24 +509,24 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Reciprocal rank fusion of ranked lists (each best first) with weights.
-/// The fused score replaces each hit's score; a hit keeps the first
-/// similarity any list gave it. Ties keep the order of first appearance.
-pub fn fuse(lists: &[(Vec<Hit>, f32)], rrf_k: f32, k: usize) -> Vec<Hit> {
-    let mut fused: Vec<Hit> = Vec::new();
+/// The fused score replaces each candidate's score; a candidate keeps the
+/// first similarity any list gave it. Ties keep the order of first appearance.
+fn fuse(lists: &[(&[Candidate], f32)], rrf_k: f32, k: usize) -> Vec<Candidate> {
+    let mut fused: Vec<Candidate> = Vec::new();
     let mut at: HashMap<(String, u32), usize> = HashMap::new();
     for (list, weight) in lists {
-        for (rank, hit) in list.iter().enumerate() {
+        for (rank, c) in list.iter().enumerate() {
             let add = weight / (rrf_k + rank as f32 + 1.0);
-            match at.get(&(hit.passage.path.clone(), hit.passage.chunk)) {
+            match at.get(&(c.path.clone(), c.chunk)) {
                 Some(&i) => {
                     fused[i].score += add;
                     if fused[i].similarity.is_none() {
-                        fused[i].similarity = hit.similarity;
+                        fused[i].similarity = c.similarity;
                     }
                 }
                 None => {
-                    at.insert((hit.passage.path.clone(), hit.passage.chunk), fused.len());
-                    fused.push(Hit { score: add, ..hit.clone() });
+                    at.insert((c.path.clone(), c.chunk), fused.len());
+                    fused.push(Candidate { score: add, ..c.clone() });
                 }
             }
         }
@@ -467,18 +560,8 @@ mod tests {
         assert_eq!(Mode::from_name(""), None);
     }
 
-    fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Hit {
-        let passage = crate::Passage {
-            path: path.into(),
-            chunk,
-            kind: crate::Kind::Text,
-            text: String::new(),
-            line_start: 1,
-            line_end: 1,
-            page: None,
-            message: None,
-        };
-        Hit { passage, score: 0.0, similarity }
+    fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Candidate {
+        Candidate { row: 0, path: path.into(), chunk, score: 0.0, similarity, vector: Vec::new(), passage: None }
     }
 
     #[test]
@@ -488,13 +571,13 @@ mod tests {
         // b and d tie at 1/62 and keep their order of appearance.
         let dense = vec![hit("a", 0, Some(0.9)), hit("b", 0, Some(0.8)), hit("c", 0, Some(0.7))];
         let bm25 = vec![hit("c", 0, None), hit("d", 0, Some(0.1))];
-        let fused = fuse(&[(dense, 1.0), (bm25, 1.0)], 60.0, 10);
-        let order: Vec<&str> = fused.iter().map(|h| h.passage.path.as_str()).collect();
+        let fused = fuse(&[(&dense, 1.0), (&bm25, 1.0)], 60.0, 10);
+        let order: Vec<&str> = fused.iter().map(|h| h.path.as_str()).collect();
         assert_eq!(order, ["c", "a", "b", "d"]);
         assert!((fused[0].score - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-6);
         // c keeps the similarity the dense list computed.
         assert_eq!(fused[0].similarity, Some(0.7));
-        assert_eq!(fuse(&[(vec![hit("a", 0, None), hit("a", 1, None)], 1.0)], 60.0, 1).len(), 1);
+        assert_eq!(fuse(&[(&[hit("a", 0, None), hit("a", 1, None)], 1.0)], 60.0, 1).len(), 1);
     }
 
     #[test]
@@ -502,7 +585,7 @@ mod tests {
         let mut hits = [hit("b", 0, None), hit("a", 1, None), hit("c", 0, None), hit("a", 0, None)];
         hits[2].score = 2.0;
         hits.sort_by(best_first);
-        let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.passage.path.as_str(), h.passage.chunk)).collect();
+        let order: Vec<(&str, u32)> = hits.iter().map(|h| (h.path.as_str(), h.chunk)).collect();
         assert_eq!(order, [("c", 0), ("a", 0), ("a", 1), ("b", 0)]);
     }
 
@@ -510,8 +593,8 @@ mod tests {
     fn weights_scale_a_list() {
         let dense = vec![hit("a", 0, None)];
         let bm25 = vec![hit("b", 0, None)];
-        let fused = fuse(&[(dense, 1.0), (bm25, 2.0)], 60.0, 2);
-        assert_eq!(fused[0].passage.path, "b");
+        let fused = fuse(&[(&dense, 1.0), (&bm25, 2.0)], 60.0, 2);
+        assert_eq!(fused[0].path, "b");
         assert!((fused[0].score - 2.0 / 61.0).abs() < 1e-6);
     }
 
