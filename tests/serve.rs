@@ -146,6 +146,19 @@ fn answers_stream_and_whole_alike_with_their_sources_and_search_matches_the_cli(
     let key = |h: &Value| (h["rank"].clone(), h["path"].clone(), h["chunk"].clone(), h["text"].clone());
     assert_eq!(found["results"].as_array().unwrap().iter().map(key).collect::<Vec<_>>(), cli.iter().map(key).collect::<Vec<_>>());
 
+    // What an `ask index` commits while the server runs is what the next
+    // request searches: the server keeps LanceDB's caches across requests,
+    // never an old version of the index.
+    env.write("docs/glacier-survey.md", "# Glacier survey\n\nThe moraine ablation stakes on the Aletsch glacier were read in August.\n");
+    env.index(&["docs"]);
+    for mode in ["bm25", "hybrid"] {
+        let (status, found) = serve.post("/v1/search", &json!({"query": "moraine ablation stakes", "k": 3, "mode": mode}));
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(file_name(&found["results"][0]), "glacier-survey.md", "{mode}: {found}");
+        let cli = env.search("moraine ablation stakes", 3);
+        assert_eq!(found["results"][0]["text"], cli[0]["text"], "{mode}");
+    }
+
     // Plain chat with a model by name: no retrieval, no sources.
     let plain = json!({"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "max_tokens": 8,
                        "messages": [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "What is the capital of France?"}]});

@@ -11,6 +11,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ask_model::{Embedder, SamplingParams};
@@ -42,11 +43,14 @@ struct Server<'a> {
     rt: &'a Runtime,
     model: Option<PathBuf>,
     warm: Warm,
+    /// LanceDB's caches of the indexes' files, kept across tool calls
+    /// (each call opens its index afresh, as `ask serve` does).
+    session: Arc<ask_store::Session>,
 }
 
 impl Run for McpArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-        let mut server = Server { cfg, rt, model: self.model.clone(), warm: Warm::default() };
+        let mut server = Server { cfg, rt, model: self.model.clone(), warm: Warm::default(), session: ask_store::session() };
         let stdin = std::io::stdin().lock();
         let mut out = std::io::stdout().lock();
         for line in stdin.lines() {
@@ -149,7 +153,7 @@ impl Server<'_> {
         let cfg = self.config(args)?;
         let (rt, filter) = (self.rt, Filter::default());
         let vector = if mode.needs_vector() { Some(self.encoder(&cfg)?.embed_query(&query)?) } else { None };
-        let store = rt.block_on(Store::open(&cfg.index_dir))?;
+        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
         let req = ask_store::Request { text: &query, vector: vector.as_deref(), k, mode, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         Ok(json!({"results": SearchHit::all(&hits)}))
@@ -165,7 +169,7 @@ impl Server<'_> {
         let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE };
         let embedder = self.encoder(&cfg)?;
         let vector = embedder.embed_query(&question)?;
-        let store = rt.block_on(Store::open(&cfg.index_dir))?;
+        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
         let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
         if hits.is_empty() {
             return Ok(json!({"answer": null, "sources": [], "note": "No passage in the index is relevant to this question."}));
@@ -181,7 +185,7 @@ impl Server<'_> {
     fn status(&mut self, args: &Value) -> Result<Value> {
         let cfg = self.config(args)?;
         let meta = super::index_meta(&cfg)?;
-        let store = self.rt.block_on(Store::open(&cfg.index_dir))?;
+        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
         let counts = self.rt.block_on(store.counts())?;
         Ok(json!({
             "index": cfg.index_name,

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Result};
 use ask_model::stores::{Found, Role, Stores};
@@ -44,6 +44,10 @@ pub(super) struct Server<'a> {
     model: Option<PathBuf>,
     encoder: Mutex<Kept<Embedder>>,
     generator: Mutex<Kept<Generator>>,
+    /// LanceDB's caches of the indexes' files, kept across requests: each
+    /// request opens its index afresh (to see what a running `ask index`
+    /// commits) without reading the full-text and vector indexes again.
+    session: Arc<ask_store::Session>,
     requests: AtomicU64,
     started: u64,
 }
@@ -68,6 +72,7 @@ impl Run for ServeArgs {
             model: self.model.clone(),
             encoder: Mutex::default(),
             generator: Mutex::default(),
+            session: ask_store::session(),
             requests: AtomicU64::new(0),
             started: now(),
         };
@@ -197,7 +202,7 @@ impl Server<'_> {
         } else {
             None
         };
-        let store = self.rt.block_on(Store::open(&cfg.index_dir)).map_err(server_error)?;
+        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.session)).map_err(server_error)?;
         let filter = Filter::default();
         match (answer, vector) {
             (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE }),

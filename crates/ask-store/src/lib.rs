@@ -31,6 +31,23 @@ pub use lock::{IndexLock, LockError, WhenBusy};
 pub use meta::{EncoderMismatch, IndexMeta};
 pub use indexes::IndexWork;
 pub use search::{Filter, Mode, Request};
+/// LanceDB's caches of index files, shared by the stores opened with
+/// [`Store::open_shared`]; [`session`] makes one.
+pub use lancedb::Session;
+
+/// Bytes a [`session`] keeps of index files (full-text and vector
+/// indexes): far more than 100,000 chunks need (tens of MB), and bounded,
+/// since entries of versions a running `ask index` has replaced stay
+/// until they are evicted (LanceDB's own default is 6 GiB).
+pub const SESSION_INDEX_CACHE_BYTES: usize = 1 << 30;
+/// Bytes a [`session`] keeps of file metadata (LanceDB's default: 1 GiB).
+pub const SESSION_METADATA_CACHE_BYTES: usize = 256 << 20;
+
+/// A cache for [`Store::open_shared`], bounded by
+/// [`SESSION_INDEX_CACHE_BYTES`] and [`SESSION_METADATA_CACHE_BYTES`].
+pub fn session() -> Arc<Session> {
+    Arc::new(Session::new(SESSION_INDEX_CACHE_BYTES, SESSION_METADATA_CACHE_BYTES, Default::default()))
+}
 pub use ask_ingest::{Kind, Mail};
 
 const CHUNKS: &str = "chunks";
@@ -307,11 +324,28 @@ impl Store {
 
     /// Opens an existing index for reading.
     pub async fn open(dir: &Path) -> Result<Store> {
+        Store::open_with(dir, None).await
+    }
+
+    /// Opens an existing index for reading at its latest version, reusing
+    /// what `session` already holds of its files (the full-text and vector
+    /// indexes, file metadata) rather than reading them again: for a
+    /// process that serves many requests and opens the index for each, so
+    /// that it sees what a running `ask index` commits.
+    pub async fn open_shared(dir: &Path, session: &Arc<Session>) -> Result<Store> {
+        Store::open_with(dir, Some(session)).await
+    }
+
+    async fn open_with(dir: &Path, session: Option<&Arc<Session>>) -> Result<Store> {
         if !exists(dir) {
             return Err(StoreError::Missing(dir.into()));
         }
         let lance = |source| lance_error(dir, source);
-        let conn = lancedb::connect(uri(dir)?).execute().await.map_err(lance)?;
+        let mut connect = lancedb::connect(uri(dir)?);
+        if let Some(session) = session {
+            connect = connect.session(session.clone());
+        }
+        let conn = connect.execute().await.map_err(lance)?;
         let chunks = conn.open_table(CHUNKS).execute().await.map_err(lance)?;
         let files = conn.open_table(FILES).execute().await.map_err(lance)?;
         let schema = chunks.schema().await.map_err(lance)?;
