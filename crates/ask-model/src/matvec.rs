@@ -33,6 +33,9 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+mod tiles;
+pub use tiles::PromptTiles;
+
 /// Values per block, for weights and activations alike.
 pub const QK: usize = 32;
 
@@ -80,6 +83,18 @@ pub struct ActK {
     sums: [i16; QK_K / 16],
 }
 
+impl ActK {
+    /// 256 values (`xs.len()`) quantized.
+    fn quantize(xs: &[f32]) -> ActK {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let qs: [i8; QK_K] = std::array::from_fn(|i| (xs[i] * id).round() as i8);
+        let sums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
+        ActK { d, qs, sums }
+    }
+}
+
 /// A row of activations quantized for every kind of weight block.
 #[derive(Default)]
 pub struct Acts {
@@ -93,14 +108,7 @@ impl Acts {
         quantize_row(x, &mut self.blocks);
         self.k.clear();
         if x.len().is_multiple_of(QK_K) {
-            self.k.extend(x.chunks_exact(QK_K).map(|xs| {
-                let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-                let qs: [i8; QK_K] = std::array::from_fn(|i| (xs[i] * id).round() as i8);
-                let sums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
-                ActK { d, qs, sums }
-            }));
+            self.k.extend(x.chunks_exact(QK_K).map(ActK::quantize));
         }
     }
 

@@ -6,7 +6,8 @@
 //! several times faster than quantized dot products on ask's blocks. The
 //! K-quants on x86 are the exception: candle repacks them into tiles whose
 //! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm 1.4-2.7x
-//! ([`candle_tiles`]). Decode multiplies one row, so it is memory-bound:
+//! ([`candle_tiles`]), and on CPUs without VNNI ask's own tiles
+//! ([`PromptTiles`]) beat candle's AVX2 tier about 1.45x. Decode multiplies one row, so it is memory-bound:
 //! there the weight stays in its blocks and ask's own kernels
 //! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
 //! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load); a K-quant weight
@@ -21,7 +22,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::matvec::{Acts, QMatrix};
+use crate::matvec::{Acts, PromptTiles, QMatrix};
 
 /// Rows at or above which a matmul goes through f32 sgemm.
 pub const SGEMM_MIN_ROWS: usize = 16;
@@ -33,6 +34,10 @@ enum Weight {
     /// A K-quant weight: candle's tiles ([`candle_tiles`]) for many rows,
     /// ask's kernels on the same bytes for one.
     Tiled { tiles: QMatMul, blocks: Arc<QMatrix> },
+    /// A K-quant weight on a CPU without VNNI: ask's prompt tiles
+    /// ([`PromptTiles`], packed on first use) for many rows, ask's kernels
+    /// on the blocks for one.
+    Own { tiles: Arc<std::sync::OnceLock<PromptTiles>>, blocks: Arc<QMatrix> },
     /// `QMatMul::QTensor` for other quantized types, `Tensor` for floats.
     Candle(QMatMul),
 }
@@ -62,6 +67,29 @@ fn candle_tiles(dtype: GgmlDType, out_features: usize, in_features: usize) -> bo
     #[cfg(not(target_arch = "x86_64"))]
     let simd = false;
     simd && matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) && out_features % 16 == 0 && in_features % k_quants::QK_K == 0
+}
+
+/// Whether candle's tiles would run on their AVX2 tier (no AVX-512 VNNI,
+/// no AVX-VNNI, or candle's `MISTRALRS_FORCE_AVX2=1`), where ask's own
+/// prompt tiles ([`PromptTiles`]) are faster: on Qwen2.5-1.5B Q4_K_M,
+/// pp512 went from 94.0 and 88.6 to 144.1 and 119.6 tokens/s
+/// (`generate-bench … 3 pp512` with `MISTRALRS_FORCE_AVX2=1`, the builds
+/// before and after alternated twice on a Zen 5).
+fn own_tiles() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let forced = |v: &str| std::env::var(v).as_deref() == Ok("1");
+        let vnni = (has!("avx512f") && has!("avx512vnni")) || has!("avxvnni") || forced("MISTRALRS_FORCE_AVXVNNI");
+        OWN_KERNELS && (forced("MISTRALRS_FORCE_AVX2") || !vnni)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// A weight's prompt tiles, packed on first use.
+fn own_tiles_of<'a>(tiles: &'a std::sync::OnceLock<PromptTiles>, blocks: &QMatrix) -> &'a PromptTiles {
+    tiles.get_or_init(|| PromptTiles::new(blocks).expect("Q4_K or Q6_K in rows of 8"))
 }
 
 /// Which kernels a layer's decode runs on.
@@ -100,6 +128,12 @@ impl Linear {
         let tiled = kernels != Kernels::Exact && candle_tiles(weight.dtype(), out_features, in_features);
         let slow_in_candle = matches!(weight.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
         let to_q8 = || QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0);
+        if kernels == Kernels::Blocks && own_tiles() && matches!(weight.dtype(), GgmlDType::Q4K | GgmlDType::Q6K) && out_features % 8 == 0 {
+            if let Some(blocks) = QMatrix::shared(weight.clone()) {
+                let weight = Weight::Own { tiles: Arc::default(), blocks: Arc::new(blocks) };
+                return Ok(Linear { weight, bias, out_features, in_features, tiled: false });
+            }
+        }
         if tiled && kernels == Kernels::Blocks {
             if let Some(blocks) = QMatrix::shared(weight.clone()) {
                 let tiles = QMatMul::from_arc(weight)?;
@@ -131,7 +165,9 @@ impl Linear {
     /// first token (a scalar pass over the weight, single-threaded in
     /// candle; callers warm several layers at once).
     pub fn warm(&self) -> Result<()> {
-        if self.tiled {
+        if let Weight::Own { tiles, blocks } = &self.weight {
+            own_tiles_of(tiles, blocks);
+        } else if self.tiled {
             self.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
         }
         Ok(())
@@ -145,7 +181,7 @@ impl Linear {
         for p in parts {
             match &p.weight {
                 Weight::Blocks(m) => blocks.push(m.as_ref()),
-                Weight::Tiled { .. } | Weight::Candle(_) => return Ok(None),
+                Weight::Tiled { .. } | Weight::Own { .. } | Weight::Candle(_) => return Ok(None),
             }
         }
         let Some(m) = QMatrix::stack(&blocks) else { return Ok(None) };
@@ -162,7 +198,7 @@ impl Linear {
     /// more dimension than `ids`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         let m = match &self.weight {
-            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } => m,
+            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } | Weight::Own { blocks: m, .. } => m,
             Weight::Candle(q) => return q.embedding(ids),
         };
         let flat = ids.flatten_all()?.to_vec1::<u32>()?;
@@ -187,7 +223,7 @@ impl Linear {
     /// The blocks ask's kernels run for one row, if any.
     fn row_blocks(&self) -> Option<&QMatrix> {
         match &self.weight {
-            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } => Some(m),
+            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } | Weight::Own { blocks: m, .. } => Some(m),
             Weight::Candle(_) => None,
         }
     }
@@ -227,6 +263,14 @@ impl Linear {
             Weight::Blocks(m) => by_rows(x, &[m])?.remove(0).reshape(out_dims)?,
             Weight::Tiled { blocks, .. } if rows < SGEMM_MIN_ROWS => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
             Weight::Tiled { tiles, .. } => tiles.forward(x)?,
+            Weight::Own { blocks, .. } if rows < SGEMM_MIN_ROWS => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
+            Weight::Own { tiles, blocks } => {
+                let tiles = own_tiles_of(tiles, blocks);
+                let x = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut y = vec![0f32; rows * self.out_features];
+                tiles.matmul(&x, rows, &mut y);
+                Tensor::from_vec(y, out_dims, &Device::Cpu)?
+            }
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS && !self.tiled => {
                 let data = w.data()?;
                 if let Some(read) = row_reader(w.dtype(), &data, self.in_features) {
@@ -441,13 +485,17 @@ mod tests {
         // and f32 weights in candle's matmul; 600 output rows make several
         // sgemm tiles, 640 are candle's tiles. Q4_1 runs ask's block
         // kernels or (as arm64 builds do) candle's on Q8_0; Q4K and Q6K
-        // run candle's either way.
+        // run candle's either way, or ask's own prompt tiles on CPUs
+        // without VNNI (`MISTRALRS_FORCE_AVX2=1` tries those anywhere).
         for (dtype, out) in [(GgmlDType::Q4_1, 600), (GgmlDType::Q4K, 600), (GgmlDType::Q6K, 600), (GgmlDType::Q4K, 640), (GgmlDType::Q6K, 640)] {
             for kernels in [Kernels::Blocks, Kernels::Candle] {
                 let q = QTensor::quantize(&ramp(out, 256), dtype).unwrap();
                 let reference = q.dequantize(&Device::Cpu).unwrap();
                 let lin = Linear::with_kernels(Arc::new(q), None, kernels).unwrap();
-                assert_eq!(lin.tiled, cfg!(target_arch = "x86_64") && out == 640, "{dtype:?} {out}");
+                // ask's own tiles where candle's would be on their AVX2 tier.
+                let own = matches!(lin.weight, Weight::Own { .. });
+                assert_eq!(own, own_tiles() && kernels == Kernels::Blocks && dtype != GgmlDType::Q4_1, "{dtype:?} {out}");
+                assert_eq!(lin.tiled, !own && cfg!(target_arch = "x86_64") && out == 640, "{dtype:?} {out}");
                 let x = ramp(SGEMM_MIN_ROWS, 256);
                 let many = lin.forward(&x).unwrap();
                 let exact = x.matmul(&reference.t().unwrap()).unwrap();
@@ -455,7 +503,7 @@ mod tests {
                 let diff = max_abs_diff(&many, &exact);
                 // Candle's Q8_0 copy of a Q4_1 weight rounds it once more;
                 // its tiles quantize the activations to 8 bits.
-                let tolerance = if lin.tiled || (dtype == GgmlDType::Q4_1 && !matches!(lin.weight, Weight::Blocks(_))) { 0.02 } else { 1e-4 };
+                let tolerance = if lin.tiled || own || (dtype == GgmlDType::Q4_1 && !matches!(lin.weight, Weight::Blocks(_))) { 0.02 } else { 1e-4 };
                 assert!(diff <= tolerance * scale, "{dtype:?} {kernels:?}: prefill diff {diff} against {scale}");
                 let one = lin.forward(&x.narrow(0, 3, 1).unwrap()).unwrap();
                 let diff = max_abs_diff(&exact.narrow(0, 3, 1).unwrap(), &one);
