@@ -244,28 +244,44 @@ impl Block for BlockQ4K {
         // Bytes 32g..32g + 32 hold run 2g in their low nibbles and run
         // 2g + 1 in their high ones.
         let (sc, m) = q4k_scale_min(&self.scales, j);
-        let bytes = &self.qs[32 * (j / 2)..][..QK];
-        let shift = 4 * (j % 2);
-        let q = std::array::from_fn(|i| ((bytes[i] >> shift) & 0x0f) as i32 * sc as i32);
+        let q = std::array::from_fn(|i| self.value(QK * j + i) as i32 * sc as i32);
         (q, self.d.to_f32(), -self.dmin.to_f32() * m as f32)
+    }
+}
+
+impl BlockQ4K {
+    /// Value v (0..256) as stored, before its run's scale and minimum.
+    fn value(&self, v: usize) -> u8 {
+        let (j, i) = (v / QK, v % QK);
+        (self.qs[32 * (j / 2) + i] >> (4 * (j % 2))) & 0x0f
     }
 }
 
 impl Block for BlockQ6K {
     const SUBS: usize = 8;
     fn sub(&self, j: usize) -> ([i32; QK], f32, f32) {
-        // Each half (128 values) has 64 bytes of low nibbles and 32 of
-        // high bit pairs: run k of the half takes its low 4 bits from
-        // bytes 32·(k % 2).. (nibble k / 2) and its high 2 from bit pair k
-        // of the half's qh bytes; a scale covers 16 values.
-        let (n, k) = (j / 4, j % 4);
-        let ql = &self.ql[64 * n + 32 * (k % 2)..][..QK];
-        let qh = &self.qh[32 * n..][..QK];
+        // A scale covers 16 values.
         let q = std::array::from_fn(|i| {
-            let v = ((ql[i] >> (4 * (k / 2))) & 0x0f) | (((qh[i] >> (2 * k)) & 3) << 4);
-            (v as i32 - 32) * self.scales[8 * n + 2 * k + i / 16] as i32
+            let v = QK * j + i;
+            (self.value(v) as i32 - 32) * self.scales[v / 16] as i32
         });
         (q, self.d.to_f32(), 0.0)
+    }
+}
+
+impl BlockQ6K {
+    /// Value v (0..256) as stored, 32 above the real one, before its
+    /// run's scale.
+    fn value(&self, v: usize) -> u8 {
+        // Each half (128 values) has 64 bytes of low nibbles and 32 of
+        // high bit pairs: run k of 32 in the half takes its low 4 bits
+        // from bytes 32·(k % 2).. (nibble k / 2) and its high 2 from bit
+        // pair k of the half's qh bytes.
+        let (j, i) = (v / QK, v % QK);
+        let (n, k) = (j / 4, j % 4);
+        let ql = self.ql[64 * n + 32 * (k % 2) + i];
+        let qh = self.qh[32 * n + i];
+        ((ql >> (4 * (k / 2))) & 0x0f) | (((qh >> (2 * k)) & 3) << 4)
     }
 }
 

@@ -7,8 +7,9 @@
 //! K-quants on x86 are the exception: candle repacks them into tiles whose
 //! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm 1.4-2.7x
 //! ([`candle_tiles`]), and on CPUs without VNNI ask's own tiles
-//! ([`PromptTiles`]) beat candle's AVX2 tier about 1.45x. Decode multiplies one row, so it is memory-bound:
-//! there the weight stays in its blocks and ask's own kernels
+//! ([`PromptTiles`]) beat candle's AVX2 tier about 1.45x. Decode
+//! multiplies one row, so it is memory-bound: there the weight stays in
+//! its blocks and ask's own kernels
 //! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
 //! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load); a K-quant weight
 //! keeps one copy of its blocks, which candle's tiles and ask's kernels
@@ -89,7 +90,7 @@ fn own_tiles() -> bool {
 
 /// A weight's prompt tiles, packed on first use.
 fn own_tiles_of<'a>(tiles: &'a std::sync::OnceLock<PromptTiles>, blocks: &QMatrix) -> &'a PromptTiles {
-    tiles.get_or_init(|| PromptTiles::new(blocks).expect("Q4_K or Q6_K in rows of 8"))
+    tiles.get_or_init(|| PromptTiles::new(blocks).expect("made only for matrices that fit"))
 }
 
 /// Which kernels a layer's decode runs on.
@@ -128,8 +129,8 @@ impl Linear {
         let tiled = kernels != Kernels::Exact && candle_tiles(weight.dtype(), out_features, in_features);
         let slow_in_candle = matches!(weight.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
         let to_q8 = || QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0);
-        if kernels == Kernels::Blocks && own_tiles() && matches!(weight.dtype(), GgmlDType::Q4K | GgmlDType::Q6K) && out_features % 8 == 0 {
-            if let Some(blocks) = QMatrix::shared(weight.clone()) {
+        if kernels == Kernels::Blocks && own_tiles() {
+            if let Some(blocks) = QMatrix::shared(weight.clone()).filter(PromptTiles::fits) {
                 let weight = Weight::Own { tiles: Arc::default(), blocks: Arc::new(blocks) };
                 return Ok(Linear { weight, bias, out_features, in_features, tiled: false });
             }
@@ -261,9 +262,10 @@ impl Linear {
                 matmul_by_tiles(x, self.out_features, &|r0, out| m.rows_f32(r0, out))?.reshape(out_dims)?
             }
             Weight::Blocks(m) => by_rows(x, &[m])?.remove(0).reshape(out_dims)?,
-            Weight::Tiled { blocks, .. } if rows < SGEMM_MIN_ROWS => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
+            Weight::Tiled { blocks, .. } | Weight::Own { blocks, .. } if rows < SGEMM_MIN_ROWS => {
+                by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?
+            }
             Weight::Tiled { tiles, .. } => tiles.forward(x)?,
-            Weight::Own { blocks, .. } if rows < SGEMM_MIN_ROWS => by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?,
             Weight::Own { tiles, blocks } => {
                 let tiles = own_tiles_of(tiles, blocks);
                 let x = x.flatten_all()?.to_vec1::<f32>()?;

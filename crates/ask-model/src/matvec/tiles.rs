@@ -79,35 +79,19 @@ struct Act {
     pairs32: [i32; 4],
 }
 
-/// Values of a Q4_K block, in order.
-fn q4k_values(b: &BlockQ4K) -> [u8; QK_K] {
-    // Bytes 32c..32c + 32 hold values 64c.. in their low nibbles and
-    // 64c + 32.. in their high ones.
-    std::array::from_fn(|v| {
-        let (c, i) = (v / 64, v % 64);
-        let byte = b.qs[32 * c + i % 32];
-        if i < 32 { byte & 0x0f } else { byte >> 4 }
-    })
-}
-
-/// Stored (unsigned) values of a Q6_K block, in order.
-fn q6k_values(b: &BlockQ6K) -> [u8; QK_K] {
-    // As `BlockQ6K::sub` reads them: run j of 32 is in half n = j / 4,
-    // part k = j % 4 of it.
-    std::array::from_fn(|v| {
-        let (j, i) = (v / 32, v % 32);
-        let (n, k) = (j / 4, j % 4);
-        let ql = b.ql[64 * n + 32 * (k % 2) + i];
-        let qh = b.qh[32 * n + i];
-        ((ql >> (4 * (k / 2))) & 0x0f) | (((qh >> (2 * k)) & 3) << 4)
-    })
-}
-
 impl PromptTiles {
-    /// The tiles of a Q4_K or Q6_K matrix whose rows come in eights, or
-    /// None for other types and shapes.
+    /// Whether a matrix can have tiles: Q4_K or Q6_K, its rows in eights,
+    /// on a build with AVX2.
+    pub fn fits(m: &QMatrix) -> bool {
+        cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))
+            && matches!(m.blocks, Blocks::Q4K(_) | Blocks::Q6K(_))
+            && m.rows.is_multiple_of(ROWS)
+            && m.cols.is_multiple_of(QK_K)
+    }
+
+    /// The tiles of a matrix that [`fits`](Self::fits), or None.
     pub fn new(m: &QMatrix) -> Option<PromptTiles> {
-        if !m.rows.is_multiple_of(ROWS) || !m.cols.is_multiple_of(QK_K) || !cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")) {
+        if !Self::fits(m) {
             return None;
         }
         let kb = m.cols / QK_K;
@@ -194,7 +178,7 @@ fn pack_q4k(blocks: &[BlockQ4K], kb: usize, tile: usize, b: usize) -> TileQ4K {
     let mut t = TileQ4K { qs: [0; 32 * ROWS * 4], scales: [0; 8 * ROWS * 2], mins: [0; 4 * ROWS * 2], d: [0.0; ROWS], dmin: [0.0; ROWS] };
     for r in 0..ROWS {
         let blk = &blocks[(tile * ROWS + r) * kb + b];
-        let vals = q4k_values(blk);
+        let vals: [u8; QK_K] = std::array::from_fn(|v| blk.value(v));
         t.d[r] = blk.d.to_f32();
         t.dmin[r] = blk.dmin.to_f32();
         for s in 0..8 {
@@ -216,7 +200,7 @@ fn pack_q6k(blocks: &[BlockQ6K], kb: usize, tile: usize, b: usize) -> TileQ6K {
     let mut t = TileQ6K { qs: [0; 64 * ROWS * 4], scales: [0; 16 * ROWS * 2], pairs: [0; 8 * ROWS * 2], d: [0.0; ROWS] };
     for r in 0..ROWS {
         let blk = &blocks[(tile * ROWS + r) * kb + b];
-        let vals = q6k_values(blk);
+        let vals: [u8; QK_K] = std::array::from_fn(|v| blk.value(v));
         t.d[r] = blk.d.to_f32();
         for s in 0..16 {
             let sc = blk.scales[s] as i16;
@@ -305,11 +289,11 @@ mod avx2 {
                 for s in 0..16 {
                     // One run of 16 values: two `maddubs` at a time stay
                     // below 2 · 2 · 63 · 127 in 16 bits.
+                    let sc = load(t.scales.as_ptr().add(16 * s));
                     for h in 0..2 {
                         let g = 4 * s + 2 * h;
                         let w0 = _mm256_load_si256(t.qs.as_ptr().add(32 * g) as *const __m256i);
                         let w1 = _mm256_load_si256(t.qs.as_ptr().add(32 * g + 32) as *const __m256i);
-                        let sc = load(t.scales.as_ptr().add(16 * s));
                         for m in 0..M {
                             let q = a[m].k.qs.as_ptr().add(4 * g);
                             let p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(q)), _mm256_maddubs_epi16(w1, bcast4(q.add(4))));
