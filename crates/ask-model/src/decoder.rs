@@ -651,6 +651,100 @@ mod tests {
         assert_eq!(again, first);
     }
 
+    /// A measurement, not a check (run alone: it sets a process-wide
+    /// variable): how far each way of running a K-quant model's matmuls
+    /// moves its next-token distributions from dequantized f32 weights
+    /// (ask's sgemm prefill, `fast` off), over every position of real
+    /// msmarco-5k text: KL divergence (mean, median, p99, max) and top-1
+    /// agreement.
+    /// The ways: the prompt through candle's tiles (VNNI here), through
+    /// ask's AVX2 prompt tiles (`MISTRALRS_FORCE_AVX2=1`), and fed
+    /// [`VERIFY_ROWS`] tokens at a time, which runs the decode kernels.
+    ///
+    ///     ASK_DRIFT_MODEL=model.gguf cargo test --release -p ask-model prefill_drift -- --ignored --nocapture
+    #[test]
+    #[ignore]
+    fn prefill_drift() {
+        let path = std::path::PathBuf::from(std::env::var_os("ASK_DRIFT_MODEL").expect("ASK_DRIFT_MODEL"));
+        let (prompts, len) = (6, 512);
+        let (ct, mut r) = open(&path);
+        let arch = match ct.metadata.get("general.architecture") {
+            Some(gguf_file::Value::String(a)) => a.clone(),
+            _ => panic!("no architecture"),
+        };
+        use candle_core::quantized::tokenizer::TokenizerFromGguf;
+        let tokenizer = tokenizers::Tokenizer::from_gguf(&ct).unwrap();
+        let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/eval/msmarco-5k/corpus.jsonl")).unwrap();
+        let texts: Vec<String> = corpus
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        // Consecutive passages until `len` tokens, `prompts` times.
+        let mut inputs: Vec<Vec<u32>> = Vec::new();
+        let mut passages = texts.iter();
+        for _ in 0..prompts {
+            let mut ids = Vec::new();
+            while ids.len() < len {
+                ids.extend(tokenizer.encode(passages.next().unwrap().as_str(), false).unwrap().get_ids());
+            }
+            ids.truncate(len);
+            inputs.push(ids);
+        }
+        let run = |model: &mut Decoder, step: usize| -> Vec<Vec<f32>> {
+            inputs
+                .iter()
+                .map(|ids| {
+                    let mut out = Vec::new();
+                    for (i, piece) in ids.chunks(step).enumerate() {
+                        let t = Tensor::new(piece, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+                        out.extend(model.forward_each(&t, i * step).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                    }
+                    out
+                })
+                .collect()
+        };
+        let log_softmax = |v: &[f32]| -> Vec<f64> {
+            let m = v.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+            let z = v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
+            v.iter().map(|&x| x as f64 - z).collect()
+        };
+        let reference = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, false).unwrap(), len);
+        let vocab = reference[0].len() / len;
+        let report = |name: &str, logits: Vec<Vec<f32>>| {
+            let mut kls = Vec::new();
+            let mut same = 0;
+            for (a, b) in reference.iter().zip(&logits) {
+                for (p, q) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
+                    let (lp, lq) = (log_softmax(p), log_softmax(q));
+                    kls.push(lp.iter().zip(&lq).map(|(x, y)| x.exp() * (x - y)).sum::<f64>());
+                    same += (argmax(p) == argmax(q)) as usize;
+                }
+            }
+            kls.sort_by(f64::total_cmp);
+            let mean = kls.iter().sum::<f64>() / kls.len() as f64;
+            let at = |q: usize| kls[(kls.len() - 1) * q / 100];
+            println!(
+                "{name}: KL mean {mean:.5}, p50 {:.5}, p99 {:.4}, max {:.3}; top-1 agreement {:.4} ({} positions)",
+                at(50),
+                at(99),
+                at(100),
+                same as f64 / kls.len() as f64,
+                kls.len()
+            );
+        };
+        let (ct, mut r) = open(&path);
+        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), len);
+        report("default prompt path", logits);
+        let (ct, mut r) = open(&path);
+        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), VERIFY_ROWS);
+        report("decode kernels", logits);
+        std::env::set_var("MISTRALRS_FORCE_AVX2", "1");
+        let (ct, mut r) = open(&path);
+        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), len);
+        report("MISTRALRS_FORCE_AVX2=1 prompt path", logits);
+    }
+
     /// Gemma 3's local layers see only their window: changing the first
     /// tokens leaves the attention output of every query more than a window
     /// later exactly as it was, while a global layer's output changes. Runs
