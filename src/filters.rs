@@ -43,7 +43,8 @@ impl WhenWhoArgs {
     }
 }
 
-/// Indexed paths are absolute. A glob without `/` matches a file name
+/// Indexed paths are absolute (and their keys are matched: see
+/// [`ask_ingest::discover::path_key`]). A glob without `/` matches a file name
 /// anywhere (`*.md`); `~/` is the home directory; a glob starting with `*`
 /// or `/` is used as is; any other is relative to `cwd` (`notes/*`).
 fn anchor_glob(glob: &str, cwd: &Path) -> String {
@@ -52,14 +53,14 @@ fn anchor_glob(glob: &str, cwd: &Path) -> String {
     }
     if let Some(rest) = glob.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
-            return format!("{}/{rest}", Path::new(&home).display());
+            return format!("{}/{rest}", ask_ingest::discover::path_key(Path::new(&home)).trim_end_matches('/'));
         }
     }
     if glob.starts_with('/') || glob.starts_with('*') {
         return glob.to_owned();
     }
     let rel = glob.strip_prefix("./").unwrap_or(glob);
-    format!("{}/{rel}", cwd.display().to_string().trim_end_matches('/'))
+    format!("{}/{rel}", ask_ingest::discover::path_key(cwd).trim_end_matches('/'))
 }
 
 /// A date as nanoseconds since the epoch: `2026-11-01` (local midnight; with

@@ -86,6 +86,38 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// File names that are not UTF-8 (Latin-1 names from an old disk): two
+/// that differ only in such a byte are two files in the index, a second
+/// run finds both unchanged, and removing one removes only it.
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_stay_apart() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let name = |b: &[u8]| env.path("old").join(std::ffi::OsStr::from_bytes(b));
+    std::fs::create_dir_all(env.path("old")).unwrap();
+    std::fs::write(name(b"caf\xe9.txt"), "The zebra called Quaxo lives in Ghent.").unwrap();
+    std::fs::write(name(b"caf\xe8.txt"), "The giraffe called Quaxo lives in Bruges.").unwrap();
+    let s = env.index(&["old"]);
+    assert_eq!(s["new"], 2, "{s}");
+    let hits = env.search("Quaxo", 5);
+    let mut texts: Vec<&str> = hits.iter().map(|h| h["text"].as_str().unwrap()).collect();
+    texts.sort();
+    assert_eq!(texts, ["The giraffe called Quaxo lives in Bruges.", "The zebra called Quaxo lives in Ghent."], "{hits:?}");
+    // The printed paths tell the two apart, each ending in its own byte.
+    let mut ends: Vec<String> = hits.iter().map(|h| h["path"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()).collect();
+    ends.sort();
+    assert_eq!(ends, ["caf\u{FFFD}E8.txt", "caf\u{FFFD}E9.txt"]);
+    let s = env.index(&["old"]);
+    assert_eq!((s["new"].as_u64(), s["changed"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(0), Some(2)), "{s}");
+    std::fs::remove_file(name(b"caf\xe8.txt")).unwrap();
+    let s = env.index(&["old"]);
+    assert_eq!((s["removed"].as_u64(), s["unchanged"].as_u64()), (Some(1), Some(1)), "{s}");
+    let hits = env.search("Quaxo", 5);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0]["text"].as_str().unwrap().contains("zebra"), "{hits:?}");
+}
+
 #[test]
 fn symlink_loops_terminate() {
     let env = Env::new();

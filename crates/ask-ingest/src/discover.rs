@@ -29,6 +29,46 @@ impl Default for WalkOptions {
     }
 }
 
+/// Marks a byte of a file name that is not UTF-8 in [`path_key`].
+pub const NOT_UTF8: char = '\u{FFFD}';
+
+/// A path as the index stores it: the path itself when it is UTF-8, as
+/// nearly every path is. A byte that is not UTF-8 (a Latin-1 name copied
+/// from an old disk, say) is written as [`NOT_UTF8`] and its two hex
+/// digits (`café.txt` in Latin-1 is `caf\u{FFFD}E9.txt`), and a
+/// [`NOT_UTF8`] in the name as two of them, so that two files never share
+/// a key: replacing such bytes by U+FFFD alone, as a lossy conversion
+/// does, gave `caf\xE9.txt` and `caf\xE8.txt` one key, and each run
+/// indexed one of them over the other.
+pub fn path_key(p: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::fmt::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = p.as_os_str().as_bytes();
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            if !s.contains(NOT_UTF8) {
+                return s.to_owned();
+            }
+        }
+        let mut out = String::with_capacity(bytes.len() + 8);
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == NOT_UTF8 {
+                    out.push(NOT_UTF8);
+                }
+                out.push(c);
+            }
+            for b in chunk.invalid() {
+                let _ = write!(out, "{NOT_UTF8}{b:02X}");
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    p.to_string_lossy().into_owned()
+}
+
 /// A regular file found by the walk, with the metadata that decides whether
 /// it changed since the last run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +201,52 @@ mod tests {
             WalkEvent::Error { .. } => errors += 1,
         });
         (files, errors)
+    }
+
+    /// The path a key was made from, for the test below.
+    #[cfg(unix)]
+    fn path_of_key(key: &str) -> PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        let mut bytes = Vec::new();
+        let mut chars = key.chars();
+        while let Some(c) = chars.next() {
+            if c != NOT_UTF8 {
+                bytes.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            match chars.next() {
+                Some(NOT_UTF8) => bytes.extend(NOT_UTF8.encode_utf8(&mut [0; 4]).as_bytes()),
+                Some(hi) => {
+                    let lo = chars.next().expect("two hex digits");
+                    bytes.push(u8::from_str_radix(&format!("{hi}{lo}"), 16).expect("hex"));
+                }
+                None => panic!("a key ends in {NOT_UTF8}"),
+            }
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn path_keys_keep_utf8_paths_and_tell_other_bytes_apart() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+        assert_eq!(path_key(Path::new("/home/me/notes/café.md")), "/home/me/notes/café.md");
+        let e9 = p(b"/docs/caf\xe9.txt");
+        let e8 = p(b"/docs/caf\xe8.txt");
+        assert_eq!(path_key(&e9), "/docs/caf\u{FFFD}E9.txt");
+        assert_ne!(path_key(&e9), path_key(&e8));
+        // A name that holds the marker itself cannot pass for a byte.
+        let lookalike = Path::new("/docs/caf\u{FFFD}E9.txt");
+        assert_ne!(path_key(lookalike), path_key(&e9));
+        for path in [e9, e8, lookalike.to_path_buf(), p(b"/\xff\xfe/\xc3"), p("/a/\u{FFFD}\u{FFFD}b".as_bytes())] {
+            assert_eq!(path_of_key(&path_key(&path)), path, "{}", path.display());
+        }
+        // A key keeps the path's directories, so a file below a root has a
+        // key below the root's key.
+        let root = p(b"/d\xe9");
+        assert!(Path::new(&path_key(&root.join("x.txt"))).starts_with(path_key(&root)));
     }
 
     #[test]

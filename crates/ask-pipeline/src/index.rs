@@ -25,7 +25,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ask_ingest::chunk::ChunkError;
-use ask_ingest::discover::{self, WalkEvent, WalkOptions};
+use ask_ingest::discover::{self, path_key, WalkEvent, WalkOptions};
 use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
 use ask_model::{EncoderInfo, ModelError};
 use ask_store::{ChunkRecord, EncoderMismatch, FileRecord, FileStatus, IndexLock, IndexMeta, LockError, Passage, Store, StoreError, WhenBusy};
@@ -257,13 +257,10 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn path_key(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// `path` is `root` or inside it (component-wise, so /a/bc is not below /a/b).
-fn is_below(path: &Path, root: &Path) -> bool {
-    path.starts_with(root)
+/// The file of key `key` is the one of `root` (a key too) or inside it
+/// (component-wise, so /a/bc is not below /a/b).
+fn is_below(key: &str, root: &str) -> bool {
+    Path::new(key).starts_with(root)
 }
 
 /// Paths as roots to walk: absolute, and with symlinks resolved so that
@@ -372,7 +369,8 @@ impl<'rt> Writer<'rt> {
             } else {
                 // A root that is gone: forget what was indexed below it, or
                 // report it if nothing was (most likely a typo).
-                let below: Vec<String> = known.keys().filter(|k| is_below(Path::new(k), root)).cloned().collect();
+                let root_key = path_key(root);
+                let below: Vec<String> = known.keys().filter(|k| is_below(k, &root_key)).cloned().collect();
                 if below.is_empty() {
                     progress.event(Event::Failed(&format!("{}: no such file or directory", root.display())));
                     summary.failed += 1;
@@ -410,12 +408,14 @@ impl<'rt> Writer<'rt> {
                 }
             }
         });
+        let walk_roots: Vec<String> = walk_roots.iter().map(|r| path_key(r)).collect();
+        let unreadable_dirs: Vec<String> = unreadable_dirs.iter().map(|d| path_key(d)).collect();
         removed.extend(
             known
                 .keys()
                 .filter(|k| !seen.contains(*k))
-                .filter(|k| walk_roots.iter().any(|r| is_below(Path::new(k), r)))
-                .filter(|k| !unreadable_dirs.iter().any(|d| is_below(Path::new(k), d)))
+                .filter(|k| walk_roots.iter().any(|r| is_below(k, r)))
+                .filter(|k| !unreadable_dirs.iter().any(|d| is_below(k, d)))
                 .cloned(),
         );
         removed.sort();
