@@ -77,8 +77,17 @@ pub struct EncoderInfo {
     pub passage_prefix: String,
 }
 
-/// Padded tokens per forward pass: 16 inputs of 256 tokens, 64 of 64.
+/// Padded tokens per forward pass through ask's candle model: 16 inputs
+/// of 256 tokens, 64 of 64.
 const BATCH_TOKENS: usize = 4096;
+/// Padded tokens per forward pass through ONNX Runtime: 2 inputs of 256.
+/// Its arena grows by doubling and keeps what it took: with 4,096 tokens a
+/// pass, `ask index` of 762 chunks (msmarco-5k passages in 40 files) peaked
+/// at 1.03-1.04 GB and embedded in 18.7 and 19.0 s; with 512, 0.52-0.54 GB
+/// and 17.5 and 17.2 s. 1,000 single passages: 0.81-0.82 GB, 9.0 and
+/// 8.5 s against 0.49 GB, 7.2 and 6.8 s (the builds alternated, Zen 5).
+/// candle was 15% slower at 1,024 than at 4,096, so it keeps its budget.
+const ONNX_BATCH_TOKENS: usize = 512;
 /// Rows per forward pass, however short the inputs.
 const MAX_BATCH_ROWS: usize = 64;
 
@@ -290,12 +299,13 @@ impl Embedder {
         let tokens = ids.iter().map(Vec::len).sum();
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let vectors = match &self.model {
-            Model::Candle { model, device } => batched(&lengths, |batch| {
+            Model::Candle { model, device } => batched(&lengths, BATCH_TOKENS, |batch| {
                 forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
             })?,
-            // ONNX Runtime tokenizes again (fastembed takes text); the
-            // batches are the same, so both backends pad alike.
-            Model::Onnx(session) => batched(&lengths, |batch| session.embed(&batch.iter().map(|&i| texts[i]).collect::<Vec<_>>()))?,
+            // ONNX Runtime tokenizes again (fastembed takes text).
+            Model::Onnx(session) => {
+                batched(&lengths, ONNX_BATCH_TOKENS, |batch| session.embed(&batch.iter().map(|&i| texts[i]).collect::<Vec<_>>()))?
+            }
         };
         Ok((vectors, tokens))
     }
@@ -305,7 +315,7 @@ impl Embedder {
     pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         match &self.model {
-            Model::Candle { model, device } => batched(&lengths, |batch| {
+            Model::Candle { model, device } => batched(&lengths, BATCH_TOKENS, |batch| {
                 forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
             }),
             Model::Onnx(session) => {
@@ -314,16 +324,18 @@ impl Embedder {
                     .map(|i| self.tokenizer.decode(i, true))
                     .collect::<Result<_, _>>()
                     .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-                batched(&lengths, |batch| session.embed(&batch.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()))
+                batched(&lengths, ONNX_BATCH_TOKENS, |batch| session.embed(&batch.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()))
             }
         }
     }
 }
 
 /// Runs `forward` over batches of inputs of similar length (given their
-/// token `lengths`), returning one vector per input in input order.
+/// token `lengths`), at most `budget` padded tokens each (but one input
+/// at least), returning one vector per input in input order.
 fn batched(
     lengths: &[usize],
+    budget: usize,
     mut forward: impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>, ModelError>,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     // Sorting by length means each batch pads to nearly its own length:
@@ -337,7 +349,7 @@ fn batched(
         // a token budget keeps the [rows, heads, len, len] attention
         // tensors, and so peak memory, the same for short and long inputs.
         let mut rows = 1;
-        while rows < rest.len() && rows < MAX_BATCH_ROWS && (rows + 1) * lengths[rest[rows]] <= BATCH_TOKENS {
+        while rows < rest.len() && rows < MAX_BATCH_ROWS && (rows + 1) * lengths[rest[rows]] <= budget {
             rows += 1;
         }
         let (batch, tail) = rest.split_at(rows);
