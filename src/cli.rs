@@ -71,6 +71,11 @@ pub enum Command {
     /// summarize -`, `ask summarize inbox.mbox --since 7d --from alice`.
     Summarize(SummarizeArgs),
     /// Show what an index holds and which models built it
+    ///
+    /// With --check, also proves that the index is whole: every chunk
+    /// belongs to a recorded file and every recorded file has exactly its
+    /// chunks (exit 4 if not; the next `ask index` repairs it), and says
+    /// which indexed files changed or were removed on disk since.
     Status(StatusArgs),
     /// List the models ask can use: its own and those of other tools
     ///
@@ -536,6 +541,11 @@ pub struct StatusArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+
+    /// Check that chunks and file records agree, and compare the records
+    /// with the files on disk (exit 4 if the index is not whole)
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Parses `50M`, `500K`, `1G`, `1024` (powers of 1000, like `ls --si` and

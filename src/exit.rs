@@ -12,6 +12,8 @@ pub enum Exit {
     // 2, a bad command line, is clap's own exit (see the test below).
     /// With --strict: the run finished but some files failed.
     FilesFailed,
+    /// `ask status --check` found chunks and file records that disagree.
+    CheckFailed,
     /// Another `ask index` holds the index lock (EX_TEMPFAIL: try again later).
     Busy,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -25,6 +27,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Error => 1,
             Exit::FilesFailed => 3,
+            Exit::CheckFailed => 4,
             Exit::Busy => 75,
             Exit::Interrupted => 130,
         }
@@ -43,9 +46,9 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_stable() {
-        let all = [Exit::Success, Exit::Error, Exit::FilesFailed, Exit::Busy, Exit::Interrupted];
+        let all = [Exit::Success, Exit::Error, Exit::FilesFailed, Exit::CheckFailed, Exit::Busy, Exit::Interrupted];
         let codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 3, 75, 130]);
+        assert_eq!(codes, vec![0, 1, 3, 4, 75, 130]);
         // A bad command line exits 2, from clap itself, as the README's
         // table says; no code of ours may take it.
         assert_eq!(clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::InvalidValue).exit_code(), 2);

@@ -223,6 +223,12 @@ fn a_killed_run_is_continued_without_losing_committed_work() {
     // Some files are committed, then the run is killed.
     kill_after_versions(&mut child, &env.index_dir("default").join("files.lance"), 3);
 
+    // Whatever the kill left, `status --check` says whether the index is
+    // whole (0) or not yet (4), and nothing else.
+    let out = env.run(&["status", "--check", "--json"]);
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{}", stderr(&out));
+    assert_eq!(json(&out.stdout)["check"]["whole"].as_bool(), Some(out.status.code() == Some(0)));
+
     // The kernel released the dead run's lock: this run does not exit 75.
     let s = env.index(&["many"]);
     let new = s["new"].as_u64().unwrap();
@@ -235,6 +241,78 @@ fn a_killed_run_is_continued_without_losing_committed_work() {
     assert_eq!(clean["new"], 120);
     assert_eq!(status["files"], 120);
     assert_eq!(status["chunks"], clean_status["chunks"], "duplicate or missing chunks after the kill");
+    let check = json(&env.ok(&["status", "--check", "--json"]).stdout)["check"].clone();
+    assert_eq!(check["whole"], true, "{check}");
+    for list in ["unrecorded", "mismatched", "changed", "gone", "unreadable"] {
+        assert_eq!(check[list].as_array().map(Vec::len), Some(0), "{list}: {check}");
+    }
+    // Files changed and removed since are named, and are no damage.
+    env.write("many/note-007.txt", "Note 7 moved again, to the library.");
+    std::fs::remove_file(env.path("many/note-008.txt")).unwrap();
+    let out = env.ok(&["status", "--check", "--json"]);
+    let check = &json(&out.stdout)["check"];
+    let one = |p: &str| serde_json::json!([env.path(p).canonicalize().unwrap_or_else(|_| env.path(p)).display().to_string()]);
+    assert_eq!(check["changed"], one("many/note-007.txt"), "{check}");
+    assert_eq!(check["gone"].as_array().unwrap().len(), 1, "{check}");
+    assert!(check["gone"][0].as_str().unwrap().ends_with("/many/note-008.txt"), "{check}");
+    let human = String::from_utf8(env.ok(&["status", "--check"]).stdout).unwrap();
+    assert!(human.contains("check:        whole") && human.contains("1 changed, 1 gone"), "{human}");
+}
+
+/// The index a run killed between storing a file's chunks and recording
+/// the file leaves (the record is written last): chunks of `d/gone.txt`
+/// that no record owns. Made here by giving an index of both files the
+/// file records of an index of one, and the marker of an unfinished run.
+fn half_written(env: &Env) {
+    env.write("d/kept.txt", "The lighthouse keeper logs every ship.");
+    env.write("d/gone.txt", "The quartermaster counts the barrels of rum.");
+    env.index(&["--index", "half", "d"]);
+    env.index(&["--index", "one", "d/kept.txt"]);
+    let files = env.index_dir("half").join("files.lance");
+    std::fs::remove_dir_all(&files).unwrap();
+    copy_dir(&env.index_dir("one").join("files.lance"), &files);
+    std::fs::write(env.index_dir("half").join("unfinished"), "").unwrap();
+}
+
+#[test]
+fn status_check_finds_chunks_no_record_owns_and_the_next_run_removes_them() {
+    let env = Env::new();
+    half_written(&env);
+    let out = env.run(&["status", "--check", "--json", "--index", "half"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let check = &json(&out.stdout)["check"];
+    assert_eq!(check["whole"], false, "{check}");
+    assert!(check["unrecorded"][0].as_str().unwrap().ends_with("/d/gone.txt"), "{check}");
+    let human = String::from_utf8(env.run(&["status", "--check", "--index", "half"]).stdout).unwrap();
+    assert!(human.contains("NOT whole") && human.contains("gone.txt"), "{human}");
+    // The file is deleted before the next run: no pass over it would ever
+    // remove its chunks, so the run that finds the marker does.
+    std::fs::remove_file(env.path("d/gone.txt")).unwrap();
+    let s = env.index(&["--index", "half", "d"]);
+    assert_eq!((s["removed"].as_u64(), s["new"].as_u64(), s["unchanged"].as_u64()), (Some(1), Some(0), Some(1)), "{s}");
+    env.ok(&["status", "--check", "--index", "half"]);
+    let hits = json_lines(&env.ok(&["search", "--index", "half", "--json", "-k", "5", "quartermaster barrels of rum"]).stdout);
+    assert!(hits.iter().all(|h| !h["path"].as_str().unwrap().ends_with("gone.txt")), "{hits:?}");
+    assert!(!env.index_dir("half").join("unfinished").exists(), "a finished run leaves no marker");
+}
+
+#[test]
+fn chunks_no_record_owns_of_a_file_still_there_are_written_again_once() {
+    let env = Env::new();
+    half_written(&env);
+    let s = env.index(&["--index", "half", "d"]);
+    assert_eq!((s["new"].as_u64(), s["removed"].as_u64()), (Some(1), Some(0)), "{s}");
+    // Its stored vectors are used again, not computed again.
+    assert_eq!((s["chunks"].as_u64(), s["reused"].as_u64()), (Some(0), Some(1)), "{s}");
+    env.ok(&["status", "--check", "--index", "half"]);
+    let status = json(&env.ok(&["status", "--json", "--index", "half"]).stdout);
+    let clean = json(&env.ok(&["status", "--json", "--index", "one"]).stdout);
+    // kept.txt's chunks plus gone.txt's, each once.
+    env.index(&["--index", "one", "d"]);
+    let clean_both = json(&env.ok(&["status", "--json", "--index", "one"]).stdout);
+    assert!(clean["chunks"].as_u64() < clean_both["chunks"].as_u64());
+    assert_eq!(status["chunks"], clean_both["chunks"], "{status} {clean_both}");
+    assert_eq!(status["files"], 2);
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! `ask status`: what an index holds and which models built it.
+//! `ask status`: what an index holds and which models built it; with
+//! `--check`, whether it is whole and up to date.
 
 use std::io::Write;
 
 use anyhow::Result;
-use ask_store::{disk_usage, Store};
+use ask_ingest::discover::{candidate, path_of_key};
+use ask_store::{disk_usage, FileRecord, IndexLock, LockError, Store, WhenBusy};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -28,6 +30,55 @@ struct Status {
     chunk_overlap: usize,
     created_at: String,
     indexed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<Check>,
+}
+
+/// What `--check` found.
+#[derive(Serialize)]
+struct Check {
+    /// Every chunk belongs to a recorded file, and every recorded file
+    /// has exactly its chunks.
+    whole: bool,
+    /// Paths with chunks but no file record.
+    unrecorded: Vec<String>,
+    /// Recorded files whose chunks do not match the record.
+    mismatched: Vec<String>,
+    /// Indexed files whose size or modification time differ on disk.
+    changed: Vec<String>,
+    /// Indexed files that are no longer on disk.
+    gone: Vec<String>,
+    /// Indexed files that could not be looked at (with why).
+    unreadable: Vec<String>,
+}
+
+/// Compares each record with its file on disk, as `ask index` would.
+fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut Check) {
+    let mut records: Vec<&FileRecord> = records.values().collect();
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    for r in records {
+        match std::fs::metadata(path_of_key(&r.path)) {
+            Ok(m) => {
+                let c = candidate(&path_of_key(&r.path), &m);
+                if c.size != r.size || c.mtime_ns != r.mtime_ns {
+                    check.changed.push(r.path.clone());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => check.gone.push(r.path.clone()),
+            Err(e) => check.unreadable.push(format!("{}: {e}", r.path)),
+        }
+    }
+}
+
+/// Up to ten of `paths`, one per line, indented, and how many more.
+fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
+    for p in paths.iter().take(10) {
+        writeln!(out, "                {p}")?;
+    }
+    if paths.len() > 10 {
+        writeln!(out, "                … and {} more", paths.len() - 10)?;
+    }
+    Ok(())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -44,8 +95,34 @@ fn human_bytes(n: u64) -> String {
 impl Run for StatusArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let meta = super::index_meta(cfg)?;
+        // The writer's lock, so that no run changes the index while it is
+        // compared with itself.
+        let _lock = match self.check.then(|| IndexLock::acquire(&cfg.index_dir, WhenBusy::Fail)).transpose() {
+            Ok(lock) => lock,
+            Err(e @ LockError::Busy { .. }) => {
+                eprintln!("ask: {e}; check again when it is done");
+                return Ok(Exit::Busy);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let store = rt.block_on(Store::open(&cfg.index_dir))?;
         let counts = rt.block_on(store.counts())?;
+        let check = if self.check {
+            let records = rt.block_on(store.file_records())?;
+            let found = rt.block_on(store.check(&records))?;
+            let mut check = Check {
+                whole: found.is_consistent(),
+                unrecorded: found.unrecorded,
+                mismatched: found.mismatched,
+                changed: Vec::new(),
+                gone: Vec::new(),
+                unreadable: Vec::new(),
+            };
+            on_disk(&records, &mut check);
+            Some(check)
+        } else {
+            None
+        };
         let status = Status {
             index: cfg.index_name.clone(),
             path: cfg.index_dir.display().to_string(),
@@ -61,6 +138,7 @@ impl Run for StatusArgs {
             chunk_overlap: meta.chunk_overlap,
             created_at: rfc3339(meta.created_at_s),
             indexed_at: meta.indexed_at_s.map(rfc3339),
+            check,
         };
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -78,6 +156,38 @@ impl Run for StatusArgs {
             )?;
             writeln!(out, "created:      {}", status.created_at)?;
             writeln!(out, "last indexed: {}", status.indexed_at.as_deref().unwrap_or("never"))?;
+            if let Some(c) = &status.check {
+                if c.whole {
+                    writeln!(out, "check:        whole: every chunk belongs to its file's record, every record has its chunks")?;
+                } else {
+                    writeln!(out, "check:        NOT whole (left by a run that was stopped; the next `ask index` over these files repairs it):")?;
+                    if !c.unrecorded.is_empty() {
+                        writeln!(out, "              {} with chunks but no record:", c.unrecorded.len())?;
+                        some(&mut out, &c.unrecorded)?;
+                    }
+                    if !c.mismatched.is_empty() {
+                        writeln!(out, "              {} whose chunks do not match the record:", c.mismatched.len())?;
+                        some(&mut out, &c.mismatched)?;
+                    }
+                }
+                if c.changed.is_empty() && c.gone.is_empty() && c.unreadable.is_empty() {
+                    writeln!(out, "on disk:      every indexed file is as it was indexed")?;
+                } else {
+                    writeln!(
+                        out,
+                        "on disk:      {} changed, {} gone, {} unreadable since indexed (`ask index` updates the index)",
+                        c.changed.len(),
+                        c.gone.len(),
+                        c.unreadable.len()
+                    )?;
+                    for list in [&c.changed, &c.gone, &c.unreadable] {
+                        some(&mut out, list)?;
+                    }
+                }
+            }
+        }
+        if status.check.as_ref().is_some_and(|c| !c.whole) {
+            return Ok(Exit::CheckFailed);
         }
         Ok(Exit::Success)
     }

@@ -69,6 +69,38 @@ pub fn path_key(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// The path [`path_key`] made `key` from (for a key that did not come
+/// from it, the path it reads as).
+pub fn path_of_key(key: &str) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        if !key.contains(NOT_UTF8) {
+            return PathBuf::from(key);
+        }
+        let mut bytes = Vec::with_capacity(key.len());
+        let mut chars = key.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == NOT_UTF8 {
+                if chars.peek() == Some(&NOT_UTF8) {
+                    chars.next();
+                } else {
+                    let hex: String = chars.clone().take(2).collect();
+                    if hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        bytes.push(u8::from_str_radix(&hex, 16).expect("two hex digits"));
+                        chars.nth(1);
+                        continue;
+                    }
+                }
+            }
+            bytes.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    }
+    #[cfg(not(unix))]
+    PathBuf::from(key)
+}
+
 /// A regular file found by the walk, with the metadata that decides whether
 /// it changed since the last run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,29 +233,6 @@ mod tests {
             WalkEvent::Error { .. } => errors += 1,
         });
         (files, errors)
-    }
-
-    /// The path a key was made from, for the test below.
-    #[cfg(unix)]
-    fn path_of_key(key: &str) -> PathBuf {
-        use std::os::unix::ffi::OsStringExt;
-        let mut bytes = Vec::new();
-        let mut chars = key.chars();
-        while let Some(c) = chars.next() {
-            if c != NOT_UTF8 {
-                bytes.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
-                continue;
-            }
-            match chars.next() {
-                Some(NOT_UTF8) => bytes.extend(NOT_UTF8.encode_utf8(&mut [0; 4]).as_bytes()),
-                Some(hi) => {
-                    let lo = chars.next().expect("two hex digits");
-                    bytes.push(u8::from_str_radix(&format!("{hi}{lo}"), 16).expect("hex"));
-                }
-                None => panic!("a key ends in {NOT_UTF8}"),
-            }
-        }
-        PathBuf::from(std::ffi::OsString::from_vec(bytes))
     }
 
     #[cfg(unix)]

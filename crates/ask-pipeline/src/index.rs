@@ -45,6 +45,10 @@ pub const COMMIT_EVERY: usize = 512;
 /// reader never finds its snapshot's files gone.
 const KEEP_VERSIONS: Duration = Duration::from_secs(60);
 
+/// A file in the index directory while a run is under way: one that finds
+/// it left by a run that did not finish checks the index first.
+const UNFINISHED: &str = "unfinished";
+
 /// How to index.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -324,10 +328,15 @@ impl<'rt> Writer<'rt> {
     pub fn update(&mut self, roots: &[PathBuf], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
         let started = Instant::now();
         let mut summary = Summary::default();
-        let known = self.rt.block_on(self.store.file_records())?;
+        let mut known = self.rt.block_on(self.store.file_records())?;
+        let marker = self.dir.join(UNFINISHED);
+        let mut wrote = false;
+        if marker.exists() {
+            wrote = self.repair(&mut known, &mut summary)?;
+        }
+        std::fs::write(&marker, b"").map_err(|source| StoreError::Io { path: marker.clone(), source })?;
         let scan = self.scan(roots, &known, progress, &mut summary);
 
-        let mut wrote = false;
         if !scan.work.is_empty() {
             wrote = true;
             let mut pass = Pass { writer: self, encoder, progress, summary, loaded: false };
@@ -351,8 +360,36 @@ impl<'rt> Writer<'rt> {
         }
         self.meta.indexed_at_s = Some(now_secs());
         self.meta.save(&self.dir)?;
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::Io { path: marker, source: e }.into()),
+            _ => {}
+        }
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
+    }
+
+    /// After a run that did not finish: a file whose chunks were stored
+    /// but not its record (the record is written last) has chunks that no
+    /// record owns. They are kept for the next pass over the file, which
+    /// reuses their vectors, unless the file is gone: then no pass would
+    /// ever remove them, and they are removed now. A file whose chunks do
+    /// not match its record is read again. True if anything was removed.
+    fn repair(&self, known: &mut HashMap<String, FileRecord>, summary: &mut Summary) -> Result<bool, IndexError> {
+        let check = self.rt.block_on(self.store.check(known))?;
+        for path in &check.mismatched {
+            known.remove(path);
+        }
+        let gone: Vec<String> = check
+            .unrecorded
+            .into_iter()
+            .filter(|k| matches!(std::fs::symlink_metadata(discover::path_of_key(k)), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
+            .collect();
+        if gone.is_empty() {
+            return Ok(false);
+        }
+        summary.removed += gone.len();
+        self.rt.block_on(self.store.remove_files(&gone))?;
+        Ok(true)
     }
 
     /// Walks the roots: what to read, and what to remove.

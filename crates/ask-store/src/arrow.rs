@@ -135,6 +135,11 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
         .ok_or_else(|| format!("column {name} has type {:?}", batch.column_by_name(name).unwrap().data_type()))
 }
 
+/// A u32 column of a batch, by name.
+pub(crate) fn u32_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt32Array, String> {
+    column::<UInt32Array>(batch, name)
+}
+
 /// A string column of a batch, by name.
 pub(crate) fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, String> {
     column::<StringArray>(batch, name)

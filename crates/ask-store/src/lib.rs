@@ -234,6 +234,26 @@ pub struct Counts {
     pub chunks: usize,
 }
 
+/// Whether the chunks agree with the file records, for `ask status
+/// --check`. A run stores a file's chunks before its record, so a run
+/// stopped in between leaves a file in one of these lists; the next run
+/// sees the file as new or changed and writes it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    /// Paths that have chunks but no file record.
+    pub unrecorded: Vec<String>,
+    /// Recorded files whose chunks are not exactly chunks 0..n of the
+    /// record's n (some missing, repeated or beyond n).
+    pub mismatched: Vec<String>,
+}
+
+impl Check {
+    /// Nothing found.
+    pub fn is_consistent(&self) -> bool {
+        self.unrecorded.is_empty() && self.mismatched.is_empty()
+    }
+}
+
 /// An open index.
 pub struct Store {
     dir: PathBuf,
@@ -367,6 +387,36 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Compares every chunk's path and number with the file records
+    /// (`records`, from [`Store::file_records`]); reads no text or vector.
+    pub async fn check(&self, records: &HashMap<String, FileRecord>) -> Result<Check> {
+        let mut numbers: HashMap<String, Vec<u32>> = HashMap::new();
+        for batch in self.rows(self.chunks.query().select(Select::columns(&["path", "chunk"]))).await? {
+            let paths = arrow::string_column(&batch, "path").map_err(|m| self.data(m))?;
+            let chunks = arrow::u32_column(&batch, "chunk").map_err(|m| self.data(m))?;
+            for (path, chunk) in paths.iter().zip(chunks.iter()) {
+                let (Some(path), Some(chunk)) = (path, chunk) else { return Err(self.data("a chunk without path or number".into())) };
+                numbers.entry(path.to_owned()).or_default().push(chunk);
+            }
+        }
+        let mut check = Check::default();
+        for (path, ids) in &mut numbers {
+            let Some(rec) = records.get(path) else {
+                check.unrecorded.push(path.clone());
+                continue;
+            };
+            ids.sort_unstable();
+            if !ids.iter().copied().eq(0..rec.chunks) {
+                check.mismatched.push(path.clone());
+            }
+        }
+        // Files recorded with chunks that have none at all.
+        check.mismatched.extend(records.values().filter(|r| r.chunks > 0 && !numbers.contains_key(&r.path)).map(|r| r.path.clone()));
+        check.unrecorded.sort();
+        check.mismatched.sort();
+        Ok(check)
     }
 
     /// Runs a plain (unranked) query to the end.
@@ -647,6 +697,32 @@ mod tests {
         assert!(matches!(err, StoreError::Dimension { have: 3, want: 4, .. }), "{err}");
         let reopened = Store::open(dir.path()).await.unwrap();
         assert_eq!(reopened.counts().await.unwrap().chunks, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_finds_chunks_and_records_that_disagree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        let mut failed = file("/failed", 0);
+        failed.status = FileStatus::Failed;
+        store.write_files(&[file("/a", 2), failed], &[chunk("/a", 0, [1., 0., 0.]), chunk("/a", 1, [0., 1., 0.])]).await.unwrap();
+        let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
+        assert!(check.is_consistent(), "{check:?}");
+        // What runs stopped midway could leave: chunks without a record,
+        // a record of 3 chunks over chunks 0 and 2, one of 1 chunk with
+        // none, one of 1 chunk with chunk 0 twice.
+        store.add_chunks(&[chunk("/orphan", 0, [0., 0., 1.])]).await.unwrap();
+        store.upsert_files(&[file("/gap", 3), file("/none", 1), file("/twice", 1)]).await.unwrap();
+        store.add_chunks(&[chunk("/gap", 0, [1., 0., 0.]), chunk("/gap", 2, [1., 0., 0.])]).await.unwrap();
+        store.add_chunks(&[chunk("/twice", 0, [1., 0., 0.]), chunk("/twice", 0, [1., 0., 0.])]).await.unwrap();
+        let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
+        assert!(!check.is_consistent());
+        assert_eq!(check.unrecorded, ["/orphan"]);
+        assert_eq!(check.mismatched, ["/gap", "/none", "/twice"]);
+        // Writing the files again, as the next run does, makes it whole.
+        store.write_files(&[file("/gap", 1), file("/none", 1), file("/twice", 1), file("/orphan", 1)], &[chunk("/gap", 0, [1., 0., 0.]), chunk("/none", 0, [1., 0., 0.]), chunk("/twice", 0, [1., 0., 0.]), chunk("/orphan", 0, [1., 0., 0.])]).await.unwrap();
+        let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
+        assert!(check.is_consistent(), "{check:?}");
     }
 
     fn doc(path: &str, kind: Kind, date_ns: i64, text: &str, vector: [f32; 3]) -> (FileRecord, ChunkRecord) {
