@@ -243,7 +243,7 @@ fn a_killed_run_is_continued_without_losing_committed_work() {
     assert_eq!(status["chunks"], clean_status["chunks"], "duplicate or missing chunks after the kill");
     let check = json(&env.ok(&["status", "--check", "--json"]).stdout)["check"].clone();
     assert_eq!(check["whole"], true, "{check}");
-    for list in ["unrecorded", "mismatched", "changed", "gone", "unreadable"] {
+    for list in ["unrecorded", "mismatched", "duplicated", "changed", "gone", "unreadable"] {
         assert_eq!(check[list].as_array().map(Vec::len), Some(0), "{list}: {check}");
     }
     // Files changed and removed since are named, and are no damage.

@@ -44,6 +44,8 @@ struct Check {
     unrecorded: Vec<String>,
     /// Recorded files whose chunks do not match the record.
     mismatched: Vec<String>,
+    /// Files recorded more than once.
+    duplicated: Vec<String>,
     /// Indexed files whose size or modification time differ on disk.
     changed: Vec<String>,
     /// Indexed files that are no longer on disk.
@@ -114,6 +116,7 @@ impl Run for StatusArgs {
                 whole: found.is_consistent(),
                 unrecorded: found.unrecorded,
                 mismatched: found.mismatched,
+                duplicated: found.duplicated,
                 changed: Vec::new(),
                 gone: Vec::new(),
                 unreadable: Vec::new(),
@@ -168,6 +171,10 @@ impl Run for StatusArgs {
                     if !c.mismatched.is_empty() {
                         writeln!(out, "              {} whose chunks do not match the record:", c.mismatched.len())?;
                         some(&mut out, &c.mismatched)?;
+                    }
+                    if !c.duplicated.is_empty() {
+                        writeln!(out, "              {} recorded more than once:", c.duplicated.len())?;
+                        some(&mut out, &c.duplicated)?;
                     }
                 }
                 if c.changed.is_empty() && c.gone.is_empty() && c.unreadable.is_empty() {

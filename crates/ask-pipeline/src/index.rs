@@ -373,22 +373,31 @@ impl<'rt> Writer<'rt> {
     /// record owns. They are kept for the next pass over the file, which
     /// reuses their vectors, unless the file is gone: then no pass would
     /// ever remove them, and they are removed now. A file whose chunks do
-    /// not match its record is read again. True if anything was removed.
+    /// not match its record is read again (its record in `known` no longer
+    /// matches the disk), and a file recorded twice is forgotten and read
+    /// as new; either is removed if it is gone. True if anything was
+    /// removed.
     fn repair(&self, known: &mut HashMap<String, FileRecord>, summary: &mut Summary) -> Result<bool, IndexError> {
         let check = self.rt.block_on(self.store.check(known))?;
-        for path in &check.mismatched {
-            known.remove(path);
+        let is_gone = |k: &String| matches!(std::fs::symlink_metadata(discover::path_of_key(k)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        let mut forget = check.duplicated;
+        for path in check.mismatched {
+            match known.get_mut(&path) {
+                Some(r) if !is_gone(&path) => r.mtime_ns = i64::MIN,
+                _ => forget.push(path),
+            }
         }
-        let gone: Vec<String> = check
-            .unrecorded
-            .into_iter()
-            .filter(|k| matches!(std::fs::symlink_metadata(discover::path_of_key(k)), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
-            .collect();
-        if gone.is_empty() {
+        forget.extend(check.unrecorded.into_iter().filter(is_gone));
+        forget.sort();
+        forget.dedup();
+        if forget.is_empty() {
             return Ok(false);
         }
-        summary.removed += gone.len();
-        self.rt.block_on(self.store.remove_files(&gone))?;
+        for path in &forget {
+            known.remove(path);
+        }
+        summary.removed += forget.iter().filter(|p| is_gone(p)).count();
+        self.rt.block_on(self.store.remove_files(&forget))?;
         Ok(true)
     }
 

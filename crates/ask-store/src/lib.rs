@@ -245,12 +245,14 @@ pub struct Check {
     /// Recorded files whose chunks are not exactly chunks 0..n of the
     /// record's n (some missing, repeated or beyond n).
     pub mismatched: Vec<String>,
+    /// Files recorded more than once.
+    pub duplicated: Vec<String>,
 }
 
 impl Check {
     /// Nothing found.
     pub fn is_consistent(&self) -> bool {
-        self.unrecorded.is_empty() && self.mismatched.is_empty()
+        self.unrecorded.is_empty() && self.mismatched.is_empty() && self.duplicated.is_empty()
     }
 }
 
@@ -414,6 +416,20 @@ impl Store {
         }
         // Files recorded with chunks that have none at all.
         check.mismatched.extend(records.values().filter(|r| r.chunks > 0 && !numbers.contains_key(&r.path)).map(|r| r.path.clone()));
+        // `records` holds one record per path: look for more only when
+        // the table has more rows than that.
+        if self.files.count_rows(None).await.map_err(|e| self.lance(e))? != records.len() {
+            let mut seen = HashSet::new();
+            for batch in self.rows(self.files.query().select(Select::columns(&["path"]))).await? {
+                for path in arrow::string_column(&batch, "path").map_err(|m| self.data(m))?.iter().flatten() {
+                    if !seen.insert(path.to_owned()) {
+                        check.duplicated.push(path.to_owned());
+                    }
+                }
+            }
+            check.duplicated.sort();
+            check.duplicated.dedup();
+        }
         check.unrecorded.sort();
         check.mismatched.sort();
         Ok(check)
@@ -719,6 +735,12 @@ mod tests {
         assert!(!check.is_consistent());
         assert_eq!(check.unrecorded, ["/orphan"]);
         assert_eq!(check.mismatched, ["/gap", "/none", "/twice"]);
+        assert!(check.duplicated.is_empty());
+        // A second record of one file (appended as if it were new).
+        store.write_files_known(&[file("/a", 2)], &[chunk("/a", 0, [1., 0., 0.]), chunk("/a", 1, [0., 1., 0.])], &|_| false).await.unwrap();
+        let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
+        assert_eq!(check.duplicated, ["/a"]);
+        store.remove_files(&["/a".to_string()]).await.unwrap();
         // Writing the files again, as the next run does, makes it whole.
         store.write_files(&[file("/gap", 1), file("/none", 1), file("/twice", 1), file("/orphan", 1)], &[chunk("/gap", 0, [1., 0., 0.]), chunk("/none", 0, [1., 0., 0.]), chunk("/twice", 0, [1., 0., 0.]), chunk("/orphan", 0, [1., 0., 0.])]).await.unwrap();
         let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
