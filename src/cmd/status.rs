@@ -40,12 +40,9 @@ struct Check {
     /// Every chunk belongs to a recorded file, and every recorded file
     /// has exactly its chunks.
     whole: bool,
-    /// Paths with chunks but no file record.
-    unrecorded: Vec<String>,
-    /// Recorded files whose chunks do not match the record.
-    mismatched: Vec<String>,
-    /// Files recorded more than once.
-    duplicated: Vec<String>,
+    /// What disagrees: unrecorded, mismatched and duplicated files.
+    #[serde(flatten)]
+    found: ask_store::Check,
     /// Indexed files whose size or modification time differ on disk.
     changed: Vec<String>,
     /// Indexed files that are no longer on disk.
@@ -59,9 +56,10 @@ fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut 
     let mut records: Vec<&FileRecord> = records.values().collect();
     records.sort_by(|a, b| a.path.cmp(&b.path));
     for r in records {
-        match std::fs::metadata(path_of_key(&r.path)) {
+        let path = path_of_key(&r.path);
+        match std::fs::metadata(&path) {
             Ok(m) => {
-                let c = candidate(&path_of_key(&r.path), &m);
+                let c = candidate(&path, &m);
                 if c.size != r.size || c.mtime_ns != r.mtime_ns {
                     check.changed.push(r.path.clone());
                 }
@@ -114,9 +112,7 @@ impl Run for StatusArgs {
             let found = rt.block_on(store.check(&records))?;
             let mut check = Check {
                 whole: found.is_consistent(),
-                unrecorded: found.unrecorded,
-                mismatched: found.mismatched,
-                duplicated: found.duplicated,
+                found,
                 changed: Vec::new(),
                 gone: Vec::new(),
                 unreadable: Vec::new(),
@@ -164,17 +160,17 @@ impl Run for StatusArgs {
                     writeln!(out, "check:        whole: every chunk belongs to its file's record, every record has its chunks")?;
                 } else {
                     writeln!(out, "check:        NOT whole (left by a run that was stopped; the next `ask index` over these files repairs it):")?;
-                    if !c.unrecorded.is_empty() {
-                        writeln!(out, "              {} with chunks but no record:", c.unrecorded.len())?;
-                        some(&mut out, &c.unrecorded)?;
+                    if !c.found.unrecorded.is_empty() {
+                        writeln!(out, "              {} with chunks but no record:", c.found.unrecorded.len())?;
+                        some(&mut out, &c.found.unrecorded)?;
                     }
-                    if !c.mismatched.is_empty() {
-                        writeln!(out, "              {} whose chunks do not match the record:", c.mismatched.len())?;
-                        some(&mut out, &c.mismatched)?;
+                    if !c.found.mismatched.is_empty() {
+                        writeln!(out, "              {} whose chunks do not match the record:", c.found.mismatched.len())?;
+                        some(&mut out, &c.found.mismatched)?;
                     }
-                    if !c.duplicated.is_empty() {
-                        writeln!(out, "              {} recorded more than once:", c.duplicated.len())?;
-                        some(&mut out, &c.duplicated)?;
+                    if !c.found.duplicated.is_empty() {
+                        writeln!(out, "              {} recorded more than once:", c.found.duplicated.len())?;
+                        some(&mut out, &c.found.duplicated)?;
                     }
                 }
                 if c.changed.is_empty() && c.gone.is_empty() && c.unreadable.is_empty() {

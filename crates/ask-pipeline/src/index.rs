@@ -380,23 +380,27 @@ impl<'rt> Writer<'rt> {
     fn repair(&self, known: &mut HashMap<String, FileRecord>, summary: &mut Summary) -> Result<bool, IndexError> {
         let check = self.rt.block_on(self.store.check(known))?;
         let is_gone = |k: &String| matches!(std::fs::symlink_metadata(discover::path_of_key(k)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        let mut forget = check.duplicated;
+        // Paths to forget, sorted, each with whether its file is gone.
+        let mut forget: std::collections::BTreeMap<String, bool> = check.duplicated.into_iter().map(|p| (p.clone(), is_gone(&p))).collect();
         for path in check.mismatched {
+            let gone = is_gone(&path);
             match known.get_mut(&path) {
-                Some(r) if !is_gone(&path) => r.mtime_ns = i64::MIN,
-                _ => forget.push(path),
+                Some(r) if !gone => r.mtime_ns = i64::MIN,
+                _ => {
+                    forget.insert(path, gone);
+                }
             }
         }
-        forget.extend(check.unrecorded.into_iter().filter(is_gone));
-        forget.sort();
-        forget.dedup();
+        forget.extend(check.unrecorded.into_iter().filter(is_gone).map(|p| (p, true)));
         if forget.is_empty() {
             return Ok(false);
         }
-        for path in &forget {
+        for path in forget.keys() {
             known.remove(path);
         }
-        summary.removed += forget.iter().filter(|p| is_gone(p)).count();
+        // Files counted as removed: those gone, not those read again.
+        summary.removed += forget.values().filter(|&&gone| gone).count();
+        let forget: Vec<String> = forget.into_keys().collect();
         self.rt.block_on(self.store.remove_files(&forget))?;
         Ok(true)
     }

@@ -238,7 +238,7 @@ pub struct Counts {
 /// --check`. A run stores a file's chunks before its record, so a run
 /// stopped in between leaves a file in one of these lists; the next run
 /// sees the file as new or changed and writes it again.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// Paths that have chunks but no file record.
     pub unrecorded: Vec<String>,
