@@ -33,6 +33,8 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+mod avx512;
 mod tiles;
 pub use tiles::PromptTiles;
 
@@ -374,7 +376,7 @@ mod avx2 {
 
     /// Asks for the cache lines of a block `PREFETCH` bytes ahead.
     #[inline(always)]
-    unsafe fn prefetch<B>(w: &B) {
+    pub(super) unsafe fn prefetch<B>(w: &B) {
         let p = (w as *const B as *const i8).add(PREFETCH);
         for line in (0..std::mem::size_of::<B>()).step_by(64) {
             _mm_prefetch::<_MM_HINT_T0>(p.add(line));
@@ -437,7 +439,7 @@ mod avx2 {
     /// Q4_K's eight 6-bit scales and eight minimums as bytes: 12 bytes
     /// unpacked as [`q4k_scale_min`] reads them, four at a time in u32s.
     #[inline(always)]
-    fn q4k_scales_mins(packed: &[u8; 12]) -> [u32; 4] {
+    pub(super) fn q4k_scales_mins(packed: &[u8; 12]) -> [u32; 4] {
         let w = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().expect("4 bytes"));
         let (w0, w1, w2) = (w(0), w(1), w(2));
         const LOW6: u32 = 0x3f3f_3f3f;
@@ -465,6 +467,14 @@ mod avx2 {
     /// activations' sums, also as integers. M activation rows share each
     /// block's unpacking, each row computed as it would be alone.
     pub(super) fn dot_q4k<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
+        if super::avx512::available() {
+            // SAFETY: the CPU has what it needs.
+            return unsafe { super::avx512::dot_q4k(w, a) };
+        }
+        dot_q4k_avx2(w, a)
+    }
+
+    pub(super) fn dot_q4k_avx2<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
         assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
         // SAFETY: as above; loads stay inside the blocks.
         unsafe {
@@ -519,6 +529,14 @@ mod avx2 {
     /// integers over the block, less 32 times the scales against the
     /// activations' sums; one FMA by `d · d_a` per block.
     pub(super) fn dot_q6k<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
+        if super::avx512::available() {
+            // SAFETY: as for dot_q4k.
+            return unsafe { super::avx512::dot_q6k(w, a) };
+        }
+        dot_q6k_avx2(w, a)
+    }
+
+    pub(super) fn dot_q6k_avx2<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
         assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
         // SAFETY: as for dot_q4k.
         unsafe {
@@ -945,6 +963,54 @@ mod tests {
             if let Some(shared) = shared {
                 assert_eq!(shared, got, "{dtype:?}: blocks read in place");
             }
+        }
+    }
+
+    /// Both x86 tiers of the K-quant kernels, whichever this CPU would
+    /// pick, against the scalar code on the same blocks, one activation
+    /// row and three at once.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[test]
+    fn avx2_and_avx512_k_quant_kernels_match_the_scalar_code() {
+        fn check<B: Kernel<Act = ActK>>(
+            dtype: GgmlDType,
+            tier: &str,
+            kernel: impl Fn(&[B], [&[ActK]; 3]) -> [f32; 3],
+            one: impl Fn(&[B], [&[ActK]; 1]) -> [f32; 1],
+        ) {
+            let (rows, cols) = (24, 1536);
+            let w = Tensor::from_vec(ramp(rows, cols, 9), (rows, cols), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let bytes = q.data().unwrap();
+            // SAFETY: as in Store::shared; the quantized data are whole blocks.
+            let (_, blocks, _) = unsafe { bytes.align_to::<B>() };
+            let xs: Vec<Acts> = (0..3)
+                .map(|seed| {
+                    let mut a = Acts::default();
+                    a.quantize(&ramp(1, cols, 20 + seed));
+                    a
+                })
+                .collect();
+            let n = cols / QK_K;
+            for r in 0..rows {
+                let w = &blocks[r * n..(r + 1) * n];
+                let got = kernel(w, [&xs[0].k, &xs[1].k, &xs[2].k]);
+                for (i, x) in xs.iter().enumerate() {
+                    let want = B::scalar(w, &x.k);
+                    let tol = 1e-4 * want.abs().max(1.0);
+                    assert!((got[i] - want).abs() <= tol, "{dtype:?} {tier} row {r}.{i}: {} vs {want}", got[i]);
+                    assert_eq!(one(w, [&x.k])[0], got[i], "{dtype:?} {tier}: a row alone");
+                }
+            }
+        }
+        check::<BlockQ4K>(GgmlDType::Q4K, "avx2", avx2::dot_q4k_avx2, avx2::dot_q4k_avx2);
+        check::<BlockQ6K>(GgmlDType::Q6K, "avx2", avx2::dot_q6k_avx2, avx2::dot_q6k_avx2);
+        if avx512::available() {
+            // SAFETY: available() says the CPU runs them.
+            check::<BlockQ4K>(GgmlDType::Q4K, "avx512", |w, a| unsafe { avx512::dot_q4k(w, a) }, |w, a| unsafe { avx512::dot_q4k(w, a) });
+            check::<BlockQ6K>(GgmlDType::Q6K, "avx512", |w, a| unsafe { avx512::dot_q6k(w, a) }, |w, a| unsafe { avx512::dot_q6k(w, a) });
+        } else {
+            eprintln!("no AVX-512 VNNI here: its kernels are not checked");
         }
     }
 
