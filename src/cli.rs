@@ -419,9 +419,9 @@ pub struct GenArgs {
     #[arg(long)]
     pub ignore_eos: bool,
 
-    /// Prompt-lookup decoding: draft up to N tokens copied from the prompt and check them in one pass (greedy only; the text is the same; 0 = off)
-    #[arg(long, value_name = "N", default_value_t = ask_model::generate::LOOKUP_TOKENS)]
-    pub lookup: usize,
+    /// Prompt-lookup decoding: draft up to N tokens copied from the prompt and check them in one pass (greedy only; the text is the same). `auto` drafts 3 where this CPU's kernels check them cheaply (AVX-512 VNNI, K-quant models); 0 = off
+    #[arg(long, value_name = "N|auto", default_value_t = ask_model::generate::Lookup::Auto)]
+    pub lookup: ask_model::generate::Lookup,
 }
 
 impl GenArgs {

@@ -818,6 +818,24 @@ impl QMatrix {
         self.rows
     }
 
+    /// Bytes of the blocks.
+    pub fn bytes(&self) -> usize {
+        fn bytes<B: Block>(b: &[B]) -> usize {
+            std::mem::size_of_val(b)
+        }
+        each!(&self.blocks, b => bytes(b))
+    }
+
+    /// Whether this type's kernel runs in 512-bit registers on this CPU
+    /// (the K-quants with AVX-512 VNNI), where an activation row after the
+    /// first costs two instructions per 64 values rather than eight.
+    pub fn wide(&self) -> bool {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        return matches!(self.blocks, Blocks::Q4K(_) | Blocks::Q6K(_)) && avx512::available();
+        #[allow(unreachable_code)]
+        false
+    }
+
     /// Row r's dot products with the M rows of `xs`.
     fn dot<const M: usize>(&self, r: usize, xs: &[Acts]) -> [f32; M] {
         fn dot<B: Kernel, const M: usize>(w: &[B], r: usize, xs: &[Acts]) -> [f32; M] {

@@ -221,6 +221,20 @@ impl Linear {
         self.row_blocks().is_some()
     }
 
+    /// Whether ask's kernel for this weight holds several activation rows
+    /// in 512-bit registers on this CPU (see [`QMatrix::wide`]).
+    pub fn wide(&self) -> bool {
+        self.row_blocks().is_some_and(QMatrix::wide)
+    }
+
+    /// The weight's bytes as stored.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Blocks(m) | Weight::Tiled { blocks: m, .. } | Weight::Own { blocks: m, .. } => m.bytes(),
+            Weight::Candle(_) => self.out_features * self.in_features,
+        }
+    }
+
     /// The blocks ask's kernels run for one row, if any.
     fn row_blocks(&self) -> Option<&QMatrix> {
         match &self.weight {

@@ -195,7 +195,7 @@ impl ChatRequest {
             seed: raw.seed.unwrap_or(SamplingParams::default().seed),
             max_tokens: max_tokens as usize,
             // As `ask query` does (prompt lookup drafts for greedy decoding only).
-            lookup: if sampled { 0 } else { ask_model::generate::LOOKUP_TOKENS },
+            lookup: if sampled { ask_model::generate::Lookup::Tokens(0) } else { ask_model::generate::Lookup::Auto },
             ..SamplingParams::default()
         };
         Ok(ChatRequest {
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(r.turns, [("system".to_owned(), "Be brief.".to_owned()), ("user".to_owned(), "Hi there".to_owned())]);
         assert!(r.stream && r.include_usage);
         assert_eq!(r.params.max_tokens, 20, "max_completion_tokens wins over the older max_tokens");
-        assert_eq!((r.params.top_p, r.params.lookup), (Some(0.9), 0));
+        assert_eq!((r.params.top_p, r.params.lookup), (Some(0.9), ask_model::generate::Lookup::Tokens(0)));
     }
 
     #[test]
