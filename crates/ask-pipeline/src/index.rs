@@ -331,7 +331,10 @@ impl<'rt> Writer<'rt> {
         let mut known = self.rt.block_on(self.store.file_records())?;
         let marker = self.dir.join(UNFINISHED);
         let mut wrote = false;
-        if marker.exists() {
+        // A run that did not finish, or tables that disagree with the
+        // records however that came about (a copied or restored table, a
+        // disk fault), are checked and repaired first.
+        if marker.exists() || !self.rt.block_on(self.store.counts_agree(&known))? {
             wrote = self.repair(&mut known, &mut summary)?;
         }
         std::fs::write(&marker, b"").map_err(|source| StoreError::Io { path: marker.clone(), source })?;
@@ -368,7 +371,8 @@ impl<'rt> Writer<'rt> {
         Ok(summary)
     }
 
-    /// After a run that did not finish: a file whose chunks were stored
+    /// After a run that did not finish (or when the tables' counts
+    /// disagree with the records): a file whose chunks were stored
     /// but not its record (the record is written last) has chunks that no
     /// record owns. They are kept for the next pass over the file, which
     /// reuses their vectors, unless the file is gone: then no pass would

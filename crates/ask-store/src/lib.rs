@@ -435,6 +435,18 @@ impl Store {
         Ok(check)
     }
 
+    /// Whether the tables' row counts agree with `records` (from
+    /// [`Store::file_records`]): one file row per record, and as many
+    /// chunk rows as the records count. Two counts from the tables'
+    /// metadata, so every run can afford it; a disagreement is what
+    /// [`Store::check`] then names.
+    pub async fn counts_agree(&self, records: &HashMap<String, FileRecord>) -> Result<bool> {
+        let chunks: u64 = records.values().map(|r| u64::from(r.chunks)).sum();
+        let chunk_rows = self.chunks.count_rows(None).await.map_err(|e| self.lance(e))?;
+        let file_rows = self.files.count_rows(None).await.map_err(|e| self.lance(e))?;
+        Ok(chunk_rows as u64 == chunks && file_rows == records.len())
+    }
+
     /// Runs a plain (unranked) query to the end.
     async fn rows(&self, query: lancedb::query::Query) -> Result<Vec<RecordBatch>> {
         query.execute().await.map_err(|e| self.lance(e))?.try_collect().await.map_err(|e| self.lance(e))
