@@ -132,6 +132,42 @@ fn prompt_lookup_changes_no_token_of_an_answer() {
     assert!(accepted > 0, "some drafted tokens were kept");
 }
 
+/// On an AVX2-only CPU every kernel takes its AVX2 code (ask's decode
+/// kernels and prompt tiles, gemm's sgemm in attention, ONNX Runtime's),
+/// where drafts cost nearly a whole pass: `--lookup auto` drafts nothing,
+/// and forced drafts still change no token. Stood in for by
+/// benches/avx2-only, which hides AVX-512 and VNNI from CPUID; skipped
+/// where the CPU has no CPUID faulting to do that with.
+#[test]
+fn an_avx2_only_cpu_answers_alike_with_drafts_and_drafts_none_by_default() {
+    if !std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().split_whitespace().any(|f| f == "cpuid_fault") {
+        eprintln!("skipped: no CPUID faulting here, so no AVX2-only stand-in");
+        return;
+    }
+    let shim = fixtures().parent().unwrap().join("benches/avx2-only");
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    std::os::unix::fs::symlink(models_dir(), env.home.join("models")).unwrap();
+    let question = "How long does the bread bake in the Dutch oven?";
+    let ask = |lookup: &str| {
+        let out = env
+            .cmd_under(&shim)
+            .args(["query", "--json", "-k", "2", "--max-tokens", "48", "--model", "qwen2.5-coder-1.5b", "--lookup", lookup, question])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)
+    };
+    let (plain, auto, forced) = (ask("0"), ask("auto"), ask("7"));
+    let answer = plain["answer"].as_str().unwrap();
+    assert!(answer.contains("20 minutes") || answer.contains("45 minutes"), "a real answer on the AVX2 path: {plain}");
+    assert_eq!(auto["timings"]["drafted_tokens"], 0, "auto drafts nothing on AVX2: {auto}");
+    assert_eq!(plain["answer"], auto["answer"]);
+    assert!(forced["timings"]["drafted_tokens"].as_u64().unwrap() > 0, "{forced}");
+    assert_eq!(plain["answer"], forced["answer"], "forced drafts on the AVX2 path");
+}
+
 /// Retrieval on a BEIR-format set: queries whose one relevant passage is
 /// unmistakable score nDCG@10 1; the passages are indexed as files.
 #[test]

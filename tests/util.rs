@@ -53,7 +53,18 @@ impl Env {
 
     /// `ask` with a clean environment pointing at this sandbox.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ask"));
+        self.setup(Command::new(env!("CARGO_BIN_EXE_ask")))
+    }
+
+    /// `WRAPPER ask`, the same environment as `cmd`: ask run by another
+    /// program (benches/avx2-only, say).
+    pub fn cmd_under(&self, wrapper: &Path) -> Command {
+        let mut cmd = Command::new(wrapper);
+        cmd.arg(env!("CARGO_BIN_EXE_ask"));
+        self.setup(cmd)
+    }
+
+    fn setup(&self, mut cmd: Command) -> Command {
         cmd.current_dir(&self.root)
             .env_remove("ASK_INDEX")
             .env_remove("ASK_CONFIG")
