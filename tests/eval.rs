@@ -109,9 +109,7 @@ fn prompt_lookup_changes_no_token_of_an_answer() {
         assert!(out.status.success(), "{}", stderr(&out));
         json(&out.stdout)
     };
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default().split_whitespace().collect();
-    let wide = ["avx512f", "avx512bw", "avx512_vnni"].iter().all(|f| flags.contains(f));
+    let wide = ["avx512f", "avx512bw", "avx512_vnni"].into_iter().all(cpu_has);
     let mut accepted = 0;
     for (model, question) in [
         ("smollm2", "How much is the security deposit for the flat?"),
@@ -140,7 +138,7 @@ fn prompt_lookup_changes_no_token_of_an_answer() {
 /// where the CPU has no CPUID faulting to do that with.
 #[test]
 fn an_avx2_only_cpu_answers_alike_with_drafts_and_drafts_none_by_default() {
-    if !std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().split_whitespace().any(|f| f == "cpuid_fault") {
+    if !cpu_has("cpuid_fault") {
         eprintln!("skipped: no CPUID faulting here, so no AVX2-only stand-in");
         return;
     }

@@ -29,6 +29,13 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// Whether this CPU reports FLAG (as /proc/cpuinfo spells it: `avx512_vnni`,
+/// `cpuid_fault`).
+pub fn cpu_has(flag: &str) -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default().split_whitespace().any(|f| f == flag)
+}
+
 /// The repository's fixtures directory.
 pub fn fixtures() -> PathBuf {
     // Read at run time: a test binary reused from a clone elsewhere (one
