@@ -45,11 +45,17 @@ pub enum Command {
     /// Add files and folders to the index, or bring it up to date
     ///
     /// Re-running is incremental: unchanged files are skipped without being
-    /// read, changed files are re-embedded, deleted files are removed.
+    /// read, changed files are re-embedded, deleted files are removed. The
+    /// index records the files and folders it was given, each with how it
+    /// was walked (--hidden, -L, --no-ignore, --max-file-size): with no
+    /// PATH, `ask index` brings every one of them up to date (`ask status`
+    /// lists them).
     Index(IndexArgs),
     /// Keep the index up to date as files change, until stopped
     ///
-    /// Brings the index up to date first (as `ask index`), then applies
+    /// Watches PATH..., or with no PATH the files and folders the index
+    /// records (those `ask index` was given). Brings the index up to date
+    /// first (as `ask index`), then applies
     /// every burst of changes as one batch: new and changed files are
     /// indexed, deleted ones removed, moved ones keep their embeddings.
     /// The index is locked only while a batch is written. Ctrl-C or SIGTERM
@@ -229,8 +235,8 @@ pub struct WhenWhoArgs {
 
 #[derive(Debug, Args)]
 pub struct IndexArgs {
-    /// Files and folders to index
-    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    /// Files and folders to index [default: those the index records]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     /// Read paths to index from standard input, one per line
@@ -282,7 +288,7 @@ pub struct IndexingArgs {
     pub no_ignore: bool,
 
     /// Skip files larger than this (bytes, or with K, M, G: 500K, 50M); in an mbox, messages larger than this
-    #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = MAX_FILE_SIZE, value_parser = parse_size)]
     pub max_file_size: u64,
 
     /// Chunk size in tokens of the encoder's tokenizer
@@ -300,8 +306,8 @@ pub struct IndexingArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Folders (or files) to watch
-    #[arg(value_name = "PATH", required = true)]
+    /// Folders (or files) to watch [default: those the index records]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     #[command(flatten)]
@@ -547,6 +553,9 @@ pub struct StatusArgs {
     #[arg(long)]
     pub check: bool,
 }
+
+/// `--max-file-size`'s default.
+pub const MAX_FILE_SIZE: &str = "50M";
 
 /// Parses `50M`, `500K`, `1G`, `1024` (powers of 1000, like `ls --si` and
 /// disk vendors; `Ki`, `Mi`, `Gi` for powers of 1024).

@@ -195,3 +195,42 @@ fn verbose_runs_log_their_phases_and_quiet_ones_do_not() {
     let out = env.ok(&["index", "docs"]);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+#[test]
+fn with_no_path_ask_index_updates_the_recorded_folders_each_walked_as_recorded() {
+    let env = Env::new();
+    env.copy_docs();
+    env.write("notes/.private/locker.txt", "The code of the gym locker is 4711.");
+    env.write("notes/plants.txt", "Water the fern every third day.");
+    // Nothing recorded yet: no PATH is an error that names the fix.
+    let out = env.run(&["index"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ask index PATH"), "{}", stderr(&out));
+
+    env.index(&["docs"]);
+    env.index(&["--hidden", "notes"]);
+    let roots = json(&env.ok(&["status", "--json"]).stdout)["roots"].clone();
+    let key = |rel: &str| env.path(rel).canonicalize().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(roots[0]["path"], key("docs"), "{roots}");
+    assert_eq!((roots[0]["hidden"].as_bool(), roots[1]["hidden"].as_bool()), (Some(false), Some(true)), "{roots}");
+    assert_eq!(roots[1]["path"], key("notes"), "{roots}");
+
+    env.write("docs/new-note.txt", "The dentist appointment moved to Thursday at 9.");
+    let gone = key("docs/code/retry.rs");
+    std::fs::remove_file(env.path("docs/code/retry.rs")).unwrap();
+    let check = json(&env.ok(&["status", "--check", "--json"]).stdout)["check"].clone();
+    assert_eq!(check["new"], serde_json::json!([key("docs/new-note.txt")]), "{check}");
+    assert_eq!(check["gone"], serde_json::json!([gone]), "{check}");
+
+    let s = env.index(&[]);
+    assert_eq!((s["new"].as_u64(), s["removed"].as_u64(), s["unchanged"].as_u64()), (Some(1), Some(1), Some(6)), "{s}");
+    // notes was walked with --hidden, as recorded: its hidden file stays.
+    assert_eq!(file_name(&env.search("gym locker code", 1)[0]), "locker.txt");
+    let check = json(&env.ok(&["status", "--check", "--json"]).stdout)["check"].clone();
+    assert_eq!((check["new"].as_array().map(Vec::len), check["gone"].as_array().map(Vec::len)), (Some(0), Some(0)), "{check}");
+
+    // A walk flag with no PATH would be ignored: a usage error instead.
+    let out = env.run(&["index", "--hidden"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--hidden"), "{}", stderr(&out));
+}

@@ -103,7 +103,8 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
     // `ask index DOCS` with every option at its default.
     let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], ..Default::default() };
     let ui = Ui::new(cfg.quiet, false);
-    if let Err(exit) = super::index::update(rt, &cfg, options, &ask_pipeline::index::roots(std::slice::from_ref(&docs))?, ask_store::WhenBusy::Fail, &ui)? {
+    let roots = super::index::with_walk(&ask_pipeline::index::roots(std::slice::from_ref(&docs))?, &options.walk);
+    if let Err(exit) = super::index::update(rt, &cfg, options, &roots, ask_store::WhenBusy::Fail, &ui)? {
         return Ok(Err(exit));
     }
     let mut prepared = Prepared { cfg, id_of, passages: 0 };

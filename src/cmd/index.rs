@@ -9,7 +9,8 @@ use ask_ingest::chunk::ChunkError;
 use ask_ingest::WalkOptions;
 use ask_pipeline::index::{self, LazyEncoder};
 use ask_pipeline::{Encoder, Event, IndexError, Options, Progress, Summary, Writer};
-use ask_store::{LockError, WhenBusy};
+use ask_ingest::discover::path_key;
+use ask_store::{LockError, Root, WhenBusy};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -68,10 +69,16 @@ impl IndexingArgs {
 impl Run for IndexArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, self.verbose);
-        let roots = index::roots(&self.paths()?).context("invalid path")?;
+        let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
+        let paths = self.paths()?;
+        let roots = if paths.is_empty() && !self.stdin {
+            self.what.refuse_walk_flags("ask index");
+            recorded_roots(cfg)?
+        } else {
+            with_walk(&index::roots(&paths).context("invalid path")?, &options.walk)
+        };
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
         let summary = match update(rt, cfg, options, &roots, busy, &ui)? {
             Ok(summary) => summary,
             Err(exit) => return Ok(exit),
@@ -84,6 +91,51 @@ impl Run for IndexArgs {
         ui.info(&line(&cfg.index_name, &summary));
         Ok(if self.strict && summary.failed > 0 { Exit::FilesFailed } else { Exit::Success })
     }
+}
+
+impl IndexingArgs {
+    /// With no PATH, each recorded root is walked as it was recorded: a
+    /// walk flag would be silently ignored, so it is a usage error (exit 2).
+    pub(crate) fn refuse_walk_flags(&self, command: &str) {
+        let default_size = crate::cli::parse_size(crate::cli::MAX_FILE_SIZE).expect("the default parses");
+        let given: Vec<&str> = [
+            (self.hidden, "--hidden"),
+            (self.follow, "--follow"),
+            (self.no_ignore, "--no-ignore"),
+            (self.max_file_size != default_size, "--max-file-size"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        if let Some(first) = given.first() {
+            use clap::CommandFactory;
+            let message = format!(
+                "{} apply to the PATHs named; with no PATH, `{command}` walks each recorded file and folder as it was last indexed \
+                 (`ask status` shows how): name the folder to change that, as in `{command} {first} ~/notes`",
+                given.join(", ")
+            );
+            crate::cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
+    }
+}
+
+/// The files and folders the configured index records, or an error saying
+/// how to give it some.
+pub(crate) fn recorded_roots(cfg: &Config) -> Result<Vec<Root>> {
+    let meta = super::index_meta(cfg)?;
+    if meta.roots.is_empty() {
+        anyhow::bail!(
+            "no PATH given, and index '{}' records no files or folders (an index made by an older ask has none); \
+             run `ask index PATH` once, and later runs without PATH bring PATH up to date",
+            cfg.index_name
+        );
+    }
+    Ok(meta.roots)
+}
+
+/// Roots from paths (see [`index::roots`]), all walked the same way.
+pub(crate) fn with_walk(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
+    paths.iter().map(|p| Root { path: path_key(p), walk: walk.clone() }).collect()
 }
 
 /// What is printed while another run holds the index (`--wait`, and
@@ -99,11 +151,11 @@ pub(crate) fn waiting_notice(cfg: &Config) -> impl FnMut(&str) + '_ {
 /// One update of the configured index (eval's scratch indexes too), with
 /// its progress shown by `ui`. An index another run is writing to is
 /// reported and gives [`Exit::Busy`].
-pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[PathBuf], busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
+pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Root], busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
     let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
     let info = encoder.info().clone();
     let result = Writer::open(rt, &cfg.index_dir, &info, options, busy)
-        .and_then(|mut writer| writer.update(roots, &mut encoder, &mut Bars::new(ui)));
+        .and_then(|mut writer| writer.update_roots(roots, &mut encoder, &mut Bars::new(ui)));
     match result {
         Ok(summary) => Ok(Ok(summary)),
         Err(IndexError::Lock(e @ LockError::Busy { .. })) => {

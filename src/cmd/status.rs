@@ -30,6 +30,8 @@ struct Status {
     chunk_overlap: usize,
     created_at: String,
     indexed_at: Option<String>,
+    /// The files and folders `ask index` with no path brings up to date.
+    roots: Vec<ask_store::Root>,
     #[serde(skip_serializing_if = "Option::is_none")]
     check: Option<Check>,
 }
@@ -49,6 +51,9 @@ struct Check {
     gone: Vec<String>,
     /// Indexed files that could not be looked at (with why).
     unreadable: Vec<String>,
+    /// Files below the recorded roots that are not indexed yet (none
+    /// looked for when the index records no roots).
+    new: Vec<String>,
 }
 
 /// Compares each record with its file on disk, as `ask index` would.
@@ -79,6 +84,22 @@ fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
         writeln!(out, "                … and {} more", paths.len() - 10)?;
     }
     Ok(())
+}
+
+/// How a root is walked, as the flags that would ask for it (nothing for
+/// the defaults).
+fn walk_flags(walk: &ask_ingest::WalkOptions) -> String {
+    let default = ask_ingest::WalkOptions::default();
+    let mut flags = String::new();
+    for (on, flag) in [(walk.hidden, " --hidden"), (walk.follow_links, " --follow"), (walk.no_ignore, " --no-ignore")] {
+        if on {
+            flags.push_str(flag);
+        }
+    }
+    if walk.max_file_size != default.max_file_size {
+        flags.push_str(&format!(" --max-file-size {}", walk.max_file_size));
+    }
+    if flags.is_empty() { flags } else { format!("  ({})", flags.trim_start()) }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -116,6 +137,7 @@ impl Run for StatusArgs {
                 changed: Vec::new(),
                 gone: Vec::new(),
                 unreadable: Vec::new(),
+                new: ask_pipeline::index::unindexed(&meta.roots, &records, std::slice::from_ref(&cfg.home)),
             };
             on_disk(&records, &mut check);
             Some(check)
@@ -137,6 +159,7 @@ impl Run for StatusArgs {
             chunk_overlap: meta.chunk_overlap,
             created_at: rfc3339(meta.created_at_s),
             indexed_at: meta.indexed_at_s.map(rfc3339),
+            roots: meta.roots.clone(),
             check,
         };
         let mut out = std::io::stdout().lock();
@@ -155,6 +178,12 @@ impl Run for StatusArgs {
             )?;
             writeln!(out, "created:      {}", status.created_at)?;
             writeln!(out, "last indexed: {}", status.indexed_at.as_deref().unwrap_or("never"))?;
+            if status.roots.is_empty() {
+                writeln!(out, "roots:        none recorded (the next `ask index PATH` records PATH)")?;
+            }
+            for (i, root) in status.roots.iter().enumerate() {
+                writeln!(out, "{}{}{}", if i == 0 { "roots:        " } else { "              " }, root.path, walk_flags(&root.walk))?;
+            }
             if let Some(c) = &status.check {
                 if c.whole {
                     writeln!(out, "check:        whole: every chunk belongs to its file's record, every record has its chunks")?;
@@ -173,18 +202,23 @@ impl Run for StatusArgs {
                         some(&mut out, &c.found.duplicated)?;
                     }
                 }
-                if c.changed.is_empty() && c.gone.is_empty() && c.unreadable.is_empty() {
-                    writeln!(out, "on disk:      every indexed file is as it was indexed")?;
+                if c.changed.is_empty() && c.gone.is_empty() && c.unreadable.is_empty() && c.new.is_empty() {
+                    let new = if status.roots.is_empty() { "" } else { ", and every file below the roots is indexed" };
+                    writeln!(out, "on disk:      every indexed file is as it was indexed{new}")?;
                 } else {
                     writeln!(
                         out,
-                        "on disk:      {} changed, {} gone, {} unreadable since indexed (`ask index` updates the index)",
+                        "on disk:      {} new, {} changed, {} gone, {} unreadable since indexed (`ask index` updates the index)",
+                        c.new.len(),
                         c.changed.len(),
                         c.gone.len(),
                         c.unreadable.len()
                     )?;
-                    for list in [&c.changed, &c.gone, &c.unreadable] {
-                        some(&mut out, list)?;
+                    for (list, what) in [(&c.new, "new"), (&c.changed, "changed"), (&c.gone, "gone"), (&c.unreadable, "unreadable")] {
+                        if !list.is_empty() {
+                            writeln!(out, "              {what}:")?;
+                            some(&mut out, list)?;
+                        }
                     }
                 }
             }
@@ -198,11 +232,20 @@ impl Run for StatusArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, walk_flags};
 
     #[test]
     fn bytes_are_human() {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+
+    #[test]
+    fn a_root_walked_the_default_way_shows_no_flags() {
+        let mut walk = ask_ingest::WalkOptions::default();
+        assert_eq!(walk_flags(&walk), "");
+        walk.hidden = true;
+        walk.max_file_size = 500_000;
+        assert_eq!(walk_flags(&walk), "  (--hidden --max-file-size 500000)");
     }
 }

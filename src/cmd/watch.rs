@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ask_pipeline::index::{self, LazyEncoder};
 use ask_pipeline::{Encoder, Event, Progress, Writer};
-use ask_store::WhenBusy;
+use ask_ingest::discover::path_of_key;
+use ask_store::{Root, WhenBusy};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::runtime::Runtime;
 
-use super::index::{advise, line, waiting_notice, Report};
+use super::index::{advise, line, recorded_roots, waiting_notice, with_walk, Report};
 use super::Run;
 use crate::cli::WatchArgs;
 use crate::config::Config;
@@ -130,11 +131,11 @@ fn watch_error(e: notify::Error, path: &Path) -> anyhow::Error {
 impl WatchArgs {
     /// One incremental update of every root; prints it when it changed
     /// something (and, with --json, the first one always).
-    fn apply(&self, rt: &Runtime, cfg: &Config, roots: &[PathBuf], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
+    fn apply(&self, rt: &Runtime, cfg: &Config, roots: &[Root], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
         let mut waiting = waiting_notice(cfg);
         let info = encoder.info().clone();
         let summary = Writer::open(rt, &cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
-            .and_then(|mut writer| writer.update(roots, encoder, &mut Errors(ui)))
+            .and_then(|mut writer| writer.update_roots(roots, encoder, &mut Errors(ui)))
             .map_err(|e| advise(e, cfg))?;
         let changed = summary.new + summary.changed + summary.removed + summary.failed > 0;
         if self.json && (first || changed) {
@@ -184,9 +185,15 @@ impl WatchArgs {
 impl Run for WatchArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, false);
-        let roots = index::roots(&self.paths).context("invalid path")?;
+        let targets = if self.paths.is_empty() {
+            self.what.refuse_walk_flags("ask watch");
+            recorded_roots(cfg)?
+        } else {
+            with_walk(&index::roots(&self.paths).context("invalid path")?, &self.what.options(cfg).walk)
+        };
+        let roots: Vec<PathBuf> = targets.iter().map(|r| path_of_key(&r.path)).collect();
         if let Some(missing) = roots.iter().find(|r| !r.exists()) {
-            anyhow::bail!("{}: no such file or directory", missing.display());
+            anyhow::bail!("{}: no such file or directory (`ask index` with no PATH forgets a recorded one that is gone)", missing.display());
         }
         let stop = stop_flag(rt);
         let (tx, events) = channel();
@@ -207,7 +214,7 @@ impl Run for WatchArgs {
         let own = cfg.home.canonicalize().unwrap_or_else(|_| cfg.home.clone());
         let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
         // First what changed while nobody watched, then each burst.
-        self.apply(rt, cfg, &roots, &mut encoder, &ui, true)?;
+        self.apply(rt, cfg, &targets, &mut encoder, &ui, true)?;
         let unload_after = (self.unload_after > 0).then(|| Duration::from_secs(self.unload_after));
         loop {
             // An idle spell ends a wait only while there is an encoder to free.
@@ -223,7 +230,7 @@ impl Run for WatchArgs {
                     if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
                         ui.error(&format!("{e:#}"));
                     }
-                    self.apply(rt, cfg, &roots, &mut encoder, &ui, false)?;
+                    self.apply(rt, cfg, &targets, &mut encoder, &ui, false)?;
                 }
             }
         }

@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-/// How to walk.
-#[derive(Debug, Clone)]
+/// How to walk. Serialised as an index records it for each of its roots
+/// (see `ask_store::IndexMeta::roots`), a field it lacks taking its default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct WalkOptions {
     /// Include hidden files and directories.
     pub hidden: bool,

@@ -28,7 +28,7 @@ use ask_ingest::chunk::ChunkError;
 use ask_ingest::discover::{self, path_key, WalkEvent, WalkOptions};
 use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
 use ask_model::{EncoderInfo, ModelError};
-use ask_store::{ChunkRecord, EncoderMismatch, FileRecord, FileStatus, IndexLock, IndexMeta, LockError, Passage, Store, StoreError, WhenBusy};
+use ask_store::{ChunkRecord, EncoderMismatch, FileRecord, FileStatus, IndexLock, IndexMeta, LockError, Passage, Root, Store, StoreError, WhenBusy};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 use tokio::runtime::Runtime;
@@ -281,6 +281,49 @@ pub fn roots(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// Files below `roots`, each walked its own way, that an update would
+/// read for the first time: not in `known` and not in a folder of
+/// `exclude` (ask's own). Sorted; files over a root's size limit are not
+/// counted, as an update skips them.
+pub fn unindexed(roots: &[Root], known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
+    let exclude: Vec<PathBuf> = exclude.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
+    let mut new = std::collections::BTreeSet::new();
+    for root in roots {
+        discover::walk(&[discover::path_of_key(&root.path)], &root.walk, |event| {
+            if let WalkEvent::File(c) = event {
+                let key = path_key(&c.path);
+                if !known.contains_key(&key) && !exclude.iter().any(|d| c.path.starts_with(d)) {
+                    new.insert(key);
+                }
+            }
+        });
+    }
+    new.into_iter().collect()
+}
+
+/// The roots an index records once an update of `given` (each with
+/// whether it exists) is done. A given root replaces its own entry and
+/// those below it; one inside a recorded root walked the same way adds
+/// nothing (that root's walk covers it), while one walked another way
+/// (`--hidden` for one subfolder, say) is kept beside it, and both walks
+/// then run, a file seen by either staying indexed. A given root that is
+/// gone is forgotten with those below it, as its files are.
+fn record_roots(recorded: &[Root], given: &[(Root, bool)]) -> Vec<Root> {
+    let mut out = recorded.to_vec();
+    for (root, exists) in given {
+        let covered = out.iter().any(|r| r.path != root.path && is_below(&root.path, &r.path) && r.walk == root.walk);
+        if *exists && covered {
+            continue;
+        }
+        out.retain(|r| !is_below(&r.path, &root.path));
+        if *exists {
+            out.push(root.clone());
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
 impl<'rt> Writer<'rt> {
     /// Opens the index in `dir` for writing, creating it (owner-only) for
     /// `encoder` if needed. `busy` says what to do when another writer
@@ -310,6 +353,7 @@ impl<'rt> Writer<'rt> {
                 chunk_overlap: options.chunk_overlap,
                 created_at_s: now_secs(),
                 indexed_at_s: None,
+                roots: Vec::new(),
             },
         };
         let store = rt.block_on(Store::open_or_create(dir, encoder.dim))?;
@@ -326,6 +370,20 @@ impl<'rt> Writer<'rt> {
     /// [`roots`]): new and changed files are indexed, files gone from
     /// below a root are removed, files elsewhere are left alone.
     pub fn update(&mut self, roots: &[PathBuf], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
+        let roots: Vec<Root> = roots.iter().map(|r| Root { path: path_key(r), walk: self.options.walk.clone() }).collect();
+        self.update_roots(&roots, encoder, progress)
+    }
+
+    /// The roots the index records (see [`IndexMeta::roots`]).
+    pub fn recorded_roots(&self) -> &[Root] {
+        &self.meta.roots
+    }
+
+    /// As [`Writer::update`], each root walked its own way: how `ask index`
+    /// with no path brings the [recorded roots](Writer::recorded_roots) up
+    /// to date. The roots are recorded (see `record_roots`) when the update
+    /// is done.
+    pub fn update_roots(&mut self, roots: &[Root], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
         let started = Instant::now();
         let mut summary = Summary::default();
         let mut known = self.rt.block_on(self.store.file_records())?;
@@ -362,6 +420,8 @@ impl<'rt> Writer<'rt> {
             self.rt.block_on(self.store.ensure_indexes())?;
         }
         self.meta.indexed_at_s = Some(now_secs());
+        let given: Vec<(Root, bool)> = roots.iter().map(|r| (r.clone(), discover::path_of_key(&r.path).exists())).collect();
+        self.meta.roots = record_roots(&self.meta.roots, &given);
         self.meta.save(&self.dir)?;
         match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::Io { path: marker, source: e }.into()),
@@ -410,7 +470,7 @@ impl<'rt> Writer<'rt> {
     }
 
     /// Walks the roots: what to read, and what to remove.
-    fn scan(&self, roots: &[PathBuf], known: &HashMap<String, FileRecord>, progress: &mut dyn Progress, summary: &mut Summary) -> Scan {
+    fn scan(&self, roots: &[Root], known: &HashMap<String, FileRecord>, progress: &mut dyn Progress, summary: &mut Summary) -> Scan {
         let mut work: Vec<Candidate> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
@@ -418,51 +478,57 @@ impl<'rt> Writer<'rt> {
         let mut removed: Vec<String> = Vec::new();
         let exclude: Vec<PathBuf> = self.options.exclude.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
         for root in roots {
-            if root.exists() {
-                walk_roots.push(root.clone());
+            let path = discover::path_of_key(&root.path);
+            if path.exists() {
+                walk_roots.push((path, root));
             } else {
                 // A root that is gone: forget what was indexed below it, or
                 // report it if nothing was (most likely a typo).
-                let root_key = path_key(root);
-                let below: Vec<String> = known.keys().filter(|k| is_below(k, &root_key)).cloned().collect();
+                let below: Vec<String> = known.keys().filter(|k| is_below(k, &root.path)).cloned().collect();
                 if below.is_empty() {
-                    progress.event(Event::Failed(&format!("{}: no such file or directory", root.display())));
+                    progress.event(Event::Failed(&format!("{}: no such file or directory", path.display())));
                     summary.failed += 1;
                 } else {
                     removed.extend(below);
                 }
             }
         }
-        let max_size = self.options.walk.max_file_size;
-        discover::walk(&walk_roots, &self.options.walk, |event| match event {
-            WalkEvent::File(c) if exclude.iter().any(|d| c.path.starts_with(d)) => {}
-            WalkEvent::File(c) => {
-                let key = path_key(&c.path);
-                let unchanged = known.get(&key).is_some_and(|r| r.size == c.size && r.mtime_ns == c.mtime_ns);
-                seen.insert(key);
-                if unchanged {
-                    summary.unchanged += 1;
-                } else {
-                    work.push(c);
+        // One walk per root, each its own way; a file that two roots reach
+        // (one inside the other) is taken once.
+        for (path, root) in &walk_roots {
+            let max_size = root.walk.max_file_size;
+            discover::walk(std::slice::from_ref(path), &root.walk, |event| match event {
+                WalkEvent::File(c) if exclude.iter().any(|d| c.path.starts_with(d)) => {}
+                WalkEvent::File(c) => {
+                    let key = path_key(&c.path);
+                    let unchanged = known.get(&key).is_some_and(|r| r.size == c.size && r.mtime_ns == c.mtime_ns);
+                    if !seen.insert(key) {
+                        return;
+                    }
+                    if unchanged {
+                        summary.unchanged += 1;
+                    } else {
+                        work.push(c);
+                    }
+                    if seen.len() % 1024 == 0 {
+                        progress.event(Event::Scanning { files: seen.len() });
+                    }
                 }
-                if seen.len() % 1024 == 0 {
-                    progress.event(Event::Scanning { files: seen.len() });
+                WalkEvent::TooLarge(c) => {
+                    summary.skipped += 1;
+                    let why = format!("{}: {} bytes is over the size limit ({max_size} bytes)", c.path.display(), c.size);
+                    progress.event(Event::Skipped(&why));
                 }
-            }
-            WalkEvent::TooLarge(c) => {
-                summary.skipped += 1;
-                let why = format!("{}: {} bytes is over the size limit ({max_size} bytes)", c.path.display(), c.size);
-                progress.event(Event::Skipped(&why));
-            }
-            WalkEvent::Error { path, message } => {
-                progress.event(Event::Failed(&message));
-                summary.failed += 1;
-                if let Some(p) = path {
-                    unreadable_dirs.push(p);
+                WalkEvent::Error { path, message } => {
+                    progress.event(Event::Failed(&message));
+                    summary.failed += 1;
+                    if let Some(p) = path {
+                        unreadable_dirs.push(p);
+                    }
                 }
-            }
-        });
-        let walk_roots: Vec<String> = walk_roots.iter().map(|r| path_key(r)).collect();
+            });
+        }
+        let walk_roots: Vec<&str> = walk_roots.iter().map(|(_, r)| r.path.as_str()).collect();
         let unreadable_dirs: Vec<String> = unreadable_dirs.iter().map(|d| path_key(d)).collect();
         removed.extend(
             known

@@ -28,7 +28,7 @@ use lancedb::table::{CompactionOptions, Duration, OptimizeAction};
 use lancedb::Table;
 
 pub use lock::{IndexLock, LockError, WhenBusy};
-pub use meta::{EncoderMismatch, IndexMeta};
+pub use meta::{EncoderMismatch, IndexMeta, Root};
 pub use indexes::IndexWork;
 pub use search::{Filter, Mode, Request};
 /// LanceDB's caches of index files, shared by the stores opened with

@@ -32,6 +32,21 @@ pub struct IndexMeta {
     /// When a run last finished (seconds since the epoch).
     #[serde(rename = "indexed_at")]
     pub indexed_at_s: Option<i64>,
+    /// The folders and files the index was asked to hold, each with the
+    /// walk it was last indexed with: what `ask index` with no path brings
+    /// up to date. Indexes from before roots were recorded have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<Root>,
+}
+
+/// A folder or file an index holds, and how it is walked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// Its absolute path, as a path key (see `ask_ingest::discover::path_key`).
+    pub path: String,
+    /// Hidden files, symlinks, ignore files and the size limit.
+    #[serde(flatten)]
+    pub walk: ask_ingest::WalkOptions,
 }
 
 const FILE: &str = "index.json";
@@ -125,6 +140,7 @@ mod tests {
             chunk_overlap: 32,
             created_at_s: 0,
             indexed_at_s: None,
+            roots: Vec::new(),
         };
         assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 384), Ok(()));
         let err = meta.check_encoder("all-mpnet-base-v2", "candle", 768).unwrap_err();
@@ -146,6 +162,10 @@ mod tests {
             chunk_overlap: 32,
             created_at_s: 1,
             indexed_at_s: Some(2),
+            roots: vec![Root {
+                path: "/home/me/notes".into(),
+                walk: ask_ingest::WalkOptions { hidden: true, max_file_size: 10, ..Default::default() },
+            }],
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));
@@ -155,6 +175,9 @@ mod tests {
             r#"{"format":1,"encoder":"all-MiniLM-L6-v2","dim":384,"chunk_tokens":256,"chunk_overlap":32,"created_at":1,"indexed_at":2}"#,
         )
         .unwrap();
-        assert_eq!(IndexMeta::load(dir.path()).unwrap().unwrap().backend, "candle");
+        let old = IndexMeta::load(dir.path()).unwrap().unwrap();
+        assert_eq!(old.backend, "candle");
+        // ... and recorded no roots.
+        assert_eq!(old.roots, []);
     }
 }

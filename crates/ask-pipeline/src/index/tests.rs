@@ -277,3 +277,22 @@ fn a_file_grown_past_the_limit_since_the_walk_is_read_no_further_than_the_limit(
         _ => panic!("a file over the limit is skipped"),
     }
 }
+
+#[test]
+fn recorded_roots_keep_the_widest_walk_and_forget_what_is_gone() {
+    let root = |path: &str, hidden: bool| Root { path: path.into(), walk: WalkOptions { hidden, ..Default::default() } };
+    // A first root is recorded; one inside it walked the same way adds nothing.
+    let r = record_roots(&[], &[(root("/n", false), true)]);
+    assert_eq!(record_roots(&r, &[(root("/n/sub", false), true)]), [root("/n", false)]);
+    // Walked another way, it is kept beside it.
+    let r = record_roots(&r, &[(root("/n/sub", true), true)]);
+    assert_eq!(r, [root("/n", false), root("/n/sub", true)]);
+    // /nb is not inside /n.
+    let r = record_roots(&r, &[(root("/nb", false), true)]);
+    assert_eq!(r.len(), 3);
+    // The same root again takes its new walk; a wider one replaces those inside it.
+    assert_eq!(record_roots(&r, &[(root("/n", true), true)]), [root("/n", true), root("/nb", false)]);
+    assert_eq!(record_roots(&r, &[(root("/", false), true)]), [root("/", false)]);
+    // A root that is gone is forgotten with those inside it.
+    assert_eq!(record_roots(&r, &[(root("/n", false), false)]), [root("/nb", false)]);
+}
