@@ -288,7 +288,7 @@ pub struct IndexingArgs {
     pub no_ignore: bool,
 
     /// Skip files larger than this (bytes, or with K, M, G: 500K, 50M); in an mbox, messages larger than this
-    #[arg(long, value_name = "SIZE", default_value = MAX_FILE_SIZE, value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = parse_size)]
     pub max_file_size: u64,
 
     /// Chunk size in tokens of the encoder's tokenizer
@@ -553,9 +553,6 @@ pub struct StatusArgs {
     #[arg(long)]
     pub check: bool,
 }
-
-/// `--max-file-size`'s default.
-pub const MAX_FILE_SIZE: &str = "50M";
 
 /// Parses `50M`, `500K`, `1G`, `1024` (powers of 1000, like `ls --si` and
 /// disk vendors; `Ki`, `Mi`, `Gi` for powers of 1024).

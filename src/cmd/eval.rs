@@ -103,7 +103,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
     // `ask index DOCS` with every option at its default.
     let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], ..Default::default() };
     let ui = Ui::new(cfg.quiet, false);
-    let roots = super::index::with_walk(&ask_pipeline::index::roots(std::slice::from_ref(&docs))?, &options.walk);
+    let roots = ask_pipeline::index::walked(&ask_pipeline::index::roots(std::slice::from_ref(&docs))?, &options.walk);
     if let Err(exit) = super::index::update(rt, &cfg, options, &roots, ask_store::WhenBusy::Fail, &ui)? {
         return Ok(Err(exit));
     }

@@ -9,7 +9,6 @@ use ask_ingest::chunk::ChunkError;
 use ask_ingest::WalkOptions;
 use ask_pipeline::index::{self, LazyEncoder};
 use ask_pipeline::{Encoder, Event, IndexError, Options, Progress, Summary, Writer};
-use ask_ingest::discover::path_key;
 use ask_store::{LockError, Root, WhenBusy};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -72,10 +71,10 @@ impl Run for IndexArgs {
         let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
         let paths = self.paths()?;
         let roots = if paths.is_empty() && !self.stdin {
-            self.what.refuse_walk_flags("ask index");
+            self.what.refuse_walk_flags(cfg, "ask index");
             recorded_roots(cfg)?
         } else {
-            with_walk(&index::roots(&paths).context("invalid path")?, &options.walk)
+            index::walked(&index::roots(&paths).context("invalid path")?, &options.walk)
         };
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
@@ -96,17 +95,8 @@ impl Run for IndexArgs {
 impl IndexingArgs {
     /// With no PATH, each recorded root is walked as it was recorded: a
     /// walk flag would be silently ignored, so it is a usage error (exit 2).
-    pub(crate) fn refuse_walk_flags(&self, command: &str) {
-        let default_size = crate::cli::parse_size(crate::cli::MAX_FILE_SIZE).expect("the default parses");
-        let given: Vec<&str> = [
-            (self.hidden, "--hidden"),
-            (self.follow, "--follow"),
-            (self.no_ignore, "--no-ignore"),
-            (self.max_file_size != default_size, "--max-file-size"),
-        ]
-        .into_iter()
-        .filter_map(|(on, flag)| on.then_some(flag))
-        .collect();
+    pub(crate) fn refuse_walk_flags(&self, cfg: &Config, command: &str) {
+        let given = walk_flags(&self.options(cfg).walk);
         if let Some(first) = given.first() {
             use clap::CommandFactory;
             let message = format!(
@@ -133,9 +123,17 @@ pub(crate) fn recorded_roots(cfg: &Config) -> Result<Vec<Root>> {
     Ok(meta.roots)
 }
 
-/// Roots from paths (see [`index::roots`]), all walked the same way.
-pub(crate) fn with_walk(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
-    paths.iter().map(|p| Root { path: path_key(p), walk: walk.clone() }).collect()
+/// The flags that ask for `walk` (none for the defaults): what `ask
+/// status` shows for each root, and what a run with no PATH refuses.
+pub(crate) fn walk_flags(walk: &WalkOptions) -> Vec<String> {
+    let mut flags: Vec<String> = [(walk.hidden, "--hidden"), (walk.follow_links, "--follow"), (walk.no_ignore, "--no-ignore")]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then(|| flag.to_owned()))
+        .collect();
+    if walk.max_file_size != WalkOptions::default().max_file_size {
+        flags.push(format!("--max-file-size {}", walk.max_file_size));
+    }
+    flags
 }
 
 /// What is printed while another run holds the index (`--wait`, and

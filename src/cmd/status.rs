@@ -86,20 +86,10 @@ fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How a root is walked, as the flags that would ask for it (nothing for
-/// the defaults).
-fn walk_flags(walk: &ask_ingest::WalkOptions) -> String {
-    let default = ask_ingest::WalkOptions::default();
-    let mut flags = String::new();
-    for (on, flag) in [(walk.hidden, " --hidden"), (walk.follow_links, " --follow"), (walk.no_ignore, " --no-ignore")] {
-        if on {
-            flags.push_str(flag);
-        }
-    }
-    if walk.max_file_size != default.max_file_size {
-        flags.push_str(&format!(" --max-file-size {}", walk.max_file_size));
-    }
-    if flags.is_empty() { flags } else { format!("  ({})", flags.trim_start()) }
+/// How a root is walked, after its path: nothing for the defaults.
+fn shown(walk: &ask_ingest::WalkOptions) -> String {
+    let flags = super::index::walk_flags(walk);
+    if flags.is_empty() { String::new() } else { format!("  ({})", flags.join(" ")) }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -182,7 +172,7 @@ impl Run for StatusArgs {
                 writeln!(out, "roots:        none recorded (the next `ask index PATH` records PATH)")?;
             }
             for (i, root) in status.roots.iter().enumerate() {
-                writeln!(out, "{}{}{}", if i == 0 { "roots:        " } else { "              " }, root.path, walk_flags(&root.walk))?;
+                writeln!(out, "{}{}{}", if i == 0 { "roots:        " } else { "              " }, root.path, shown(&root.walk))?;
             }
             if let Some(c) = &status.check {
                 if c.whole {
@@ -232,7 +222,7 @@ impl Run for StatusArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::{human_bytes, walk_flags};
+    use super::{human_bytes, shown};
 
     #[test]
     fn bytes_are_human() {
@@ -243,9 +233,9 @@ mod tests {
     #[test]
     fn a_root_walked_the_default_way_shows_no_flags() {
         let mut walk = ask_ingest::WalkOptions::default();
-        assert_eq!(walk_flags(&walk), "");
+        assert_eq!(shown(&walk), "");
         walk.hidden = true;
         walk.max_file_size = 500_000;
-        assert_eq!(walk_flags(&walk), "  (--hidden --max-file-size 500000)");
+        assert_eq!(shown(&walk), "  (--hidden --max-file-size 500000)");
     }
 }

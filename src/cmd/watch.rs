@@ -24,7 +24,7 @@ use ask_store::{Root, WhenBusy};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::runtime::Runtime;
 
-use super::index::{advise, line, recorded_roots, waiting_notice, with_walk, Report};
+use super::index::{advise, line, recorded_roots, waiting_notice, Report};
 use super::Run;
 use crate::cli::WatchArgs;
 use crate::config::Config;
@@ -186,10 +186,10 @@ impl Run for WatchArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, false);
         let targets = if self.paths.is_empty() {
-            self.what.refuse_walk_flags("ask watch");
+            self.what.refuse_walk_flags(cfg, "ask watch");
             recorded_roots(cfg)?
         } else {
-            with_walk(&index::roots(&self.paths).context("invalid path")?, &self.what.options(cfg).walk)
+            index::walked(&index::roots(&self.paths).context("invalid path")?, &self.what.options(cfg).walk)
         };
         let roots: Vec<PathBuf> = targets.iter().map(|r| path_of_key(&r.path)).collect();
         if let Some(missing) = roots.iter().find(|r| !r.exists()) {

@@ -281,12 +281,23 @@ pub fn roots(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// Roots from paths (see [`roots`]), all walked the same way.
+pub fn walked(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
+    paths.iter().map(|p| Root { path: path_key(p), walk: walk.clone() }).collect()
+}
+
+/// Folders with symlinks resolved, as the walk reports paths below them
+/// (a folder that cannot be resolved is kept as given).
+fn canonical(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    dirs.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect()
+}
+
 /// Files below `roots`, each walked its own way, that an update would
 /// read for the first time: not in `known` and not in a folder of
 /// `exclude` (ask's own). Sorted; files over a root's size limit are not
 /// counted, as an update skips them.
 pub fn unindexed(roots: &[Root], known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
-    let exclude: Vec<PathBuf> = exclude.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
+    let exclude = canonical(exclude);
     let mut new = std::collections::BTreeSet::new();
     for root in roots {
         discover::walk(&[discover::path_of_key(&root.path)], &root.walk, |event| {
@@ -370,18 +381,13 @@ impl<'rt> Writer<'rt> {
     /// [`roots`]): new and changed files are indexed, files gone from
     /// below a root are removed, files elsewhere are left alone.
     pub fn update(&mut self, roots: &[PathBuf], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
-        let roots: Vec<Root> = roots.iter().map(|r| Root { path: path_key(r), walk: self.options.walk.clone() }).collect();
+        let roots = walked(roots, &self.options.walk);
         self.update_roots(&roots, encoder, progress)
     }
 
-    /// The roots the index records (see [`IndexMeta::roots`]).
-    pub fn recorded_roots(&self) -> &[Root] {
-        &self.meta.roots
-    }
-
     /// As [`Writer::update`], each root walked its own way: how `ask index`
-    /// with no path brings the [recorded roots](Writer::recorded_roots) up
-    /// to date. The roots are recorded (see `record_roots`) when the update
+    /// with no path brings the roots the index records ([`IndexMeta::roots`])
+    /// up to date. The roots are recorded (see `record_roots`) when the update
     /// is done.
     pub fn update_roots(&mut self, roots: &[Root], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
         let started = Instant::now();
@@ -476,7 +482,7 @@ impl<'rt> Writer<'rt> {
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut walk_roots = Vec::new();
         let mut removed: Vec<String> = Vec::new();
-        let exclude: Vec<PathBuf> = self.options.exclude.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
+        let exclude = canonical(&self.options.exclude);
         for root in roots {
             let path = discover::path_of_key(&root.path);
             if path.exists() {
