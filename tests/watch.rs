@@ -28,14 +28,15 @@ impl Drop for Watch {
 
 impl Watch {
     fn start(env: &Env, dir: &str) -> Watch {
-        Watch::start_with(env, dir, &[])
+        Watch::start_with(env, &[dir])
     }
 
-    fn start_with(env: &Env, dir: &str, extra: &[&str]) -> Watch {
+    /// `ask watch` with these paths and options (no path: the recorded roots).
+    fn start_with(env: &Env, args: &[&str]) -> Watch {
         let mut child = env
             .cmd()
-            .args(["watch", "--json", "--settle-ms", "200", dir])
-            .args(extra)
+            .args(["watch", "--json", "--settle-ms", "200"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -194,10 +195,38 @@ fn a_watched_folder_deleted_and_made_again_is_watched_again() {
 }
 
 #[test]
+fn with_no_path_ask_watch_watches_the_recorded_folders_each_walked_as_recorded() {
+    let env = Env::new();
+    env.write("notes/wren.txt", "The wren sings from the bramble.");
+    env.write("diary/monday.txt", "Monday: rain all day.");
+    env.index(&["notes"]);
+    env.index(&["--hidden", "diary"]);
+    let watch = Watch::start_with(&env, &[]);
+    // Hidden files are skipped in notes, as when it was indexed, and kept
+    // in diary, which was indexed with --hidden. Each hidden file is written
+    // before a visible one in the same folder, so once the visible one is
+    // found, the hidden one's event has been seen too.
+    env.write("notes/.draft/heron.txt", "The heron stands in the shallows.");
+    env.write("notes/robin.txt", "The robin follows the spade.");
+    env.write("diary/.private/tuesday.txt", "Tuesday: the locker code is 4711.");
+    env.write("diary/wednesday.txt", "Wednesday: sun at last.");
+    eventually("a new file in each recorded folder", || {
+        text_of(&env, "robin.txt").is_some() && text_of(&env, "wednesday.txt").is_some()
+    });
+    eventually("the hidden file below the folder indexed with --hidden", || text_of(&env, "tuesday.txt").is_some());
+    assert!(text_of(&env, "heron.txt").is_none(), "notes is walked without --hidden, as recorded");
+    assert!(watch.stop().success());
+
+    // A walk flag with no path would be ignored: a usage error instead.
+    let out = env.run(&["watch", "--no-ignore"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn an_encoder_freed_when_idle_is_loaded_again_by_the_next_change() {
     let env = Env::new();
     env.write("notes/curlew.txt", "The curlew calls across the estuary.");
-    let watch = Watch::start_with(&env, "notes", &["--unload-after", "1"]);
+    let watch = Watch::start_with(&env, &["notes", "--unload-after", "1"]);
     // One change loads the encoder; then a second of quiet frees it.
     env.write("notes/dunlin.txt", "The dunlin feeds at low tide.");
     eventually("the first change", || text_of(&env, "dunlin.txt").is_some());
