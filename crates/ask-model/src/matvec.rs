@@ -834,9 +834,11 @@ impl QMatrix {
         each!(&self.blocks, b => bytes(b))
     }
 
-    /// Whether this type's kernel runs in 512-bit registers on this CPU
-    /// (the K-quants with AVX-512 VNNI), where an activation row after the
-    /// first costs two instructions per 64 values rather than eight.
+    /// Whether an activation row after the first costs little here: the
+    /// K-quants' 512-bit kernels, where it costs two instructions per 64
+    /// values rather than eight. The 32-value types' 512-bit kernels share
+    /// less across rows (each row has its own scales): on SmolLM2 an extra
+    /// row cost about half a pass, too much for drafted tokens to pay.
     pub fn wide(&self) -> bool {
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
         return matches!(self.blocks, Blocks::Q4K(_) | Blocks::Q6K(_)) && avx512::available();
