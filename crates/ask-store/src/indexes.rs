@@ -1,6 +1,11 @@
 //! The chunks table's secondary indexes: a full-text (BM25) index on
-//! `text`, always, and an approximate-nearest-neighbour index on `vector`
-//! once the table is large enough that a flat scan gets slow.
+//! `text`, always, an approximate-nearest-neighbour index on `vector`
+//! once the table is large enough that a flat scan gets slow, and B-tree
+//! indexes on `path` and `doc_hash`, always, for what an incremental run
+//! looks up by them (a changed file's chunks to delete, a mailbox's stored
+//! messages, the chunks of documents seen before): without them each
+//! lookup scans the whole table, and a run's cost grew with the index
+//! rather than with what changed.
 //!
 //! Both are kept current by [`Store::ensure_indexes`], which `ask index`
 //! calls after every run: it creates a missing index, folds new rows into
@@ -11,7 +16,7 @@
 
 use std::sync::atomic::Ordering;
 
-use lancedb::index::scalar::FtsIndexBuilder;
+use lancedb::index::scalar::{BTreeIndexBuilder, FtsIndexBuilder};
 use lancedb::index::vector::IvfPqIndexBuilder;
 use lancedb::index::{Index, IndexType};
 use lancedb::table::{OptimizeAction, OptimizeOptions};
@@ -22,6 +27,9 @@ use crate::{Result, Store};
 
 /// Name of the full-text index.
 const TEXT_INDEX: &str = "text_idx";
+/// Columns that incremental runs look rows up by, and their B-tree
+/// indexes' names.
+const KEY_INDEXES: [(&str, &str); 2] = [("path", "path_idx"), ("doc_hash", "doc_hash_idx")];
 /// Vector indexes are named `vector_ivfpq_<rows trained on>`.
 const VECTOR_INDEX_PREFIX: &str = "vector_ivfpq_";
 
@@ -30,6 +38,8 @@ const VECTOR_INDEX_PREFIX: &str = "vector_ivfpq_";
 pub struct IndexWork {
     /// The full-text index was created.
     pub text_created: bool,
+    /// B-tree indexes created on lookup columns.
+    pub keys_created: usize,
     /// The vector index was (re)trained, on this many rows.
     pub vector_trained: Option<usize>,
 }
@@ -91,6 +101,20 @@ impl Store {
                 .await
                 .map_err(|e| self.lance(e))?;
             work.text_created = true;
+        }
+        for (column, name) in KEY_INDEXES {
+            // An index made before ask stored document hashes has no such column.
+            let present = column != "doc_hash" || self.doc_columns;
+            let indexed = indices.iter().any(|i| i.index_type == IndexType::BTree && i.columns.iter().any(|c| c == column));
+            if rows > 0 && present && !indexed {
+                self.chunks
+                    .create_index(&[column], Index::BTree(BTreeIndexBuilder::default()))
+                    .name(name.into())
+                    .execute()
+                    .await
+                    .map_err(|e| self.lance(e))?;
+                work.keys_created += 1;
+            }
         }
         let trained: Option<(String, usize)> = indices.iter().find_map(|i| {
             let rows = i.name.strip_prefix(VECTOR_INDEX_PREFIX)?.parse().ok()?;

@@ -1029,6 +1029,37 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_by_path_and_hash_use_their_indexes_and_see_rows_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        let (a0, a1, b0) = (chunk("/a", 0, [1., 0., 0.]), chunk("/a", 1, [0., 1., 0.]), chunk("/b", 0, [0., 0., 1.]));
+        store.write_files(&[file("/a", 2), file("/b", 1)], &[a0.clone(), a1, b0]).await.unwrap();
+        assert_eq!(store.ensure_indexes().await.unwrap().keys_created, 2);
+        assert_eq!(store.ensure_indexes().await.unwrap().keys_created, 0, "made once");
+        let plan = |column: &'static str, value: &'static str| {
+            let query = store.chunks.query().only_if(in_list(column, &[value]));
+            async move { query.explain_plan(true).await.unwrap() }
+        };
+        for (column, value) in [("path", "/a"), ("doc_hash", "hash of /a")] {
+            let plan = plan(column, value).await;
+            assert!(plan.contains("ScalarIndexQuery"), "{column}: {plan}");
+        }
+        // Rows written after the indexes were built, not yet folded in,
+        // are found beside the indexed ones.
+        store.write_files(&[file("/c", 1)], &[chunk("/c", 0, [1., 1., 0.])]).await.unwrap();
+        assert_eq!(store.doc_hashes("/c").await.unwrap(), HashSet::from(["hash of /c".to_string()]));
+        let found = store.chunks_by_doc_hash(&["hash of /a", "hash of /c"]).await.unwrap();
+        assert_eq!((found["hash of /a"].len(), found["hash of /c"].len()), (2, 1));
+        // Rewriting and removing files through the indexes.
+        store.write_files(&[file("/a", 1)], &[a0.clone()]).await.unwrap();
+        store.remove_files(&["/b".to_string()]).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), Counts { files: 2, failed: 0, chunks: 2 });
+        store.optimize(std::time::Duration::ZERO).await.unwrap();
+        assert_eq!(store.chunks_by_doc_hash(&["hash of /a"]).await.unwrap()["hash of /a"], vec![a0]);
+        assert!(store.doc_hashes("/b").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_index_from_before_mail_support_is_upgraded_when_written() {
         let dir = tempfile::tempdir().unwrap();
         // The chunks table as ask wrote it before message columns existed.
