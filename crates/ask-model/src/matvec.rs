@@ -22,8 +22,8 @@
 //! The SIMD code is AVX2 (x86-64-v3, ask's build baseline), with 512-bit
 //! VNNI kernels chosen at run time where the CPU has them (`avx512`: on
 //! SmolLM2's Q4_1 and Q8_0, tg128 went from 130 to 211 tokens/s on an
-//! AVX-512 Xeon, runs alternated); other targets get a scalar fallback, which `quant::Linear` avoids by keeping candle's
-//! NEON kernels there.
+//! AVX-512 Xeon, runs alternated); other targets get a scalar fallback,
+//! which `quant::Linear` avoids by keeping candle's NEON kernels there.
 //! The rows are shared among candle's spinning thread pool, one parallel
 //! region per call; callers fuse the products that share an input (q, k, v;
 //! gate, up) into one matrix, or one call ([`QMatrix::matvec_parts`]), so a

@@ -7,7 +7,7 @@
 //! lookup scans the whole table, and a run's cost grew with the index
 //! rather than with what changed.
 //!
-//! Both are kept current by [`Store::ensure_indexes`], which `ask index`
+//! All are kept current by [`Store::ensure_indexes`], which `ask index`
 //! calls after every run: it creates a missing index, folds new rows into
 //! existing ones (LanceDB's optimize), and retrains the vector index when
 //! the table has doubled since it was trained, so its partitions keep
@@ -104,7 +104,7 @@ impl Store {
         }
         for (column, name) in KEY_INDEXES {
             // An index made before ask stored document hashes has no such column.
-            let present = column != "doc_hash" || self.doc_columns;
+            let present = self.doc_columns || !crate::arrow::DOC_COLUMNS.contains(&column);
             let indexed = indices.iter().any(|i| i.index_type == IndexType::BTree && i.columns.iter().any(|c| c == column));
             if rows > 0 && present && !indexed {
                 self.chunks
