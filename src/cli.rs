@@ -494,6 +494,14 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
 
+    /// Answers: how the prompt lays out the passages and the question (plain: the
+    /// passages best first, then the question, as `ask query`; restate: the question
+    /// before the passages too; best-last: the passages from the lowest ranked to the
+    /// best; quote: the answering sentence quoted first)
+    #[arg(long, value_name = "LAYOUT", default_value_t = ask_model::prompt::Layout::default(),
+          value_parser = layout_parser())]
+    pub layout: ask_model::prompt::Layout,
+
     /// Answers: evaluate only the first N questions
     #[arg(long, value_name = "N")]
     pub max_questions: Option<usize>,
@@ -594,4 +602,10 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5X").is_err());
     }
+}
+
+/// `--layout`'s values, listed in `--help` and completions.
+fn layout_parser() -> impl clap::builder::TypedValueParser<Value = ask_model::prompt::Layout> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ask_model::prompt::Layout::ALL.map(|(n, _)| n)).map(|s| s.parse().expect("a listed layout"))
 }

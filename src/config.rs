@@ -163,6 +163,13 @@ impl Config {
         Ok(Config { home, index_name, index_dir, embed_model, embed_named, models_dir, model, quiet: global.quiet })
     }
 
+    /// Where answer models keep the keys and values of the prompt's
+    /// opening between runs ([`ask_model::Generator::keep_opening`]): a
+    /// cache, in ask's own folder like everything ask writes.
+    pub fn openings(&self) -> PathBuf {
+        self.home.join("openings")
+    }
+
     /// This configuration with another index (for a request that names one).
     pub fn with_index(&self, name: &str) -> Result<Config> {
         check_index_name(name)?;

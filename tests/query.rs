@@ -193,3 +193,24 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
     let out = env.cmd().args(["search", "--index", "default", "bread"]).env("ASK_INDEX", "from-env").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn the_prompt_opening_is_prefilled_once_and_read_from_the_cache_after() {
+    let env = indexed();
+    let ask = || json(&env.ok(&["query", "--json", "--max-tokens", "8", "-k", "2", "when will the security deposit be returned"]).stdout);
+    let openings = env.home.join("openings");
+    let first = ask();
+    assert_eq!(first["timings"]["cached_tokens"], 0, "{first}");
+    let files: Vec<_> = std::fs::read_dir(&openings).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // The second run prefills only what follows the system message (over
+    // 60 tokens of SmolLM2's) and the passages' heading.
+    let second = ask();
+    let (cached, prompt) = (second["timings"]["cached_tokens"].as_u64().unwrap(), second["timings"]["prompt_tokens"].as_u64().unwrap());
+    assert!(cached > 60 && cached < prompt, "{second}");
+    // A damaged file is a miss, not an error, and is written again.
+    std::fs::write(&files[0], b"not safetensors").unwrap();
+    let third = ask();
+    assert_eq!(third["timings"]["cached_tokens"], 0, "{third}");
+    assert_eq!(ask()["timings"]["cached_tokens"].as_u64(), Some(cached));
+}

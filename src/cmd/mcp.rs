@@ -178,7 +178,7 @@ impl Server<'_> {
         let model = self.warm.generator(&path).context("cannot load the answer model")?;
         let params = SamplingParams { max_tokens, ..Default::default() };
         let shown = passages(&hits);
-        let answer = answer::answer(model, &mut hits, &shown, &question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+        let answer = answer::answer(model, &mut hits, &shown, &question, Default::default(), &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
         Ok(json!({"answer": answer.cited(), "sources": Source::all(&hits), "model": model.name}))
     }
 

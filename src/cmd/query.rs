@@ -29,6 +29,7 @@ struct JsonTimings {
     first_token_ms: f64,
     drafted_tokens: usize,
     accepted_tokens: usize,
+    cached_tokens: usize,
 }
 
 #[derive(Serialize)]
@@ -70,6 +71,16 @@ impl Run for QueryArgs {
         let question = self.question()?;
         let started = Instant::now();
         let filter = self.filter.resolve_now()?;
+        let model_path = cfg.answer_model(self.gen.model.as_deref());
+        // The answer model loads (reads its file, lays out its kernels'
+        // tiles) while the question is embedded and searched.
+        let loading = match (&model_path, self.context_only) {
+            (Ok(path), false) => {
+                let path = path.clone();
+                Some(std::thread::spawn(move || Generator::load(&path)))
+            }
+            _ => None,
+        };
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
         let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score };
@@ -79,7 +90,6 @@ impl Run for QueryArgs {
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
-        let model_path = cfg.answer_model(self.gen.model.as_deref());
         if hits.is_empty() {
             // No model is needed, nor need it exist; --json still names
             // it as an answer would (its file name).
@@ -90,15 +100,20 @@ impl Run for QueryArgs {
         }
         if self.context_only {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", prompt::user_message(&shown, &question))?;
+            writeln!(out, "{}", prompt::user_message(&shown, &question, Default::default()))?;
             return Ok(Exit::Success);
         }
 
-        let mut model = Generator::load(&model_path?).context("cannot load the answer model")?;
+        model_path?;
+        let loaded = loading.expect("started when the model was found").join().expect("the loading thread does not panic");
+        let mut model = loaded.context("cannot load the answer model")?;
+        // The prompt's opening (system message) is the same for every
+        // question: its keys and values are kept between runs.
+        model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
         let interrupted = super::interrupt_flag(rt);
         let mut out = std::io::stdout().lock();
         let json = self.json;
-        let answer = answer::answer(&mut model, &mut hits, &shown, &question, &self.gen.sampling(), &interrupted, &mut |piece| {
+        let answer = answer::answer(&mut model, &mut hits, &shown, &question, Default::default(), &self.gen.sampling(), &interrupted, &mut |piece| {
             if !json {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
@@ -141,6 +156,7 @@ impl QueryArgs {
                     first_token_ms: t.first_token_ms,
                     drafted_tokens: t.drafted_tokens,
                     accepted_tokens: t.accepted_tokens,
+                    cached_tokens: t.cached_tokens,
                 },
             };
             serde_json::to_writer(&mut out, &json)?;

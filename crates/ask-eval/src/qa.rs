@@ -137,6 +137,9 @@ pub struct Outcome {
     pub answer_ms: f64,
     /// Tokens in the prompt.
     pub prompt_tokens: usize,
+    /// Of those, the ones whose keys and values were cached (the prompt's
+    /// opening), not prefilled.
+    pub cached_tokens: usize,
     /// Tokens generated.
     pub generated_tokens: usize,
     /// Decode speed.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::QTensor;
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 use crate::ops;
 use crate::quant::{dequantize, Linear};
@@ -382,11 +382,45 @@ impl Decoder {
     }
 
     /// Forgets the cached positions from `len` on (drafted tokens that
-    /// were not kept).
+    /// were not kept, or a prompt's tail another prompt does not share).
     pub fn truncate(&mut self, len: usize) {
         for l in &mut self.layers {
             l.cache.len = l.cache.len.min(len);
         }
+    }
+
+    /// Positions the KV cache holds.
+    pub fn cached(&self) -> usize {
+        self.layers.iter().map(|l| l.cache.len).min().unwrap_or(0)
+    }
+
+    /// The first `len` cached positions' keys and values, a (k, v) pair of
+    /// (1, kv_heads, len, head_dim) tensors per layer, for
+    /// [`Decoder::restore`] in another process.
+    pub fn snapshot(&self, len: usize) -> Result<Vec<(Tensor, Tensor)>> {
+        if len == 0 || len > self.cached() {
+            candle_core::bail!("{len} positions asked of a cache holding {}", self.cached());
+        }
+        let take = |t: &Option<Tensor>| t.as_ref().expect("cache holds positions").narrow(2, 0, len)?.contiguous();
+        self.layers.iter().map(|l| Ok((take(&l.cache.k)?, take(&l.cache.v)?))).collect()
+    }
+
+    /// Sets the KV cache to a [`Decoder::snapshot`] of this model: the next
+    /// prompt may start at the snapshot's length. Refuses one whose layer
+    /// count or shapes are not this model's.
+    pub fn restore(&mut self, kv: Vec<(Tensor, Tensor)>) -> Result<()> {
+        if kv.len() != self.layers.len() {
+            candle_core::bail!("a snapshot of {} layers for a model of {}", kv.len(), self.layers.len());
+        }
+        let len = kv[0].0.dim(2)?;
+        let want = (1, self.cfg.kv_heads, len, self.cfg.head_dim);
+        if len == 0 || len > self.max_positions || kv.iter().any(|(k, v)| k.dims4().ok() != Some(want) || v.dims4().ok() != Some(want) || k.dtype() != DType::F32 || v.dtype() != DType::F32) {
+            candle_core::bail!("a snapshot whose keys and values are not (1, {}, n, {}) f32", want.1, want.3);
+        }
+        for (l, (k, v)) in self.layers.iter_mut().zip(kv) {
+            l.cache = KvCache { k: Some(k), v: Some(v), len };
+        }
+        Ok(())
     }
 
     /// The last layer's output for `ids` at `pos`, (1, s, hidden).

@@ -133,6 +133,10 @@ pub struct Timings {
     pub drafted_tokens: usize,
     /// Of those, the ones the model went on to choose.
     pub accepted_tokens: usize,
+    /// Prompt tokens not prefilled, because the KV cache already held them:
+    /// the opening an earlier prompt shared (in this process, or kept on
+    /// disk by [`Generator::keep_opening`]).
+    pub cached_tokens: usize,
 }
 
 /// Tokens [`Lookup::Auto`] drafts at a time. `ask eval
@@ -183,6 +187,58 @@ pub struct Generator {
     eos: String,
     context: usize,
     device: Device,
+    /// The tokens whose keys and values the decoder's cache holds, in order
+    /// from position 0: what the next prompt need not prefill again.
+    cached: Vec<u32>,
+    /// Where the opening every prompt shares is kept between processes.
+    opening: Option<Opening>,
+    /// The file, its size and time, for [`Opening`]'s key.
+    source: String,
+}
+
+/// The keys and values of the opening every prompt of a caller shares (the
+/// chat template's system message), kept in a file between processes: a
+/// fresh `ask query` then prefills only what follows it. The file is this
+/// model's only one (named by its path) and holds its key: a cache, which
+/// another model file, another ask, another opening text or another CPU
+/// kernel path (whose sums differ in the last bits) rewrites rather than
+/// reads.
+struct Opening {
+    ids: Vec<u32>,
+    key: String,
+    file: PathBuf,
+    /// Read from or written to `file` already (or failed to be): not tried again.
+    done: bool,
+}
+
+/// FNV-1a: a file name that stays the same across Rust releases.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// The x86 features whose kernels ask picks at run time.
+fn kernel_path() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+            ("avx512vnni", std::arch::is_x86_feature_detected!("avx512vnni")),
+            ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
+        ];
+        has.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect::<Vec<_>>().join(",")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_owned()
+    }
+}
+
+/// How many tokens `a` and `b` share from the start.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn invalid(path: &Path, message: impl std::fmt::Display) -> ModelError {
@@ -228,7 +284,71 @@ impl Generator {
             .map_err(|e| invalid(path, format!("cannot load {arch} weights: {e}")))?;
         weights.warm()?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Generator { weights, tokenizer, template, architecture: arch, name, stop, bos, eos, context, device })
+        let source = {
+            let meta = std::fs::metadata(path).ok();
+            let mtime = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            format!("{} {} bytes {:?}", full.display(), meta.map_or(0, |m| m.len()), mtime)
+        };
+        Ok(Generator { weights, tokenizer, template, architecture: arch, name, stop, bos, eos, context, device, cached: Vec::new(), opening: None, source })
+    }
+
+    /// Keeps the keys and values of `text`, the opening every prompt of the
+    /// caller begins with (see `prompt::opening`), in a file in `dir`: the
+    /// first prompt that begins with it writes the file, and in a later
+    /// process, the first prompt that begins with it reads it instead of
+    /// prefilling those tokens. A file that cannot be read or written only
+    /// costs the prefill it would have saved.
+    pub fn keep_opening(&mut self, text: &str, dir: &Path) -> Result<(), ModelError> {
+        let ids = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.get_ids().to_vec();
+        let key = format!("ask {} | {} | {} | {:?}", env!("CARGO_PKG_VERSION"), self.source, kernel_path(), ids);
+        let file = dir.join(format!("{:016x}.safetensors", fnv1a(self.source.as_bytes())));
+        self.opening = Some(Opening { ids, key, file, done: false });
+        Ok(())
+    }
+
+    /// Fills the empty KV cache from the opening's file, if it is this
+    /// model's and this opening's.
+    fn read_opening(&mut self) {
+        let Some(o) = self.opening.as_mut().filter(|o| !o.done) else { return };
+        let Ok(mut t) = candle_core::safetensors::load(&o.file, &Device::Cpu) else { return };
+        let key_matches = t.remove("key").and_then(|k| k.to_vec1::<u8>().ok()).is_some_and(|k| k == o.key.as_bytes());
+        let Some(tokens) = t.remove("tokens").and_then(|k| k.to_vec1::<u32>().ok()).filter(|_| key_matches) else { return };
+        let mut kv = Vec::new();
+        while let (Some(k), Some(v)) = (t.remove(&format!("k.{}", kv.len())), t.remove(&format!("v.{}", kv.len()))) {
+            kv.push((k, v));
+        }
+        if kv.first().and_then(|(k, _)| k.dim(2).ok()) == Some(tokens.len()) && self.weights.restore(kv).is_ok() {
+            self.cached = tokens;
+            o.done = true;
+        }
+    }
+
+    /// Writes the opening's keys and values, which the cache holds after a
+    /// prompt that begins with it, unless read or written already. Written
+    /// to a temporary file and renamed, so that a reader never sees half.
+    fn write_opening(&mut self) {
+        let Some(o) = self.opening.as_mut().filter(|o| !o.done) else { return };
+        // Its last token may merge with what follows it in a prompt.
+        let n = common_prefix(&o.ids, &self.cached);
+        if n == 0 {
+            return;
+        }
+        o.done = true;
+        let Ok(kv) = self.weights.snapshot(n) else { return };
+        let key = o.key.as_bytes();
+        let (Ok(key), Ok(tokens)) = (Tensor::new(key, &Device::Cpu), Tensor::new(&self.cached[..n], &Device::Cpu)) else { return };
+        let mut t = std::collections::HashMap::from([("key".to_owned(), key), ("tokens".to_owned(), tokens)]);
+        for (i, (k, v)) in kv.into_iter().enumerate() {
+            t.insert(format!("k.{i}"), k);
+            t.insert(format!("v.{i}"), v);
+        }
+        let Some(dir) = o.file.parent() else { return };
+        let tmp = dir.join(format!(".{}.{}.tmp", o.file.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+        let written = std::fs::create_dir_all(dir).is_ok() && candle_core::safetensors::save(&t, &tmp).is_ok() && std::fs::rename(&tmp, &o.file).is_ok();
+        if !written {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 
     /// Tokens the model can attend to (capped at [`MAX_CONTEXT`]).
@@ -294,11 +414,22 @@ impl Generator {
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
         let mut timings = Timings { prompt_tokens: prompt_ids.len(), ..Default::default() };
 
-        // Prefill at position 0, which also starts every family's KV cache anew.
+        // Prefill what the cache does not hold already (at least the last
+        // token, whose logits come next); from position 0, the decoder
+        // starts its KV cache anew.
         let start = Instant::now();
-        let input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let logits = self.weights.forward(&input, 0)?;
-        timings.prefill_tokens_per_s = prompt_ids.len() as f64 / start.elapsed().as_secs_f64();
+        if self.cached.is_empty() {
+            self.read_opening();
+        }
+        let reuse = common_prefix(&self.cached, &prompt_ids).min(prompt_ids.len().saturating_sub(1));
+        self.cached.clear();
+        self.weights.truncate(reuse);
+        let input = Tensor::new(&prompt_ids[reuse..], &self.device)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, reuse)?;
+        self.cached.clone_from(&prompt_ids);
+        timings.cached_tokens = reuse;
+        timings.prefill_tokens_per_s = (prompt_ids.len() - reuse) as f64 / start.elapsed().as_secs_f64();
+        self.write_opening();
 
         let mut all = prompt_ids.clone();
         let mut stream = TokenStream::default();
@@ -385,6 +516,13 @@ impl Generator {
         if matches!(timings.stop, Stop::End | Stop::Limit) && !show(guard.rest())? {
             timings.stop = Stop::Interrupted;
         }
+        // Every position before the last token holds its token (a rejected
+        // draft's is overwritten before anything reads past it); so does
+        // the whole prompt's.
+        let keep = (all.len() - 1).max(prompt_ids.len()).min(self.weights.cached());
+        self.weights.truncate(keep);
+        all.truncate(keep);
+        self.cached = all;
         timings.first_token_ms = first_text.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1000.0);
         let decode_secs = decode_start.elapsed().as_secs_f64();
         timings.decode_tokens_per_s = timings.generated_tokens as f64 / decode_secs.max(1e-9);
@@ -622,6 +760,21 @@ mod tests {
             Err(ModelError::PromptTooLong { tokens, context }) => assert!(tokens > context && context == MAX_CONTEXT, "{tokens} {context}"),
             other => panic!("{:?}", other.map(|t| t.generated_tokens)),
         }
+    }
+
+    #[test]
+    fn a_prompt_prefills_only_what_the_cache_does_not_hold() {
+        let mut model = Generator::load(&crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        let params = SamplingParams { max_tokens: 4, ..Default::default() };
+        let (a, b) = ("The harbour crane lifts containers onto the ship at dawn", "The harbour crane lifts containers onto the barge at dusk");
+        let ids = |s: &str| model.tokenizer().encode(s, false).unwrap().get_ids().to_vec();
+        let (ia, ib) = (ids(a), ids(b));
+        let shared = ia.iter().zip(&ib).take_while(|(x, y)| x == y).count();
+        assert!(shared >= 5 && shared < ib.len(), "{ia:?} {ib:?}");
+        assert_eq!(model.generate(a, &params, |_| true).unwrap().cached_tokens, 0);
+        assert_eq!(model.generate(b, &params, |_| true).unwrap().cached_tokens, shared);
+        // The same prompt again: all but the last token, whose logits come next.
+        assert_eq!(model.generate(b, &params, |_| true).unwrap().cached_tokens, ib.len() - 1);
     }
 
     #[test]

@@ -30,14 +30,84 @@ you are given. Answer in one to three sentences and cite the passage that suppor
 number in brackets, like [2]. Use the specific names, numbers, dates and terms the passages give, in the passages' own words. If the \
 passages do not contain the answer, say that they do not.";
 
-/// The user message: numbered passages, then the question.
-pub fn user_message(passages: &[Passage], question: &str) -> String {
-    let mut out = String::from("Passages:\n\n");
-    for (i, p) in passages.iter().enumerate() {
-        out.push_str(&format!("[{}] {}\n{}\n\n", i + 1, p.heading, p.text.trim()));
+/// The system message of [`Layout::Quote`]: [`SYSTEM`]'s rules, with the
+/// supporting sentence quoted before the answer.
+pub const SYSTEM_QUOTE: &str = "You answer questions from the user's documents. Use only the numbered passages \
+you are given. First quote, in double quotes, the one sentence of the passages that answers the question, with its \
+passage number in brackets, like [2]; then answer in one or two sentences, citing that passage the same way. Use the \
+specific names, numbers, dates and terms the passages give, in the passages' own words. If the passages do not contain \
+the answer, say that they do not.";
+
+/// How the prompt lays out the passages and the question. Passages keep
+/// their numbers (rank order) in every layout, so `[n]` names the same
+/// source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// The passages, best first, then the question.
+    #[default]
+    Plain,
+    /// The question, the passages, then the question again.
+    Restate,
+    /// The passages from the lowest ranked to the best, then the question:
+    /// the best passage nearest the question.
+    BestLast,
+    /// As `Plain`, with a system message that asks for the sentence that
+    /// answers, quoted, before the answer ([`SYSTEM_QUOTE`]).
+    Quote,
+}
+
+impl Layout {
+    /// Every layout, by its name.
+    pub const ALL: [(&'static str, Layout); 4] =
+        [("plain", Layout::Plain), ("restate", Layout::Restate), ("best-last", Layout::BestLast), ("quote", Layout::Quote)];
+
+    /// The system message.
+    pub fn system(self) -> &'static str {
+        match self {
+            Layout::Quote => SYSTEM_QUOTE,
+            _ => SYSTEM,
+        }
     }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let names: Vec<&str> = Layout::ALL.iter().map(|(n, _)| *n).collect();
+        Layout::ALL.iter().find(|(n, _)| *n == s).map(|(_, l)| *l).ok_or_else(|| format!("`{s}` is not a layout ({})", names.join(", ")))
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Layout::ALL.iter().find(|(_, l)| l == self).map_or("plain", |(n, _)| n))
+    }
+}
+
+/// The user message: numbered passages and the question, as `layout` has it.
+pub fn user_message(passages: &[Passage], question: &str, layout: Layout) -> String {
+    let mut out = String::new();
+    if layout == Layout::Restate {
+        out.push_str(&format!("Question: {question}\n\n"));
+    }
+    out.push_str("Passages:\n\n");
+    let numbered = passages.iter().enumerate().map(|(i, p)| format!("[{}] {}\n{}\n\n", i + 1, p.heading, p.text.trim()));
+    let numbered: Vec<String> = if layout == Layout::BestLast { numbered.rev().collect() } else { numbered.collect() };
+    out.push_str(&numbered.concat());
     out.push_str(&format!("Question: {question}"));
     out
+}
+
+/// What every prompt [`fit`] makes for `model` in `layout` begins with: the
+/// chat template's opening, the system message and the user message's
+/// first words, for [`Generator::keep_opening`]. Found as what two prompts
+/// with nothing else in common share.
+pub fn opening(model: &Generator, layout: Layout) -> Result<String, ModelError> {
+    let one = Passage { heading: "a".into(), text: "b".into() };
+    let a = model.chat_prompt(layout.system(), &user_message(std::slice::from_ref(&one), "c", layout))?;
+    let b = model.chat_prompt(layout.system(), &user_message(&[], "d", layout))?;
+    let n = a.char_indices().zip(b.chars()).take_while(|((_, x), y)| x == y).last().map_or(0, |((i, x), _)| i + x.len_utf8());
+    Ok(a[..n].to_owned())
 }
 
 /// The chat prompt for `question` over as many of `passages` (best first)
@@ -45,12 +115,12 @@ pub fn user_message(passages: &[Passage], question: &str) -> String {
 /// half the context): whole passages only, the lowest-ranked dropped
 /// first, at least one kept. Returns the prompt and how many passages it
 /// holds.
-pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_tokens: usize) -> Result<(String, usize), ModelError> {
+pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_tokens: usize, layout: Layout) -> Result<(String, usize), ModelError> {
     let context = model.context_length();
     let budget = context.saturating_sub(answer_tokens.min(context / 2));
     let mut n = passages.len();
     loop {
-        let prompt = model.chat_prompt(SYSTEM, &user_message(&passages[..n], question))?;
+        let prompt = model.chat_prompt(layout.system(), &user_message(&passages[..n], question, layout))?;
         if n <= 1 || model.count_tokens(&prompt)? < budget {
             return Ok((prompt, n));
         }
@@ -289,8 +359,37 @@ mod tests {
     #[test]
     fn the_user_message_numbers_passages_before_the_question() {
         let p = |h: &str, t: &str| Passage { heading: h.into(), text: t.into() };
-        let msg = user_message(&[p("a.md:1-3", " one \n"), p("b.txt:4", "two")], "why?");
-        assert!(msg.starts_with("Passages:\n\n[1] a.md:1-3\none\n\n[2] b.txt:4\ntwo\n\n"), "{msg}");
-        assert!(msg.ends_with("Question: why?"), "{msg}");
+        let passages = [p("a.md:1-3", " one \n"), p("b.txt:4", "two")];
+        let msg = user_message(&passages, "why?", Layout::Plain);
+        assert_eq!(msg, "Passages:\n\n[1] a.md:1-3\none\n\n[2] b.txt:4\ntwo\n\nQuestion: why?");
+        assert_eq!(user_message(&passages, "why?", Layout::Quote), msg);
+        // The best passage last, still numbered 1.
+        let msg = user_message(&passages, "why?", Layout::BestLast);
+        assert_eq!(msg, "Passages:\n\n[2] b.txt:4\ntwo\n\n[1] a.md:1-3\none\n\nQuestion: why?");
+        let msg = user_message(&passages, "why?", Layout::Restate);
+        assert_eq!(msg, "Question: why?\n\nPassages:\n\n[1] a.md:1-3\none\n\n[2] b.txt:4\ntwo\n\nQuestion: why?");
+    }
+
+    #[test]
+    fn every_prompt_begins_with_its_layouts_opening() {
+        let model = Generator::load(&crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        let passages = [Passage { heading: "box.md:1".into(), text: "The box holds a red kite.".into() }];
+        for (name, layout) in Layout::ALL {
+            let opening = opening(&model, layout).unwrap();
+            let (prompt, _) = fit(&model, &passages, "What is in the box?", 64, layout).unwrap();
+            assert!(prompt.starts_with(&opening), "{name}: {opening:?} / {prompt:?}");
+            let first_words = if layout == Layout::Restate { "Question: " } else { "Passages:\n\n" };
+            assert!(opening.contains(layout.system()) && opening.ends_with(first_words), "{name}: {opening:?}");
+        }
+    }
+
+    #[test]
+    fn layouts_read_by_name() {
+        for (name, layout) in Layout::ALL {
+            assert_eq!(name.parse::<Layout>(), Ok(layout));
+            assert_eq!(layout.to_string(), name);
+        }
+        assert!("sideways".parse::<Layout>().unwrap_err().contains("plain, restate, best-last, quote"));
+        assert_eq!(Layout::default(), Layout::Plain);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ask_model::prompt::{self, Passage as PromptPassage};
+use ask_model::prompt::{self, Layout, Passage as PromptPassage};
 use ask_model::{Embedder, Generator, ModelError, SamplingParams, Timings};
 use ask_store::{Filter, Hit, Mode, Passage, Request, Store, StoreError};
 use tokio::runtime::Runtime;
@@ -138,7 +138,7 @@ pub fn stream(
 }
 
 /// An answer to `question` from `hits` as the model reads them (`shown`,
-/// from [`passages`] or [`focus`]): the passages that fit the model's
+/// from [`passages`] or [`focus`]) in the prompt `layout`: the passages that fit the model's
 /// context with room for `params.max_tokens` (whole passages, lowest
 /// ranked dropped first: `hits` is cut to them), the model's text streamed
 /// to `out`, and ask's citation when the model cited none.
@@ -147,11 +147,12 @@ pub fn answer(
     hits: &mut Vec<Hit>,
     shown: &[PromptPassage],
     question: &str,
+    layout: Layout,
     params: &SamplingParams,
     stop: &AtomicBool,
     out: &mut dyn FnMut(&str) -> std::io::Result<()>,
 ) -> Result<Answer, StreamError> {
-    let (prompt, kept) = prompt::fit(model, shown, question, params.max_tokens)?;
+    let (prompt, kept) = prompt::fit(model, shown, question, params.max_tokens, layout)?;
     hits.truncate(kept);
     let (text, timings) = stream(model, &prompt, params, stop, out)?;
     let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();

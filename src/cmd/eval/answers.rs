@@ -33,6 +33,7 @@ struct Report<'a> {
     k: usize,
     mode: &'static str,
     passage_tokens: usize,
+    layout: String,
     #[serde(flatten)]
     scores: AnswerScores,
     outcomes: &'a [Outcome],
@@ -88,6 +89,9 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let ui = Ui::new(cfg.quiet, false);
     let spinner = ui.spinner("loading the model");
     let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
+    // As `ask query` does: the first question reads the prompt's opening
+    // from the cache, the others find it in memory.
+    model.keep_opening(&prompt::opening(&model, args.layout)?, &cfg.openings())?;
     spinner.finish_and_clear();
     let params = args.gen.sampling();
     let filter = Filter::default();
@@ -103,7 +107,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         if !hits.is_empty() {
             let shown = focus(&embedder, &vector, passages(&hits), args.passage_tokens)?;
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
-            let a = answer::answer(&mut model, &mut hits, &shown, &q.question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            let a = answer::answer(&mut model, &mut hits, &shown, &q.question, args.layout, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
             let (text, t) = (a.text, a.timings);
             // Each passage's id in the set, by its number `[n]` - 1.
             let ids: Vec<Option<&String>> = hits.iter().map(|h| prepared.id_of.get(&h.passage.path)).collect();
@@ -123,6 +127,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
                 not_found: qa::says_not_found(&text),
                 first_token_ms: before_model + t.first_token_ms,
                 prompt_tokens: t.prompt_tokens,
+                cached_tokens: t.cached_tokens,
                 generated_tokens: t.generated_tokens,
                 decode_tokens_per_s: t.decode_tokens_per_s,
                 drafted_tokens: t.drafted_tokens,
@@ -145,6 +150,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         k: args.limit,
         mode: search.mode.as_str(),
         passage_tokens: args.passage_tokens,
+        layout: args.layout.to_string(),
         scores: AnswerScores::from(&outcomes),
         outcomes: &outcomes,
     };
@@ -161,7 +167,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
 fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()> {
     let s = &r.scores;
     writeln!(out, "{} ({} questions over {} passages)", questions.display(), s.questions, r.passages)?;
-    writeln!(out, "  model {}, -k {}, mode {}, --passage-tokens {}", r.model, r.k, r.mode, r.passage_tokens)?;
+    writeln!(out, "  model {}, -k {}, mode {}, --passage-tokens {}, --layout {}", r.model, r.k, r.mode, r.passage_tokens, r.layout)?;
     writeln!(out, "  answer accuracy      {:.3}", s.accuracy)?;
     writeln!(out, "  retrieval hit        {:.3}  (the source among the passages given to the model)", s.retrieval_hit)?;
     writeln!(out, "  citation accuracy    {:.3}  (the model's own [n] names the source; ask's added [n]: {:.3})", s.citation_accuracy, s.attributed_accuracy)?;

@@ -64,7 +64,7 @@ impl Server<'_> {
         let result = match &question {
             Some(q) => {
                 let shown = passages(&hits);
-                answer::answer(model, &mut hits, &shown, q, &chat.params, &stop, &mut |piece| out.piece(piece))
+                answer::answer(model, &mut hits, &shown, q, Default::default(), &chat.params, &stop, &mut |piece| out.piece(piece))
                     .map(|a| (a.cited(), a.attributed.map(|n| format!(" [{n}]")).unwrap_or_default(), a.timings))
             }
             None => model
