@@ -43,11 +43,16 @@ fn main() {
         }
         words[..lo].join(" ")
     };
-    // The mean rate of `runs` runs after a warm-up, and the last run's timings.
+    // The mean rate of `runs` runs after a warm-up, and the last run's
+    // timings; each run prefills the whole prompt, as a new one would be.
     let mean = |model: &mut Generator, prompt: &str, max_tokens: usize, rate: fn(&ask_model::Timings) -> f64| {
         let params = SamplingParams { max_tokens, repeat_penalty: 1.0, ignore_eos: true, ..Default::default() };
-        model.generate(prompt, &params, |_| true).unwrap(); // warm-up
-        let all: Vec<_> = (0..runs).map(|_| model.generate(prompt, &params, |_| true).unwrap()).collect();
+        let run = |model: &mut Generator| {
+            model.forget();
+            model.generate(prompt, &params, |_| true).unwrap()
+        };
+        run(model); // warm-up
+        let all: Vec<_> = (0..runs).map(|_| run(model)).collect();
         (all.iter().map(rate).sum::<f64>() / all.len() as f64, all.into_iter().last().unwrap())
     };
     for target in [512usize, 2048] {

@@ -307,6 +307,13 @@ impl Generator {
         Ok(())
     }
 
+    /// Forgets what the KV cache holds: the next prompt is prefilled whole
+    /// (benchmarks of prefill).
+    pub fn forget(&mut self) {
+        self.cached.clear();
+        self.weights.clear_cache();
+    }
+
     /// Fills the empty KV cache from the opening's file, if it is this
     /// model's and this opening's.
     fn read_opening(&mut self) {
@@ -775,6 +782,8 @@ mod tests {
         assert_eq!(model.generate(b, &params, |_| true).unwrap().cached_tokens, shared);
         // The same prompt again: all but the last token, whose logits come next.
         assert_eq!(model.generate(b, &params, |_| true).unwrap().cached_tokens, ib.len() - 1);
+        model.forget();
+        assert_eq!(model.generate(b, &params, |_| true).unwrap().cached_tokens, 0);
     }
 
     #[test]
