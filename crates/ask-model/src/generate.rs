@@ -216,26 +216,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-/// The x86 features whose kernels ask picks at run time.
-fn kernel_path() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let has = [
-            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-            ("fma", std::arch::is_x86_feature_detected!("fma")),
-            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
-            ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
-            ("avx512vnni", std::arch::is_x86_feature_detected!("avx512vnni")),
-            ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
-        ];
-        has.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect::<Vec<_>>().join(",")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        std::env::consts::ARCH.to_owned()
-    }
-}
-
 /// How many tokens `a` and `b` share from the start.
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -301,7 +281,7 @@ impl Generator {
     /// costs the prefill it would have saved.
     pub fn keep_opening(&mut self, text: &str, dir: &Path) -> Result<(), ModelError> {
         let ids = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.get_ids().to_vec();
-        let key = format!("ask {} | {} | {} | {:?}", env!("CARGO_PKG_VERSION"), self.source, kernel_path(), ids);
+        let key = format!("ask {} | {} | {} | {:?}", env!("CARGO_PKG_VERSION"), self.source, crate::quant::kernel_path(), ids);
         let file = dir.join(format!("{:016x}.safetensors", fnv1a(self.source.as_bytes())));
         self.opening = Some(Opening { ids, key, file, done: false });
         Ok(())

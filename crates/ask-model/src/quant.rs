@@ -88,6 +88,32 @@ fn own_tiles() -> bool {
     false
 }
 
+/// What decides which kernels run here: the x86 features the dispatchers
+/// ask for, and candle's switches that hold them to a lower tier
+/// (`MISTRALRS_FORCE_AVX2`, `MISTRALRS_FORCE_AVXVNNI`). Two processes with
+/// the same description run the same kernels, so a cache of their sums
+/// (`Generator::keep_opening`) may be shared between them.
+pub(crate) fn kernel_path() -> String {
+    let forced = ["MISTRALRS_FORCE_AVX2", "MISTRALRS_FORCE_AVXVNNI"].into_iter().filter(|v| std::env::var(v).as_deref() == Ok("1"));
+    #[cfg(target_arch = "x86_64")]
+    let features = {
+        use std::arch::is_x86_feature_detected as has;
+        [
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vnni", has!("avx512vnni")),
+            ("avxvnni", has!("avxvnni")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let features = std::iter::once(std::env::consts::ARCH);
+    features.chain(forced).collect::<Vec<_>>().join(",")
+}
+
 /// A weight's prompt tiles, packed on first use.
 fn own_tiles_of<'a>(tiles: &'a std::sync::OnceLock<PromptTiles>, blocks: &QMatrix) -> &'a PromptTiles {
     tiles.get_or_init(|| PromptTiles::new(blocks).expect("made only for matrices that fit"))
