@@ -367,6 +367,11 @@ pub struct QueryArgs {
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
 
+    /// Chunks on each side of each retrieved one to give the model with it,
+    /// as one passage (0: the retrieved chunks alone)
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::answer::NEIGHBOURS)]
+    pub neighbours: u32,
+
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
     #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
@@ -490,6 +495,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
     pub min_score: f32,
 
+    /// Chunks on each side of each retrieved one to give the model with it,
+    /// as one passage (0: the retrieved chunks alone)
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::answer::NEIGHBOURS)]
+    pub neighbours: u32,
+
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
     #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
@@ -505,6 +515,11 @@ pub struct EvalArgs {
     /// Answers: evaluate only the first N questions
     #[arg(long, value_name = "N")]
     pub max_questions: Option<usize>,
+
+    /// Index the documents in chunks of N tokens (as `ask index --chunk-tokens`),
+    /// into a scratch index of their own
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::index::CHUNK_TOKENS)]
+    pub chunk_tokens: usize,
 
     #[command(flatten)]
     pub gen: GenArgs,

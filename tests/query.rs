@@ -85,6 +85,39 @@ fn passage_tokens_keep_the_sentences_that_answer() {
 }
 
 #[test]
+fn neighbours_widen_a_small_chunk_into_the_text_around_it() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs", "--chunk-tokens", "40", "--chunk-overlap", "8"]);
+    let file = std::fs::read_to_string(fixtures().join("docs/sourdough.txt")).unwrap();
+    let passage = |neighbours: &str| {
+        let args = ["query", "--context-only", "-k", "1", "--neighbours", neighbours, "how long does the bread bake in the Dutch oven"];
+        let out = env.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let body = text.split_once("\n").and_then(|(_, rest)| rest.trim_start().split_once("\n")).map(|(head, rest)| (head.to_owned(), rest));
+        let (head, rest) = body.unwrap_or_else(|| panic!("{text}"));
+        let (body, _) = rest.rsplit_once("\n\nQuestion:").unwrap_or_else(|| panic!("{text}"));
+        (head, body.to_owned())
+    };
+    let (head, alone) = passage("0");
+    let (wide_head, wide) = passage("1");
+    assert!(head.starts_with("[1] sourdough.txt:") && alone.contains("Dutch oven"), "{head}\n{alone}");
+    // The chunk with the text before and after it, as the file has it: the
+    // chunks' shared tokens once, the lines cited those of the whole.
+    assert!(wide.len() > alone.len() && wide.contains(&alone), "{alone}\n---\n{wide}");
+    assert!(file.contains(&wide), "not a stretch of the file:\n{wide}");
+    let lines = |h: &str| {
+        let (a, b) = h.rsplit_once(':').unwrap().1.split_once('-').unwrap();
+        (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
+    };
+    let (a, b) = lines(&wide_head);
+    let first = file.lines().nth(a - 1).unwrap();
+    assert!(wide.starts_with(first.trim()) || first.contains(wide.lines().next().unwrap()), "{wide_head}\n{wide}");
+    assert!(file.lines().nth(b - 1).unwrap().contains(wide.lines().last().unwrap()), "{wide_head}\n{wide}");
+}
+
+#[test]
 fn nothing_relevant_means_no_invented_answer() {
     let env = indexed();
     // The GGUF path is bogus: with nothing relevant, the model is never loaded.

@@ -73,12 +73,18 @@ fn scratch(dir: &Path, key: &[u8], encoder: &str) -> Result<PathBuf> {
 /// `loaded` is the dataset at `corpus` when the caller has read it already.
 /// An indexing run that does not succeed (another `ask index` holds the
 /// scratch index: 75) gives its exit code, for the caller to return.
-fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) -> Result<Result<Prepared, Exit>> {
+fn prepare(corpus: &Path, loaded: Option<&Dataset>, chunk_tokens: usize, cfg: &Config, rt: &Runtime) -> Result<Result<Prepared, Exit>> {
     let info = probe(&cfg.embed_model).context("cannot use the encoder")?;
+    // Each chunk size has a scratch index of its own; the default's keeps
+    // the name it always had.
+    let encoder = match chunk_tokens {
+        ask_pipeline::index::CHUNK_TOKENS => info.name.clone(),
+        n => format!("{} chunks of {n}", info.name),
+    };
     let beir = corpus.join("corpus.jsonl");
     let (docs, dir, id_of) = if beir.is_file() {
         let bytes = std::fs::read(&beir).with_context(|| format!("cannot read {}", beir.display()))?;
-        let dir = scratch(corpus, &bytes, &info.name)?;
+        let dir = scratch(corpus, &bytes, &encoder)?;
         let read;
         let ds = match loaded {
             Some(ds) => ds,
@@ -94,14 +100,14 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, cfg: &Config, rt: &Runtime) 
         (docs, dir, id_of)
     } else if corpus.is_dir() {
         let docs = std::path::absolute(corpus)?;
-        let dir = scratch(corpus, docs.as_os_str().as_encoded_bytes(), &info.name)?;
+        let dir = scratch(corpus, docs.as_os_str().as_encoded_bytes(), &encoder)?;
         (docs, dir, HashMap::new())
     } else {
         anyhow::bail!("{}: not a BEIR dataset (no corpus.jsonl) nor a folder of documents", corpus.display());
     };
     let cfg = Config { index_name: "eval".into(), index_dir: dir.join("index"), ..cfg.clone() };
     // `ask index DOCS` with every option at its default.
-    let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], ..Default::default() };
+    let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], chunk_tokens, ..Default::default() };
     let ui = Ui::new(cfg.quiet, false);
     let roots = ask_pipeline::index::walked(&ask_pipeline::index::roots(std::slice::from_ref(&docs))?, &options.walk);
     if let Err(exit) = super::index::update(rt, &cfg, options, &roots, ask_store::WhenBusy::Fail, &ui)? {
@@ -133,8 +139,8 @@ impl Run for EvalArgs {
             anyhow::bail!("{}: no query in qrels/test.tsv has a relevant passage in queries.jsonl", self.dataset.display());
         }
         let prepared = match &self.corpus {
-            Some(corpus) => prepare(corpus, None, cfg, rt)?,
-            None => prepare(&self.dataset, Some(&ds), cfg, rt)?,
+            Some(corpus) => prepare(corpus, None, self.chunk_tokens, cfg, rt)?,
+            None => prepare(&self.dataset, Some(&ds), self.chunk_tokens, cfg, rt)?,
         };
         let prepared = match prepared {
             Ok(p) => p,

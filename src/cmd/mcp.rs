@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ask_model::{Embedder, SamplingParams};
-use ask_pipeline::answer::{self, passages, retrieve, Search, MIN_SCORE};
+use ask_pipeline::answer::{self, passages, retrieve, Search, MIN_SCORE, NEIGHBOURS};
 use ask_pipeline::json::{SearchHit, Source};
 use ask_pipeline::warm::{check_encoder, Warm};
 use ask_store::{Filter, Mode, Store};
@@ -166,7 +166,7 @@ impl Server<'_> {
         let cfg = self.config(args)?;
         let rt = self.rt;
         let filter = Filter::default();
-        let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE };
+        let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS };
         let embedder = self.encoder(&cfg)?;
         let vector = embedder.embed_query(&question)?;
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;

@@ -83,7 +83,7 @@ impl Run for QueryArgs {
         };
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score };
+        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score, neighbours: self.neighbours };
         let vector = embedder.embed_query(&question)?;
         let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
         let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::{anyhow, bail, Result};
 use ask_model::stores::{Found, Role, Stores};
 use ask_model::{Embedder, Generator};
-use ask_pipeline::answer::{retrieve, Search, MIN_SCORE};
+use ask_pipeline::answer::{retrieve, Search, MIN_SCORE, NEIGHBOURS};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
 use ask_pipeline::warm::{check_encoder, Kept};
@@ -205,7 +205,7 @@ impl Server<'_> {
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.session)).map_err(server_error)?;
         let filter = Filter::default();
         match (answer, vector) {
-            (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE }),
+            (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS }),
             (_, v) => self.rt.block_on(store.search(&ask_store::Request { text: query, vector: v.as_deref(), k, mode, filter: &filter })),
         }
         .map_err(server_error)

@@ -1,16 +1,21 @@
 //! Answering from an index: the passages for a question, as the model
 //! reads them, and a model's text streamed out as it is generated.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ask_model::prompt::{self, Layout, Passage as PromptPassage};
 use ask_model::{Embedder, Generator, ModelError, SamplingParams, Timings};
-use ask_store::{Filter, Hit, Mode, Passage, Request, Store, StoreError};
+use ask_store::{Filter, Hit, Mode, Passage, Request, Span, Store, StoreError};
 use tokio::runtime::Runtime;
 
 /// The least cosine similarity to the question a passage needs to be
 /// answered from (`ask query --min-score`, and every other caller).
 pub const MIN_SCORE: f32 = 0.2;
+
+/// Chunks on each side of a retrieved one that the model reads with it
+/// (`ask query --neighbours`, and every other caller).
+pub const NEIGHBOURS: u32 = 0;
 
 /// How passages are chosen for a question.
 pub struct Search<'a> {
@@ -22,6 +27,8 @@ pub struct Search<'a> {
     pub filter: &'a Filter,
     /// Passages less similar to the question than this are dropped.
     pub min_score: f32,
+    /// Chunks on each side of each passage joined to it ([`widen`]).
+    pub neighbours: u32,
 }
 
 /// The passages to answer `question` from, best first. `vector` is the
@@ -32,7 +39,84 @@ pub fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], sea
     let req = Request { text: question, vector: Some(vector), k: search.k, mode: search.mode, filter: search.filter };
     let mut hits = rt.block_on(store.search(&req))?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
-    Ok(hits)
+    if search.neighbours == 0 || hits.is_empty() {
+        return Ok(hits);
+    }
+    let n = search.neighbours;
+    let wanted: Vec<(&str, u32, u32)> =
+        hits.iter().map(|h| (h.passage.path.as_str(), h.passage.chunk.saturating_sub(n), h.passage.chunk.saturating_add(n))).collect();
+    let spans = rt.block_on(store.spans(&wanted))?;
+    Ok(widen(hits, spans, n))
+}
+
+/// Each hit joined with up to `n` stored chunks on each side (`spans`),
+/// best hit first: the text around a small chunk that matched, as one
+/// passage, its lines those of the whole. A neighbour is joined only from
+/// the same section, page and message, and only once: a hit already shown
+/// inside a better one's passage is dropped, and the passages keep their
+/// order. Consecutive chunks overlap (`ask index --chunk-overlap`); their
+/// byte ranges tell how much, and the shared text is read once.
+pub fn widen(hits: Vec<Hit>, spans: Vec<Span>, n: u32) -> Vec<Hit> {
+    let spans: HashMap<(String, u32), Span> = spans.into_iter().map(|s| ((s.passage.path.clone(), s.passage.chunk), s)).collect();
+    let mut shown: HashSet<(String, u32)> = HashSet::new();
+    let mut out = Vec::with_capacity(hits.len());
+    for mut hit in hits {
+        let (path, c) = (hit.passage.path.clone(), hit.passage.chunk);
+        if shown.contains(&(path.clone(), c)) {
+            continue;
+        }
+        shown.insert((path.clone(), c));
+        // The row as read for its neighbours must be the one retrieved (the
+        // file may have been indexed again in between).
+        let Some(own) = spans.get(&(path.clone(), c)).filter(|s| s.passage.text == hit.passage.text) else {
+            out.push(hit);
+            continue;
+        };
+        let free = |i: u32| !shown.contains(&(path.clone(), i));
+        let span = |i: u32| spans.get(&(path.clone(), i));
+        let (mut first, mut last) = (c, c);
+        while c - first < n && first > 0 && free(first - 1) && span(first - 1).is_some_and(|s| follows(s, span(first).unwrap())) {
+            first -= 1;
+        }
+        while last - c < n && free(last + 1) && span(last + 1).is_some_and(|s| follows(span(last).unwrap(), s)) {
+            last += 1;
+        }
+        let mut text = span(first).unwrap().passage.text.clone();
+        for i in first + 1..=last {
+            join(&mut text, span(i - 1).unwrap(), span(i).unwrap());
+        }
+        for i in first..=last {
+            shown.insert((path.clone(), i));
+        }
+        hit.passage.line_start = span(first).unwrap().passage.line_start;
+        hit.passage.line_end = span(last).unwrap().passage.line_end.max(own.passage.line_end);
+        hit.passage.text = text;
+        out.push(hit);
+    }
+    out
+}
+
+/// Whether `b` is the chunk after `a` in the same stretch of text: the same
+/// page and message, and its byte range further on (a section's ranges start
+/// again at 0).
+fn follows(a: &Span, b: &Span) -> bool {
+    let key = |s: &Span| s.passage.message.as_ref().map(|m| m.key.clone());
+    a.passage.page == b.passage.page && key(a) == key(b) && b.byte_start > a.byte_start && b.byte_end > a.byte_end
+}
+
+/// Appends `b`'s text to `text`, which ends with `a`'s, leaving out what
+/// the two share; a gap (the whitespace the chunker trimmed) becomes one
+/// line break.
+fn join(text: &mut String, a: &Span, b: &Span) {
+    if b.byte_start < a.byte_end {
+        let shared = (a.byte_end - b.byte_start) as usize;
+        if let Some(rest) = b.passage.text.get(shared..) {
+            text.push_str(rest);
+            return;
+        }
+    }
+    text.push('\n');
+    text.push_str(&b.passage.text);
 }
 
 /// `path:12-30`, or `path:12` for one line, with the page for paged
@@ -212,6 +296,54 @@ mod tests {
         assert_eq!(location(&p), "\"Deposit\" from Zoë <zoe@example.org>, 2024-03-05 14:30 (/d/f <abc@x>)");
         p.message = Some(Mail { key: "#3".into(), ..Default::default() });
         assert_eq!(location(&p), "\"(no subject)\" (/d/f message #3)");
+    }
+
+    /// Chunks of one file: two sections (the second's byte ranges start
+    /// again at 0), the first's chunks overlapping as the chunker makes
+    /// them, the second's with a trimmed gap between them.
+    fn spans() -> (Vec<Span>, [&'static str; 2]) {
+        let sections = ["one two three four five six seven eight", "alpha beta\n\ngamma"];
+        let ranges = [(0, 0..13), (0, 8..23), (0, 19..33), (0, 28..39), (1, 0..10), (1, 12..17)];
+        let spans = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sec, r))| Span {
+                passage: Passage { chunk: i as u32, text: sections[sec][r.clone()].to_owned(), ..passage(None, 10 * sec as u32 + i as u32, 10 * sec as u32 + i as u32) },
+                byte_start: r.start as u64,
+                byte_end: r.end as u64,
+            })
+            .collect();
+        (spans, sections)
+    }
+
+    fn hit(s: &Span) -> Hit {
+        Hit { passage: s.passage.clone(), score: 1.0, similarity: None }
+    }
+
+    #[test]
+    fn neighbours_join_without_their_overlap_within_a_section() {
+        let (spans, [first, second]) = spans();
+        let texts = |hits: &[Hit]| hits.iter().map(|h| (h.passage.text.clone(), h.passage.line_start, h.passage.line_end)).collect::<Vec<_>>();
+        // One neighbour each side: chunks 1 to 3, as the section reads there.
+        let got = widen(vec![hit(&spans[2])], spans.clone(), 1);
+        assert_eq!(texts(&got), [(first[8..39].to_owned(), 1, 3)]);
+        // A hit inside a better hit's passage is not shown twice; the next
+        // takes only neighbours not shown yet (chunk 1 went to chunk 0).
+        let got = widen(vec![hit(&spans[0]), hit(&spans[1]), hit(&spans[2])], spans.clone(), 1);
+        assert_eq!(texts(&got), [(first[0..23].to_owned(), 0, 1), (first[19..39].to_owned(), 2, 3)]);
+        // No neighbour from another section; a gap becomes a line break.
+        let got = widen(vec![hit(&spans[4])], spans.clone(), 2);
+        assert_eq!(texts(&got), [("alpha beta\ngamma".to_owned(), 14, 15)]);
+        assert_eq!(&second[..10], "alpha beta");
+        let got = widen(vec![hit(&spans[3])], spans.clone(), 1);
+        assert_eq!(texts(&got), [(first[19..39].to_owned(), 2, 3)]);
+        // A row that changed since it was retrieved is shown as retrieved.
+        let mut stale = hit(&spans[2]);
+        stale.passage.text = "five six seven (old)".into();
+        assert_eq!(texts(&widen(vec![stale.clone()], spans.clone(), 1)), texts(&[stale]));
+        // Nothing to join: as retrieved.
+        let want = [hit(&spans[2])];
+        assert_eq!(widen(vec![hit(&spans[2])], spans, 0), want);
     }
 
     #[test]

@@ -215,6 +215,17 @@ impl<'a> HitColumns<'a> {
     }
 }
 
+/// Chunk rows as passages with their byte ranges ([`HIT_COLUMNS`], the
+/// message columns when present, `byte_start`, `byte_end`).
+pub(crate) fn read_spans(batch: &RecordBatch) -> Result<Vec<crate::Span>, String> {
+    let c = HitColumns::new(batch)?;
+    let byte_start = column::<UInt64Array>(batch, "byte_start")?;
+    let byte_end = column::<UInt64Array>(batch, "byte_end")?;
+    (0..batch.num_rows())
+        .map(|i| Ok(crate::Span { passage: c.passage(batch, i)?, byte_start: byte_start.value(i), byte_end: byte_end.value(i) }))
+        .collect()
+}
+
 /// Whole chunk rows, vectors included (for reusing their embeddings).
 pub(crate) fn read_chunks(batch: &RecordBatch, dim: usize) -> Result<Vec<ChunkRecord>, String> {
     let c = HitColumns::new(batch)?;

@@ -190,6 +190,19 @@ pub struct Passage {
     pub message: Option<Mail>,
 }
 
+/// A stored chunk as read back for its neighbours: the passage and where
+/// it lies in its section (`byte_start..byte_end`), to join it with the
+/// chunks beside it without repeating their overlap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    /// What it says and where.
+    pub passage: Passage,
+    /// Byte range start within its section.
+    pub byte_start: u64,
+    /// Byte range end (exclusive).
+    pub byte_end: u64,
+}
+
 /// One chunk to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkRecord {
@@ -512,6 +525,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored chunks `first..=last` of each `(path, first, last)`, in no
+    /// particular order: the neighbours of retrieved chunks, read through
+    /// the `path` index.
+    pub async fn spans(&self, wanted: &[(&str, u32, u32)]) -> Result<Vec<Span>> {
+        let mut out = Vec::new();
+        for group in wanted.chunks(64) {
+            let predicate = group
+                .iter()
+                .map(|(path, first, last)| format!("({} AND chunk >= {first} AND chunk <= {last})", in_list("path", &[path])))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let mut columns = self.passage_columns();
+            columns.extend(["byte_start", "byte_end"]);
+            let query = self.chunks.query().only_if(predicate).select(Select::columns(&columns));
+            for batch in self.rows(query).await? {
+                out.extend(arrow::read_spans(&batch).map_err(|m| self.data(m))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Stored chunks of documents with these content hashes, vectors
     /// included, grouped by hash and in chunk order: what a re-run needs to
     /// store a document it has seen before without embedding it again.
@@ -695,6 +729,31 @@ mod tests {
             message: None,
         };
         ChunkRecord { passage, byte_start: 0, byte_end: 1, date_ns: 1, vector: vector.to_vec(), doc_hash: format!("hash of {path}") }
+    }
+
+    /// Neighbours are read by path and chunk range: only the asked chunks of
+    /// the asked files, with their byte ranges, a quote in a path included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_are_the_asked_chunks_of_the_asked_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+        let mut chunks: Vec<ChunkRecord> = (0..5).map(|n| chunk("/a", n, [1., 0., 0.])).collect();
+        chunks.extend((0..3).map(|n| chunk("/it's", n, [0., 1., 0.])));
+        for c in &mut chunks {
+            c.byte_start = 10 * c.passage.chunk as u64;
+            c.byte_end = c.byte_start + 12;
+        }
+        store.write_files(&[file("/a", 5), file("/it's", 3)], &chunks).await.unwrap();
+        let mut got: Vec<(String, u32, u64, u64)> = store
+            .spans(&[("/a", 1, 2), ("/it's", 2, 9), ("/b", 0, 3)])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.passage.path, s.passage.chunk, s.byte_start, s.byte_end))
+            .collect();
+        got.sort();
+        assert_eq!(got, [("/a".into(), 1, 10, 22), ("/a".into(), 2, 20, 32), ("/it's".into(), 2, 20, 32)]);
+        assert!(store.spans(&[]).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -357,7 +357,7 @@ impl Store {
 
     /// The columns of a whole passage: the hit's, and its message headers
     /// when the table has them.
-    fn passage_columns(&self) -> Vec<&'static str> {
+    pub(crate) fn passage_columns(&self) -> Vec<&'static str> {
         let mut columns: Vec<&str> = arrow::HIT_COLUMNS.to_vec();
         if self.doc_columns {
             columns.extend(arrow::DOC_COLUMNS);

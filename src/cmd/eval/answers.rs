@@ -33,6 +33,8 @@ struct Report<'a> {
     k: usize,
     mode: &'static str,
     passage_tokens: usize,
+    chunk_tokens: usize,
+    neighbours: u32,
     layout: String,
     #[serde(flatten)]
     scores: AnswerScores,
@@ -74,7 +76,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     // answer (qa::answering_passages).
     let beir = if corpus.join("corpus.jsonl").is_file() { Some(Dataset::load(&corpus)?) } else { None };
     let qrels = beir.as_ref().map(|ds| &ds.qrels);
-    let prepared = match super::prepare(&corpus, beir.as_ref(), cfg, rt)? {
+    let prepared = match super::prepare(&corpus, beir.as_ref(), args.chunk_tokens, cfg, rt)? {
         Ok(p) => p,
         Err(exit) => return Ok(exit),
     };
@@ -95,7 +97,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     spinner.finish_and_clear();
     let params = args.gen.sampling();
     let filter = Filter::default();
-    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score };
+    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score, neighbours: args.neighbours };
 
     let bar = ui.bar(questions.len() as u64, "questions");
     let mut outcomes = Vec::with_capacity(questions.len());
@@ -150,6 +152,8 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         k: args.limit,
         mode: search.mode.as_str(),
         passage_tokens: args.passage_tokens,
+        chunk_tokens: args.chunk_tokens,
+        neighbours: args.neighbours,
         layout: args.layout.to_string(),
         scores: AnswerScores::from(&outcomes),
         outcomes: &outcomes,
@@ -167,7 +171,11 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
 fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()> {
     let s = &r.scores;
     writeln!(out, "{} ({} questions over {} passages)", questions.display(), s.questions, r.passages)?;
-    writeln!(out, "  model {}, -k {}, mode {}, --passage-tokens {}, --layout {}", r.model, r.k, r.mode, r.passage_tokens, r.layout)?;
+    writeln!(
+        out,
+        "  model {}, -k {}, mode {}, --chunk-tokens {}, --neighbours {}, --passage-tokens {}, --layout {}",
+        r.model, r.k, r.mode, r.chunk_tokens, r.neighbours, r.passage_tokens, r.layout
+    )?;
     writeln!(out, "  answer accuracy      {:.3}", s.accuracy)?;
     writeln!(out, "  retrieval hit        {:.3}  (the source among the passages given to the model)", s.retrieval_hit)?;
     writeln!(out, "  citation accuracy    {:.3}  (the model's own [n] names the source; ask's added [n]: {:.3})", s.citation_accuracy, s.attributed_accuracy)?;
