@@ -130,10 +130,11 @@ pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_token
 
 /// A passage's sentences, in order, as slices of its text: sentence
 /// boundaries by Unicode's rules (UAX #29), where a line break ends a
-/// sentence only at a blank line, after a Markdown heading, or before a
-/// list item, quote or table row; other line breaks are the wrapping of
-/// prose (mail, plain text), which Unicode's rules would otherwise cut.
-/// Blank pieces are dropped.
+/// sentence only at a blank line, after a Markdown heading (`# …`, or a
+/// line underlined with `===` or `---`, which stays with its underline), or
+/// before a list item, quote or table row; other line breaks are the
+/// wrapping of prose (mail, plain text), which Unicode's rules would
+/// otherwise cut. Blank pieces are dropped.
 pub fn sentences(text: &str) -> Vec<&str> {
     use unicode_segmentation::UnicodeSegmentation;
     let starts_block = |line: &str| {
@@ -148,11 +149,11 @@ pub fn sentences(text: &str) -> Vec<&str> {
     for (i, line) in lines.iter().enumerate() {
         flat.push_str(line);
         if let Some(next) = lines.get(i + 1) {
-            let ends_block = line.trim().is_empty() || line.trim_start().starts_with('#') || starts_block(next);
+            let ends_block = line.trim().is_empty() || line.trim_start().starts_with('#') || underline(line) || underline(next) || starts_block(next);
             flat.push(if ends_block { '\n' } else { ' ' });
         }
     }
-    let mut out = Vec::new();
+    let mut out: Vec<&str> = Vec::new();
     // Where the piece being built starts: a list number ("1.", which
     // Unicode's rules end a sentence after) joins the words after it.
     let mut start = 0;
@@ -160,6 +161,14 @@ pub fn sentences(text: &str) -> Vec<&str> {
     for piece in flat.split_sentence_bounds() {
         at += piece.len();
         let s = text[start..at].trim();
+        if underline(s) && !out.is_empty() {
+            // A Setext heading's underline: the heading, as one piece.
+            let last = out.pop().expect("checked");
+            let from = last.as_ptr() as usize - text.as_ptr() as usize;
+            out.push(text[from..at].trim());
+            start = at;
+            continue;
+        }
         let marker = s.len() <= 4 && !s.chars().any(char::is_alphabetic) && !text[at..].trim().is_empty();
         if !marker {
             if !s.is_empty() {
@@ -167,6 +176,36 @@ pub fn sentences(text: &str) -> Vec<&str> {
             }
             start = at;
         }
+    }
+    out
+}
+
+/// A Setext heading's underline (or a thematic break): `===` or `---`.
+fn underline(line: &str) -> bool {
+    let t = line.trim();
+    t.len() >= 3 && (t.bytes().all(|b| b == b'=') || t.bytes().all(|b| b == b'-'))
+}
+
+/// Whether a sentence of [`sentences`] is a heading: `# …`, a Setext
+/// heading, or a line that is all bold (`**…**`, `__…__`), as format
+/// specifications name their fields.
+fn is_heading(s: &str) -> bool {
+    let t = s.trim();
+    let bold = |m: &str| t.len() > 2 * m.len() && t.starts_with(m) && t.ends_with(m) && !t[m.len()..t.len() - m.len()].contains(m);
+    t.starts_with('#') || t.lines().last().is_some_and(|l| underline(l) && t.contains('\n')) || bold("**") || bold("__")
+}
+
+/// The sentences that give sentence `i` of `ss` its meaning, to keep with
+/// it: the heading above it in the passage (a value's label, a section's
+/// subject), and for a table row the table's first row (its column names).
+fn context(ss: &[&str], i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    if ss[i].starts_with('|') {
+        let first = (0..i).rev().take_while(|&j| ss[j].starts_with('|')).last();
+        out.extend(first);
+    }
+    if !is_heading(ss[i]) {
+        out.extend((0..i).rev().find(|&j| is_heading(ss[j])));
     }
     out
 }
@@ -184,9 +223,11 @@ pub const GAP: &str = "…";
 ///
 /// `scores[p][i]` is how well sentence i of `sentences(&passages[p].text)`
 /// matches the question. Every passage keeps its best sentence; then, best
-/// first, each sentence joins with the sentences on either side of it (a
-/// pronoun's noun, a number's unit), as long as they fit. Left-out runs
-/// show as [`GAP`]. A budget the passages already fit returns them whole.
+/// first, each sentence joins with its context (the heading above it, a
+/// table row's column names: a value's label) and the sentences on either
+/// side of it (a pronoun's noun, a number's unit), as long as they fit.
+/// Left-out runs show as [`GAP`]. A budget the passages already fit
+/// returns them whole.
 pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -> usize, budget: usize) -> Vec<Passage> {
     let split: Vec<Vec<&str>> = passages.iter().map(|p| sentences(&p.text)).collect();
     let cost: Vec<Vec<usize>> = split.iter().map(|ss| ss.iter().map(|s| tokens(s)).collect()).collect();
@@ -210,7 +251,8 @@ pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -
     let mut all: Vec<(usize, usize)> = (0..split.len()).flat_map(|p| (0..split[p].len()).map(move |i| (p, i))).collect();
     ranked(&mut all);
     for (p, i) in all {
-        for j in [i, i.wrapping_sub(1), i + 1] {
+        let around = [i.wrapping_sub(1), i + 1];
+        for j in std::iter::once(i).chain(context(&split[p], i)).chain(around) {
             if j < split[p].len() && !keep[p][j] && used + cost[p][j] <= budget {
                 keep[p][j] = true;
                 used += cost[p][j];
@@ -354,6 +396,33 @@ mod tests {
         assert_eq!(select(&passages, &scores, long_a2, 3)[0].text, "… A3. A4. …");
         // A budget everything fits returns the passages as they were.
         assert_eq!(select(&passages, &scores, one, 7), passages);
+    }
+
+    #[test]
+    fn setext_headings_are_one_sentence_with_their_underline() {
+        let text = "Intro text.\n\nMagic Number\n------------\n4 Bytes, Little endian format.\nValue : 0x184D2204\n\nTitle\n=====\nBody.";
+        assert_eq!(
+            sentences(text),
+            ["Intro text.", "Magic Number\n------------", "4 Bytes, Little endian format.", "Value : 0x184D2204", "Title\n=====", "Body."]
+        );
+    }
+
+    /// A value keeps its label: the heading above it, a table row's column
+    /// names, before the sentences beside it.
+    #[test]
+    fn selection_keeps_a_sentences_heading_and_a_rows_column_names() {
+        let p = |t: &str| Passage { heading: "h".into(), text: t.into() };
+        let one = |_: &str| 1;
+        let spec = p("Some intro.\n\n__Magic Number__\n\n4 Bytes, Little endian format.\nValue : 0x184D2204\n\n__Frame Descriptor__\n\n3 to 15 Bytes.");
+        assert_eq!(sentences(&spec.text).len(), 6);
+        let scores = vec![vec![0.1, 0.2, 0.3, 0.9, 0.5, 0.4]];
+        assert_eq!(select(std::slice::from_ref(&spec), &scores, one, 2)[0].text, "… __Magic Number__ … Value : 0x184D2204 …");
+        // Then the sentence before it, as for any sentence.
+        assert_eq!(select(std::slice::from_ref(&spec), &scores, one, 3)[0].text, "… __Magic Number__ 4 Bytes, Little endian format. Value : 0x184D2204 …");
+        let table = p("Flags:\n\n| Flag | Default |\n|---|---|\n| --fork | off |\n| --persistent | on |");
+        assert_eq!(sentences(&table.text).len(), 5);
+        let scores = vec![vec![0.1, 0.2, 0.0, 0.6, 0.9]];
+        assert_eq!(select(std::slice::from_ref(&table), &scores, one, 2)[0].text, "… | Flag | Default | … | --persistent | on |");
     }
 
     #[test]
