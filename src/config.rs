@@ -12,8 +12,8 @@ use serde::Deserialize;
 use crate::cli::GlobalArgs;
 
 /// The default encoders under `<home>/models`, best first: all-MiniLM-L6-v2
-/// as int8 ONNX (as good on msmarco-5k and a quarter faster, see the
-/// README), else its f32 weights on candle where ONNX Runtime was not
+/// as int8 ONNX (as good on msmarco-5k and a quarter faster, see
+/// docs/design.md), else its f32 weights on candle where ONNX Runtime was not
 /// fetched. The first one present is the default.
 pub const DEFAULT_ENCODERS: [&str; 2] = ["all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2"];
 

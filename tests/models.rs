@@ -149,7 +149,7 @@ fn an_encoder_is_named_by_its_folder_in_the_models_directory() {
     assert_eq!((int8["role"].as_str(), int8["quantization"].as_str(), int8["architecture"].as_str()), (Some("encoder"), Some("onnx"), Some("bert")));
 }
 
-/// The default encoder, chosen by measurement (README, Indexing): the int8
+/// The default encoder, chosen by measurement (docs/design.md, Encoders): the int8
 /// ONNX MiniLM where it was fetched, else the f32 one on candle.
 #[test]
 fn the_default_encoder_is_the_int8_one_else_the_f32_one() {

@@ -3,7 +3,7 @@
 //!
 //! `ask query` and `ask eval` build their prompts here, so the prompt that
 //! is measured is the prompt that is shipped. The layout was chosen by the
-//! answer accuracy it reached on the shared msmarco-5k-qa set (README,
+//! answer accuracy it reached on the shared msmarco-5k-qa set (docs/design.md,
 //! "Answers").
 
 use crate::{Generator, ModelError};
@@ -19,7 +19,7 @@ pub struct Passage {
 
 /// The system message carries the rules; the user message holds only the
 /// numbered passages and the question. Of the layouts and wordings tried
-/// on msmarco-5k-qa (README, "Answers") this one was the most accurate with
+/// on msmarco-5k-qa (docs/design.md, "Answers") this one was the most accurate with
 /// the default model: asking for the passages' own names, numbers and
 /// terms turned vague answers ("an infection") into the ones the passages
 /// give ("appendicitis"), and asking for their own words kept answers

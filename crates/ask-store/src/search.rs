@@ -57,7 +57,7 @@ impl Mode {
 /// nDCG@10 moved by less than 0.03 over the whole grid, so these are
 /// round values near the top rather than the top itself. The dense list
 /// weighs twice the BM25 list because the default encoder is the stronger
-/// ranker alone; see the README's retrieval table for every mode's figures.
+/// ranker alone; see docs/design.md's retrieval table for every mode's figures.
 pub const RRF_K: f32 = 20.0;
 /// Weight of the dense list in hybrid fusion.
 pub const RRF_DENSE_WEIGHT: f32 = 2.0;
@@ -214,7 +214,7 @@ pub struct Request<'a> {
 /// passage when the list read it. Hybrid's candidate lists leave the
 /// passage out and [`Store::hits`] reads it for the `k` rows that make the
 /// cut: at 100,000 chunks that took about a quarter off hybrid's time
-/// (README, Retrieval), while single-mode lists, whose rows are the
+/// (docs/design.md, Retrieval), while single-mode lists, whose rows are the
 /// answer, read it at once and save the second read.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Candidate {
