@@ -22,3 +22,20 @@ install_pkg() {
     fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
 }
+
+# Says how to put a folder on PATH when it is not there: `path_advice DIR`
+# prints nothing when DIR is on $PATH, else the line to add to the startup
+# file of the user's shell ($SHELL: bash, zsh or fish), on standard error.
+path_advice() {
+    case ":$PATH:" in *":$1:"*) return 0 ;; esac
+    local dir="$1" rc line
+    case "$dir" in "$HOME"/*) dir="\$HOME/${dir#"$HOME"/}" ;; esac
+    case "$(basename "${SHELL:-/bin/bash}")" in
+        zsh) rc="~/.zshrc" line="export PATH=\"$dir:\$PATH\"" ;;
+        fish) rc="~/.config/fish/config.fish" line="fish_add_path $dir" ;;
+        *) rc="~/.bashrc" line="export PATH=\"$dir:\$PATH\"" ;;
+    esac
+    echo "setup: $1 is not on your PATH, so your shell will not find ask there yet. Add it with:" >&2
+    echo "    echo '$line' >> $rc" >&2
+    echo "then open a new terminal." >&2
+}

@@ -46,3 +46,31 @@ fn man_pages_are_written_for_every_subcommand() {
     let index = std::fs::read_to_string(env.path("man1/ask-index.1")).unwrap();
     assert!(index.contains("\\-\\-chunk\\-tokens"), "the page documents the options");
 }
+
+/// `scripts/setup`'s advice when `~/.local/bin` is not on PATH: its check
+/// (`path_advice` in scripts/common.sh) run alone, for each shell, with the
+/// folder off PATH and on it.
+#[test]
+fn setup_says_how_to_put_the_install_folder_on_path() {
+    let common = fixtures().parent().unwrap().join("scripts/common.sh");
+    let advice = |shell: &str, path: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", ". \"$1\" && path_advice /home/u/.local/bin", "advice"])
+            .arg(&common)
+            .env("HOME", "/home/u")
+            .env("SHELL", shell)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        stderr(&out)
+    };
+    let off = "/usr/bin:/bin";
+    let bash = advice("/bin/bash", off);
+    assert!(bash.contains("/home/u/.local/bin is not on your PATH"), "{bash}");
+    assert!(bash.contains(r#"echo 'export PATH="$HOME/.local/bin:$PATH"' >> ~/.bashrc"#), "{bash}");
+    assert!(advice("/usr/bin/zsh", off).contains(r#"echo 'export PATH="$HOME/.local/bin:$PATH"' >> ~/.zshrc"#));
+    assert!(advice("/usr/bin/fish", off).contains("echo 'fish_add_path $HOME/.local/bin' >> ~/.config/fish/config.fish"));
+    assert_eq!(advice("/bin/bash", "/usr/bin:/home/u/.local/bin:/bin"), "");
+}
