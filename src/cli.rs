@@ -415,7 +415,7 @@ pub struct GenArgs {
     pub top_k: Option<usize>,
 
     /// Random seed for sampling
-    #[arg(long, value_name = "N", default_value_t = 299_792_458)]
+    #[arg(long, value_name = "N", default_value_t = ask_model::generate::SEED)]
     pub seed: u64,
 
     /// Most tokens to generate
@@ -427,7 +427,7 @@ pub struct GenArgs {
     pub repeat_penalty: f32,
 
     /// Keep generating past the model's end-of-turn token, up to --max-tokens (for benchmarks)
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub ignore_eos: bool,
 
     /// Prompt-lookup decoding: draft up to N tokens copied from the prompt and check them in one pass (greedy only; the text is the same). `auto` drafts 3 where this CPU's kernels check them cheaply (AVX-512 VNNI, K-quant models); 0 = off

@@ -80,15 +80,7 @@ fn index_directories_are_owner_only() {
     let env = Env::new();
     env.copy_docs();
     // Started with the most open umask, as a careless shell or cron might.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_ask"))
-        .args(["index", "docs"])
-        .current_dir(&env.root)
-        .envs(env.cmd().get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
-        .output()
-        .unwrap();
+    let out = env.command("sh").arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(ASK).args(["index", "docs"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     for dir in [env.home.clone(), env.home.join("indexes"), env.index_dir("default")] {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;

@@ -1,23 +1,12 @@
 //! Proof that ask never touches the network: once with no network at all,
 //! once watching every socket it opens.
 
-use std::process::Command;
-
 use crate::util::*;
 
 /// Runs `ask ARGS` inside a new network namespace (no interfaces but a down
 /// loopback): any connection attempt would fail.
 pub(crate) fn ask_unshared(env: &Env, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("unshare");
-    cmd.arg("-n").arg(env!("CARGO_BIN_EXE_ask")).args(args);
-    let template = env.cmd();
-    for (k, v) in template.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.current_dir(&env.root).output().expect("unshare is installed (util-linux)")
+    env.command("unshare").arg("-n").arg(ASK).args(args).output().expect("unshare is installed (util-linux)")
 }
 
 #[test]
@@ -51,14 +40,9 @@ fn index_and_search_work_without_a_network() {
 /// by any of its threads or children.
 pub(crate) fn socket_calls(env: &Env, args: &[&str]) -> Vec<String> {
     let log = env.path(&format!("strace-{}.log", args[0]));
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-e", "trace=socket,connect", "-o"]).arg(&log).arg(env!("CARGO_BIN_EXE_ask")).args(args);
-    for (k, v) in env.cmd().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let out = cmd.current_dir(&env.root).output().expect("strace is installed");
+    let mut cmd = env.command("strace");
+    cmd.args(["-f", "-e", "trace=socket,connect", "-o"]).arg(&log).arg(ASK).args(args);
+    let out = cmd.output().expect("strace is installed");
     assert!(out.status.success(), "strace ask {args:?}: {}", stderr(&out));
     std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect()
 }
@@ -103,17 +87,12 @@ fn nothing_is_written_outside_asks_own_folder() {
     let mut outside = Vec::new();
     for (i, args) in runs.iter().enumerate() {
         let log = env.path(&format!("strace-files-{i}.log"));
-        let mut cmd = Command::new("strace");
+        let mut cmd = env.command("strace");
         cmd.args(["-f", "-y", "-qq", "-e", "trace=openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,link,linkat,symlink,symlinkat", "-o"])
             .arg(&log)
-            .arg(env!("CARGO_BIN_EXE_ask"))
+            .arg(ASK)
             .args(*args);
-        for (k, v) in env.cmd().get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        let out = cmd.current_dir(&env.root).stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+        let out = cmd.stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
             use std::io::Write;
             c.stdin.take().unwrap().write_all(b"Notes from the meeting: the boiler is fixed.\n")?;
             c.wait_with_output()

@@ -668,14 +668,8 @@ mount -o remount,size=50m "$ASK_HOME"
 for i in 0 59; do "$ASK" search --json --mode bm25 token$i -k 1 >"$LOGS/token$i.out"; done
 "#
         );
-        let mut cmd = std::process::Command::new("unshare");
-        cmd.args(["-m", "bash", "-c", &script]).current_dir(&env.root).env("ASK", env!("CARGO_BIN_EXE_ask")).env("LOGS", &logs);
-        for (k, v) in env.cmd().get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = env.command("unshare");
+        cmd.args(["-m", "bash", "-c", &script]).env("ASK", ASK).env("LOGS", &logs);
         let out = cmd.output().expect("unshare is installed (util-linux)");
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
         let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap_or_default();

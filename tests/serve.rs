@@ -283,13 +283,8 @@ fn serve_opens_no_outbound_connection() {
     env.copy_docs();
     env.index(&["docs"]);
     let log = env.path("strace-serve.log");
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-e", "trace=socket,connect,bind,listen", "-o"]).arg(&log).arg(env!("CARGO_BIN_EXE_ask"));
-    for (k, v) in env.cmd().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
+    let mut cmd = env.command("strace");
+    cmd.args(["-f", "-e", "trace=socket,connect,bind,listen", "-o"]).arg(&log).arg(ASK);
     let serve = Serve::start(cmd);
     assert_eq!(serve.post("/v1/chat/completions", &question(false)).0, 200);
     assert_eq!(serve.post("/v1/search", &json!({"query": "deposit"})).0, 200);
@@ -310,7 +305,8 @@ fn the_official_openai_client_works_against_it() {
     env.index(&["docs"]);
     let serve = Serve::start(env.cmd());
     let script = fixtures().parent().unwrap().join("tests/clients/openai_client.py");
-    let out = Command::new(python_clients())
+    let out = env
+        .command(python_clients())
         .arg(script)
         .arg(format!("http://{}/v1", serve.addr))
         .arg("SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -342,15 +338,9 @@ fn the_official_mcp_sdk_client_works_against_ask_mcp() {
     env.copy_docs();
     env.index(&["docs"]);
     let script = fixtures().parent().unwrap().join("tests/clients/mcp_client.py");
-    let mut cmd = Command::new(python_clients());
-    cmd.arg(script).arg(env!("CARGO_BIN_EXE_ask")).arg("who fires the kiln late at night");
-    for (k, v) in env.cmd().get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd.current_dir(&env.root).output().unwrap();
+    let mut cmd = env.command(python_clients());
+    cmd.arg(script).arg(ASK).arg("who fires the kiln late at night");
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let got = json(&out.stdout);
     assert_eq!(got["server"], "ask");

@@ -18,9 +18,17 @@ fn scripts_dir(overriding: &str, xdg: &str, fallback: &str, rel: &str) -> PathBu
     })
 }
 
-/// The models directory filled by scripts/fetch-models (or ASK_TEST_MODELS).
+/// Where scripts/fetch-models puts the models (or ASK_TEST_MODELS), read
+/// once, before any test's sandbox is set up.
+fn models_home() -> PathBuf {
+    scripts_dir("ASK_TEST_MODELS", "XDG_DATA_HOME", ".local/share", "models")
+}
+
+/// The models directory filled by scripts/fetch-models (or ASK_TEST_MODELS),
+/// for a test that uses them: it fails at once, saying how to get them,
+/// when they are missing.
 pub fn models_dir() -> PathBuf {
-    let dir = scripts_dir("ASK_TEST_MODELS", "XDG_DATA_HOME", ".local/share", "models");
+    let dir = models_home();
     assert!(
         dir.join("all-MiniLM-L6-v2/model.safetensors").exists(),
         "the real models are missing from {}: run scripts/fetch-models first",
@@ -36,6 +44,9 @@ pub fn cpu_has(flag: &str) -> bool {
     cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default().split_whitespace().any(|f| f == flag)
 }
 
+/// The `ask` binary under test.
+pub const ASK: &str = env!("CARGO_BIN_EXE_ask");
+
 /// The repository's fixtures directory.
 pub fn fixtures() -> PathBuf {
     // Read at run time: a test binary reused from a clone elsewhere (one
@@ -43,7 +54,9 @@ pub fn fixtures() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("fixtures")
 }
 
-/// A sandbox: its own ASK_HOME, config dir and documents.
+/// A sandbox: its own ASK_HOME, HOME, XDG folders and documents. It needs
+/// no models: a test that uses them names them (the defaults point into
+/// [`models_dir`], and ask says what is missing).
 pub struct Env {
     _tmp: tempfile::TempDir,
     pub root: PathBuf,
@@ -55,24 +68,36 @@ impl Env {
     pub fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
-        Env { home: root.join("ask-home"), encoder: models_dir().join("all-MiniLM-L6-v2"), root, _tmp: tmp }
+        Env { home: root.join("ask-home"), encoder: models_home().join("all-MiniLM-L6-v2"), root, _tmp: tmp }
     }
 
     /// `ask` with a clean environment pointing at this sandbox.
     pub fn cmd(&self) -> Command {
-        self.setup(Command::new(env!("CARGO_BIN_EXE_ask")))
+        self.setup(Command::new(ASK))
     }
 
     /// `WRAPPER ask`, the same environment as `cmd`: ask run by another
     /// program (benches/avx2-only, say).
     pub fn cmd_under(&self, wrapper: &Path) -> Command {
-        let mut cmd = Command::new(wrapper);
-        cmd.arg(env!("CARGO_BIN_EXE_ask"));
-        self.setup(cmd)
+        let mut cmd = self.command(wrapper);
+        cmd.arg(ASK);
+        cmd
+    }
+
+    /// Another program (strace, unshare, a shell, a Python client) with
+    /// the environment and working folder `cmd` gives ask, to run ask
+    /// under it ([`ASK`]).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.setup(Command::new(program))
     }
 
     fn setup(&self, mut cmd: Command) -> Command {
         cmd.current_dir(&self.root)
+            // Nothing of the developer's own: other tools' model stores
+            // under ~ (~/.ollama, ~/.cache/huggingface, ~/.lmstudio) are
+            // only those a test builds.
+            .env("HOME", self.root.join("home"))
+            .env("XDG_DATA_HOME", self.root.join("data"))
             .env_remove("ASK_INDEX")
             .env_remove("ASK_CONFIG")
             // Other tools' model stores: only those a test builds.
@@ -84,7 +109,7 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.root.join("config"))
             .env("XDG_CACHE_HOME", self.root.join("cache"))
             .env("ASK_EMBED_MODEL", &self.encoder)
-            .env("ASK_MODEL", models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .env("ASK_MODEL", models_home().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
             .stdin(Stdio::null());
         cmd
     }

@@ -230,15 +230,16 @@ fn an_encoder_freed_when_idle_is_loaded_again_by_the_next_change() {
     // One change loads the encoder; then a second of quiet frees it.
     env.write("notes/dunlin.txt", "The dunlin feeds at low tide.");
     eventually("the first change", || text_of(&env, "dunlin.txt").is_some());
-    let mut batches = watch.drain();
-    eventually("an idle second after the batch", || {
-        batches.extend(watch.drain());
-        batches.iter().any(|b| b["new"] == 1)
+    // The batch, then, after an idle second, the encoder freed.
+    let mut lines = watch.drain();
+    eventually("the encoder freed after an idle second", || {
+        lines.extend(watch.drain());
+        lines.iter().any(|l| l["unloaded"] == "encoder")
     });
-    // More than the idle second, so that the next change most likely
-    // finds the encoder freed; what is asserted is only that the change
-    // is indexed and found (nothing outside shows the unloading).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let at = lines.iter().position(|l| l["unloaded"] == "encoder").unwrap();
+    assert!(lines[..at].iter().any(|b| b["new"] == 1), "{lines:?}");
+    assert_eq!(lines[at]["index"], "default");
+    // The next change loads it again.
     env.write("notes/godwit.txt", "The godwit probes the mud with its long bill.");
     eventually("a change after the encoder was freed", || text_of(&env, "godwit.txt").is_some_and(|t| t.contains("godwit")));
     assert_eq!(env.search("godwit long bill", 1)[0]["path"].as_str().map(|p| p.ends_with("godwit.txt")), Some(true));

@@ -224,6 +224,13 @@ impl Run for WatchArgs {
                 Next::Idle => {
                     if encoder.unload() {
                         crate::release_freed_memory();
+                        if self.json {
+                            use std::io::Write;
+                            let mut out = std::io::stdout().lock();
+                            serde_json::to_writer(&mut out, &serde_json::json!({"index": cfg.index_name, "unloaded": "encoder"}))?;
+                            writeln!(out)?;
+                            out.flush()?;
+                        }
                     }
                 }
                 Next::Batch => {

@@ -107,9 +107,13 @@ pub enum Stop {
     Interrupted,
 }
 
+/// The default random seed of sampling (`--seed`): any fixed number makes
+/// a sampled answer repeatable; this one is the speed of light in m/s.
+pub const SEED: u64 = 299_792_458;
+
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: 299792458, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64, ignore_eos: false, lookup: Lookup::Auto }
+        SamplingParams { temperature: 0.0, top_p: None, top_k: None, seed: SEED, max_tokens: 512, repeat_penalty: 1.1, repeat_last_n: 64, ignore_eos: false, lookup: Lookup::Auto }
     }
 }
 
