@@ -183,7 +183,7 @@ impl Config {
     /// short name (`smollm2`) or a file name in the models directory.
     pub fn answer_model(&self, flag: Option<&Path>) -> Result<PathBuf> {
         let spec = flag.unwrap_or(&self.model);
-        Ok(ask_model::catalog::resolve(spec, &self.models_dir)?)
+        Ok(ask_model::stores::Stores::from_env(&self.models_dir).resolve(&spec.to_string_lossy())?)
     }
 }
 

@@ -1,12 +1,10 @@
 //! The short names of the models `scripts/fetch-models` places
-//! (`qwen2.5-coder-1.5b`, `smollm2`, `gemma3-270m`), and which file a
-//! `--model` value names (see [`crate::stores`] for the rules). The short
-//! names only spare typing: what a file can do is decided by its
+//! (`qwen2.5-coder-1.5b`, `smollm2`, `gemma3-270m`): data only. Which file
+//! a `--model` value names is [`crate::stores`]'s to say. The short names
+//! only spare typing: what a file can do is decided by its
 //! `general.architecture` when it is loaded, never by its name.
 
-use std::path::{Path, PathBuf};
-
-use crate::ModelError;
+use std::path::Path;
 
 /// The short names and the files they stand for, in the models directory.
 /// The first is the default answer model.
@@ -28,12 +26,6 @@ pub fn file_name(spec: &Path) -> String {
         Some((_, file)) => (*file).to_owned(),
         None => spec.file_name().unwrap_or(spec.as_os_str()).to_string_lossy().into_owned(),
     }
-}
-
-/// The file `spec` names, in the models directory `models` and the other
-/// tools' stores ([`crate::stores`]).
-pub fn resolve(spec: &Path, models: &Path) -> Result<PathBuf, ModelError> {
-    crate::stores::Stores::from_env(models).resolve(&spec.to_string_lossy())
 }
 
 #[cfg(test)]

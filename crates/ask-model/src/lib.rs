@@ -11,6 +11,7 @@
 mod bert;
 pub mod catalog;
 pub mod embed;
+mod encoder;
 mod decoder;
 mod matvec;
 pub mod onnx;

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use fastembed::{InitOptionsUserDefined, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
-use crate::embed::{EncoderInfo, Pooling};
+use crate::encoder::{EncoderInfo, Pooling};
 use crate::ModelError;
 
 /// The ONNX graph of an encoder folder: `model.onnx`, or `onnx/model.onnx`

@@ -8,7 +8,6 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use crate::search::Candidate;
 use crate::{ChunkRecord, FileRecord, FileStatus, Kind, Mail, Passage};
 
 pub(crate) const HIT_COLUMNS: [&str; 7] = ["path", "chunk", "kind", "text", "line_start", "line_end", "page"];
@@ -278,6 +277,28 @@ pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String>
             })
         })
         .collect()
+}
+
+/// A ranked row: what fusion, tie-breaking and feedback need, and the
+/// passage when the list read it. Hybrid's candidate lists leave the
+/// passage out and `Store::hits` reads it for the `k` rows that make the
+/// cut: at 100,000 chunks that took about a quarter off hybrid's time
+/// (docs/design.md, Retrieval), while single-mode lists, whose rows are the
+/// answer, read it at once and save the second read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Candidate {
+    /// LanceDB's `_rowid`, valid for the table version that was searched.
+    pub(crate) row: u64,
+    pub(crate) path: String,
+    pub(crate) chunk: u32,
+    /// The ranking score (higher is better).
+    pub(crate) score: f32,
+    /// Cosine similarity to the query, when known.
+    pub(crate) similarity: Option<f32>,
+    /// The stored vector, when the list was asked for vectors; else empty.
+    pub(crate) vector: Vec<f32>,
+    /// The passage, when the list was asked for it.
+    pub(crate) passage: Option<crate::Passage>,
 }
 
 /// Which score column a result batch carries.

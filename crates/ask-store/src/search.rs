@@ -11,7 +11,8 @@ use lancedb::index::scalar::FullTextSearchQuery;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::DistanceType;
 
-use crate::{arrow, Hit, Result, Store, StoreError};
+use crate::arrow::{self, Candidate};
+use crate::{Hit, Result, Store, StoreError};
 
 /// Which ranking to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,28 +209,6 @@ pub struct Request<'a> {
     pub mode: Mode,
     /// Which chunks may be returned.
     pub filter: &'a Filter,
-}
-
-/// A ranked row: what fusion, tie-breaking and feedback need, and the
-/// passage when the list read it. Hybrid's candidate lists leave the
-/// passage out and [`Store::hits`] reads it for the `k` rows that make the
-/// cut: at 100,000 chunks that took about a quarter off hybrid's time
-/// (docs/design.md, Retrieval), while single-mode lists, whose rows are the
-/// answer, read it at once and save the second read.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    /// LanceDB's `_rowid`, valid for the table version that was searched.
-    pub(crate) row: u64,
-    pub(crate) path: String,
-    pub(crate) chunk: u32,
-    /// The ranking score (higher is better).
-    pub(crate) score: f32,
-    /// Cosine similarity to the query, when known.
-    pub(crate) similarity: Option<f32>,
-    /// The stored vector, when the list was asked for vectors; else empty.
-    pub(crate) vector: Vec<f32>,
-    /// The passage, when the list was asked for it.
-    pub(crate) passage: Option<crate::Passage>,
 }
 
 /// What a ranked list reads of each row besides its identity and score.
