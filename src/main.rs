@@ -198,6 +198,9 @@ fn message(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// How to get models, from a clone of ask's source or with the binary alone.
+const FETCH_MODELS: &str = "run scripts/fetch-models in ask's source folder (it places the default models), or give a model's path: --model FILE.gguf, --embed-model DIR";
+
 /// What the user can do about an error the libraries report: they say
 /// what happened; which command or flag mends it is the binary's to say.
 fn advice(err: &anyhow::Error) -> Option<&'static str> {
@@ -215,7 +218,9 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
             };
         }
         match e.downcast_ref::<ask_model::ModelError>() {
-            Some(ask_model::ModelError::Missing { .. }) => Some("run scripts/fetch-models or point ask at a model directory"),
+            Some(ask_model::ModelError::Missing { .. }) => Some(FETCH_MODELS),
+            Some(ask_model::ModelError::UnknownModel { known, .. }) if known.is_empty() => Some(FETCH_MODELS),
+            Some(ask_model::ModelError::UnknownModel { .. }) => Some("`ask models` lists every model ask can use, by the names --model takes"),
             Some(ask_model::ModelError::Runtime { .. }) => {
                 Some("run scripts/fetch-models --onnx, or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.24 or newer")
             }
@@ -240,7 +245,12 @@ mod tests {
     fn advice_is_found_under_the_context_the_commands_add() {
         let missing = ask_model::ModelError::Missing { path: "/m/config.json".into(), what: "encoder config" };
         let err = anyhow::Error::new(missing).context("cannot use the encoder");
-        assert_eq!(super::advice(&err), Some("run scripts/fetch-models or point ask at a model directory"));
+        assert!(super::advice(&err).is_some_and(|a| a.contains("scripts/fetch-models") && a.contains("--embed-model DIR")));
+        // A name nothing answers to: where models come from when none is
+        // anywhere, else the command that lists them.
+        let unknown = |known: Vec<String>| anyhow::Error::new(ask_model::ModelError::UnknownModel { spec: "llama9".into(), searched: "/m".into(), known });
+        assert!(super::advice(&unknown(vec![])).is_some_and(|a| a.contains("scripts/fetch-models")));
+        assert!(super::advice(&unknown(vec!["smollm2".into()])).is_some_and(|a| a.contains("`ask models`")));
         let err = anyhow::Error::new(ask_store::StoreError::NoTextIndex("/i".into()));
         assert_eq!(super::advice(&err), Some(super::NO_TEXT_INDEX));
         assert_eq!(super::advice(&anyhow::anyhow!("the query is empty")), None);

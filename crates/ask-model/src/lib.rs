@@ -24,6 +24,16 @@ mod quant;
 pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
 pub use generate::{Generator, SamplingParams, Stop, Timings, Turn};
 
+/// The models a `--model` value could have named, for
+/// [`ModelError::UnknownModel`].
+fn known_models(searched: &std::path::Path, known: &[String]) -> String {
+    if known.is_empty() {
+        format!("none in {} or in the stores of Ollama, Hugging Face, LM Studio and llama.cpp", searched.display())
+    } else {
+        format!("the names found: {}", known.join(", "))
+    }
+}
+
 /// Errors loading or running a model. Each names the file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -42,6 +52,16 @@ pub enum ModelError {
         path: std::path::PathBuf,
         /// What is wrong with it.
         message: String,
+    },
+    /// No model file and no model of any store has this name.
+    #[error("{spec}: no such model file, and no model of that name ({})", known_models(.searched, .known))]
+    UnknownModel {
+        /// The name or path given.
+        spec: std::path::PathBuf,
+        /// ask's own models folder, searched with the other tools' stores.
+        searched: std::path::PathBuf,
+        /// The names that would have been found, ask's own first.
+        known: Vec<String>,
     },
     /// The model's architecture is not one ask can run.
     #[error("{path}: unsupported architecture '{arch}'; {supported}")]

@@ -212,7 +212,7 @@ impl Stores {
                 if as_path.is_absolute() || (spec.contains('/') && !looks_like_repo(spec)) {
                     return Ok(as_path.to_path_buf());
                 }
-                Err(ModelError::Invalid { path: as_path.to_path_buf(), message: format!("no such model file, and no model of that name: {}", self.menu()) })
+                Err(ModelError::UnknownModel { spec: as_path.to_path_buf(), searched: self.ask.clone(), known: self.known() })
             }
             many => {
                 let list: Vec<String> = many.iter().map(|f| format!("{} ({}, {})", f.name, f.source.as_str(), f.path.display())).collect();
@@ -224,8 +224,8 @@ impl Stores {
         }
     }
 
-    /// What `--model` could name, for an error message.
-    fn menu(&self) -> String {
+    /// The answer models `--model` could name, ask's own short names first.
+    fn known(&self) -> Vec<String> {
         let scan = self.scan();
         let mut names: Vec<String> = crate::catalog::KNOWN.iter().filter(|(_, f)| self.ask.join(f).is_file()).map(|(n, _)| n.to_string()).collect();
         for f in scan.found.iter().filter(|f| f.role == Role::Answer) {
@@ -233,11 +233,7 @@ impl Stores {
                 names.push(f.name.clone());
             }
         }
-        if names.is_empty() {
-            format!("none in {} or in the stores of Ollama, Hugging Face, LM Studio and llama.cpp; run scripts/fetch-models", self.ask.display())
-        } else {
-            format!("`ask models` lists them ({})", names.join(", "))
-        }
+        names
     }
 
     /// Every GGUF file of every store, with the names it answers to.
