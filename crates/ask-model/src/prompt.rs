@@ -195,10 +195,16 @@ fn is_heading(s: &str) -> bool {
     t.starts_with('#') || t.lines().last().is_some_and(|l| underline(l) && t.contains('\n')) || bold("**") || bold("__")
 }
 
+/// The most sentences of a heading's first paragraph kept with it.
+const HEADING_BODY: usize = 3;
+
 /// The sentences that give sentence `i` of `ss` its meaning, to keep with
 /// it: the heading above it in the passage (a value's label, a section's
 /// subject), and for a table row the table's first row (its column names).
-fn context(ss: &[&str], i: usize) -> Vec<usize> {
+/// A heading's own meaning is the paragraph under it (a field's size and
+/// value under its name): its first [`HEADING_BODY`] sentences, up to a
+/// blank line or the next heading. `text` is the passage `ss` was cut from.
+fn context(text: &str, ss: &[&str], i: usize) -> Vec<usize> {
     let mut out = Vec::new();
     if ss[i].starts_with('|') {
         let first = (0..i).rev().take_while(|&j| ss[j].starts_with('|')).last();
@@ -206,6 +212,18 @@ fn context(ss: &[&str], i: usize) -> Vec<usize> {
     }
     if !is_heading(ss[i]) {
         out.extend((0..i).rev().find(|&j| is_heading(ss[j])));
+        return out;
+    }
+    // Where a sentence starts and ends in `text`: `ss` holds its slices.
+    let start = |j: usize| ss[j].as_ptr() as usize - text.as_ptr() as usize;
+    let end = |j: usize| start(j) + ss[j].len();
+    let body = i + 1..(i + 1 + HEADING_BODY).min(ss.len());
+    for j in body {
+        // The blank line between the heading and its paragraph is allowed.
+        if is_heading(ss[j]) || (j > i + 1 && text[end(j - 1)..start(j)].contains("\n\n")) {
+            break;
+        }
+        out.push(j);
     }
     out
 }
@@ -252,7 +270,7 @@ pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -
     ranked(&mut all);
     for (p, i) in all {
         let around = [i.wrapping_sub(1), i + 1];
-        for j in std::iter::once(i).chain(context(&split[p], i)).chain(around) {
+        for j in std::iter::once(i).chain(context(&passages[p].text, &split[p], i)).chain(around) {
             if j < split[p].len() && !keep[p][j] && used + cost[p][j] <= budget {
                 keep[p][j] = true;
                 used += cost[p][j];
@@ -419,6 +437,13 @@ mod tests {
         assert_eq!(select(std::slice::from_ref(&spec), &scores, one, 2)[0].text, "… __Magic Number__ … Value : 0x184D2204 …");
         // Then the sentence before it, as for any sentence.
         assert_eq!(select(std::slice::from_ref(&spec), &scores, one, 3)[0].text, "… __Magic Number__ 4 Bytes, Little endian format. Value : 0x184D2204 …");
+        // A heading chosen for itself brings its paragraph, not the next.
+        let scores = vec![vec![0.1, 0.9, 0.3, 0.2, 0.5, 0.4]];
+        assert_eq!(select(std::slice::from_ref(&spec), &scores, one, 3)[0].text, "… __Magic Number__ 4 Bytes, Little endian format. Value : 0x184D2204 …");
+        let prose = p("__Magic Number__\n\nFirst.\nSecond.\n\nOther paragraph.\n\nMore.");
+        // Up to the blank line that ends that paragraph.
+        let scores = vec![vec![0.9, 0.1, 0.1, 0.0, 0.5]];
+        assert_eq!(select(std::slice::from_ref(&prose), &scores, one, 4)[0].text, "__Magic Number__ First. Second. … More.");
         let table = p("Flags:\n\n| Flag | Default |\n|---|---|\n| --fork | off |\n| --persistent | on |");
         assert_eq!(sentences(&table.text).len(), 5);
         let scores = vec![vec![0.1, 0.2, 0.0, 0.6, 0.9]];
