@@ -61,6 +61,14 @@ pub enum Command {
     /// The index is locked only while a batch is written. Ctrl-C or SIGTERM
     /// finish the batch in hand and exit 0.
     Watch(WatchArgs),
+    /// Remove files or folders from the index, leaving the files alone
+    ///
+    /// Their passages leave the index at once. A folder the index records
+    /// (one `ask index` was given) is no longer recorded; a file or folder
+    /// inside one is passed over by later runs of `ask index` with no PATH
+    /// and by `ask watch`, until `ask index` names it again. To delete a
+    /// whole index, delete its folder (`ask status` shows where).
+    Forget(ForgetArgs),
     /// Find the passages most relevant to a query
     Search(SearchArgs),
     /// Answer a question from the indexed files, citing them
@@ -566,10 +574,29 @@ pub struct ModelsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Print one JSON object
+pub struct ForgetArgs {
+    /// Files and folders to remove from the index
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Wait for another run on the same index to finish instead of exiting with code 75
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print what was removed as one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object (with --all, one per index)
+    #[arg(long)]
+    pub json: bool,
+
+    /// List every index: name, files, chunks, size, encoder, last indexed
+    #[arg(long, conflicts_with = "check")]
+    pub all: bool,
 
     /// Check that chunks and file records agree, and compare the records
     /// with the files on disk (exit 4 if the index is not whole)

@@ -226,3 +226,75 @@ fn with_no_path_ask_index_updates_the_recorded_folders_each_walked_as_recorded()
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--hidden"), "{}", stderr(&out));
 }
+
+#[test]
+fn forget_removes_passages_and_later_runs_leave_the_path_out() {
+    let env = Env::new();
+    env.copy_docs();
+    env.write("docs/private/locker.txt", "The code of the gym locker is 4711.");
+    env.index(&["docs"]);
+    assert_eq!(file_name(&env.search("gym locker code", 1)[0]), "locker.txt");
+    let files = |env: &Env| json(&env.ok(&["status", "--json"]).stdout)["files"].as_u64().unwrap();
+    let before = files(&env);
+
+    // A path the index holds nothing of: exit 1, named, nothing removed.
+    let out = env.run(&["forget", "elsewhere"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("elsewhere: nothing indexed there"), "{}", stderr(&out));
+    assert_eq!(files(&env), before);
+
+    let done = json(&env.ok(&["forget", "--json", "docs/private"]).stdout);
+    assert_eq!((done["files"].as_u64(), done["chunks"].as_u64()), (Some(1), Some(1)), "{done}");
+    let private = env.path("docs/private").canonicalize().unwrap();
+    assert_eq!(done["passed_over"], serde_json::json!([private.to_str().unwrap()]), "{done}");
+    assert!(env.search("gym locker code", 5).iter().all(|h| file_name(h) != "locker.txt"));
+    assert!(env.path("docs/private/locker.txt").is_file(), "the file itself stays");
+
+    // The next run with no path walks docs again but passes over private/,
+    // and --check does not count its file as new.
+    let s = env.index(&[]);
+    assert_eq!((s["new"].as_u64(), s["removed"].as_u64()), (Some(0), Some(0)), "{s}");
+    let status = json(&env.ok(&["status", "--check", "--json"]).stdout);
+    assert_eq!(status["check"]["new"], serde_json::json!([]), "{status}");
+    assert_eq!(status["forgotten"], serde_json::json!([private.to_str().unwrap()]), "{status}");
+
+    // Naming it again brings it back.
+    let s = env.index(&["docs/private"]);
+    assert_eq!(s["new"].as_u64(), Some(1), "{s}");
+    assert_eq!(file_name(&env.search("gym locker code", 1)[0]), "locker.txt");
+
+    // A recorded folder: all of it goes, and it is no longer recorded.
+    let done = json(&env.ok(&["forget", "--json", "docs"]).stdout);
+    assert_eq!(done["files"].as_u64(), Some(before), "{done}");
+    let status = json(&env.ok(&["status", "--json"]).stdout);
+    assert_eq!((status["files"].as_u64(), status["chunks"].as_u64()), (Some(0), Some(0)), "{status}");
+    assert!(status.get("roots").is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)), "{status}");
+}
+
+#[test]
+fn status_all_lists_every_index() {
+    let env = Env::new();
+    env.copy_docs();
+    // None yet: said, and no JSON lines.
+    let out = env.ok(&["status", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no indexes"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(env.ok(&["status", "--all", "--json"]).stdout.is_empty());
+
+    env.index(&["--index", "recipes", "docs/sourdough.txt"]);
+    env.index(&["docs"]);
+    let all = json_lines(&env.ok(&["status", "--all", "--json"]).stdout);
+    let names: Vec<&str> = all.iter().map(|s| s["index"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "recipes"]);
+    assert_eq!(all[1]["files"].as_u64(), Some(1));
+    assert!(all[0]["files"].as_u64().unwrap() > 1 && all[0]["bytes"].as_u64().unwrap() > 0, "{}", all[0]);
+    assert!(all.iter().all(|s| s["encoder"].is_string() && s["indexed_at"].is_string()));
+
+    // The table: a header, one row per index, the one in use marked.
+    let out = env.ok(&["status", "--all", "--index", "recipes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[0].starts_with("INDEX") && rows[0].contains("LAST INDEXED"), "{text}");
+    assert!(rows[1].starts_with("default ") && rows[2].starts_with("recipes* "), "{text}");
+    // One index is a flag's job, not both.
+    assert_eq!(env.run(&["status", "--all", "--check"]).status.code(), Some(2));
+}

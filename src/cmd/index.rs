@@ -70,15 +70,16 @@ impl Run for IndexArgs {
         let ui = Ui::new(cfg.quiet, self.verbose);
         let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
         let paths = self.paths()?;
-        let roots = if paths.is_empty() && !self.stdin {
+        let named = !paths.is_empty() || self.stdin;
+        let roots = if named {
+            index::walked(&index::roots(&paths).context("invalid path")?, &options.walk)
+        } else {
             self.what.refuse_walk_flags(cfg, "ask index");
             recorded_roots(cfg)?
-        } else {
-            index::walked(&index::roots(&paths).context("invalid path")?, &options.walk)
         };
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let summary = match update(rt, cfg, options, &roots, busy, &ui)? {
+        let summary = match update(rt, cfg, options, &roots, named, busy, &ui)? {
             Ok(summary) => summary,
             Err(exit) => return Ok(exit),
         };
@@ -149,11 +150,17 @@ pub(crate) fn waiting_notice(cfg: &Config) -> impl FnMut(&str) + '_ {
 /// One update of the configured index (eval's scratch indexes too), with
 /// its progress shown by `ui`. An index another run is writing to is
 /// reported and gives [`Exit::Busy`].
-pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Root], busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
+/// `named`: the roots are paths the user gave (which walks forgotten paths
+/// among them again), not the recorded ones.
+pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Root], named: bool, busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
     let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
     let info = encoder.info().clone();
-    let result = Writer::open(rt, &cfg.index_dir, &info, options, busy)
-        .and_then(|mut writer| writer.update_roots(roots, &mut encoder, &mut Bars::new(ui)));
+    let result = Writer::open(rt, &cfg.index_dir, &info, options, busy).and_then(|mut writer| {
+        if named {
+            writer.remember(roots);
+        }
+        writer.update_roots(roots, &mut encoder, &mut Bars::new(ui))
+    });
     match result {
         Ok(summary) => Ok(Ok(summary)),
         Err(IndexError::Lock(e @ LockError::Busy { .. })) => {

@@ -1,6 +1,7 @@
 //! One module per subcommand (zoxide's layout); the enum dispatches through
 //! [`Run`].
 
+mod forget;
 mod index;
 mod mcp;
 mod models;
@@ -40,6 +41,7 @@ impl Run for Command {
             Command::Summarize(args) => args.run(cfg, rt),
             Command::Eval(args) => args.run(cfg, rt),
             Command::Watch(args) => args.run(cfg, rt),
+            Command::Forget(args) => args.run(cfg, rt),
             Command::Completions(args) => shell::completions(args),
             Command::Man(args) => shell::man(args),
         }

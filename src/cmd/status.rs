@@ -32,6 +32,9 @@ struct Status {
     indexed_at: Option<String>,
     /// The files and folders `ask index` with no path brings up to date.
     roots: Vec<ask_store::Root>,
+    /// Paths inside them that `ask forget` removed, which those runs pass over.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    forgotten: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     check: Option<Check>,
 }
@@ -75,6 +78,11 @@ fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut 
     }
 }
 
+/// What an update passes over: ask's own folder, and the forgotten paths.
+fn excluded(cfg: &Config, meta: &ask_store::IndexMeta) -> Vec<std::path::PathBuf> {
+    std::iter::once(cfg.home.clone()).chain(meta.forgotten.iter().map(|k| path_of_key(k))).collect()
+}
+
 /// Up to ten of `paths`, one per line, indented, and how many more.
 fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
     for p in paths.iter().take(10) {
@@ -103,8 +111,101 @@ fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
+/// What the index of `cfg` holds, with `check`'s findings if any.
+fn status(cfg: &Config, rt: &Runtime, meta: &ask_store::IndexMeta, store: &Store, check: Option<Check>) -> Result<Status> {
+    let counts = rt.block_on(store.counts())?;
+    Ok(Status {
+        index: cfg.index_name.clone(),
+        path: cfg.index_dir.display().to_string(),
+        home: cfg.home.display().to_string(),
+        files: counts.files,
+        failed: counts.failed,
+        chunks: counts.chunks,
+        bytes: disk_usage(&cfg.index_dir),
+        encoder: meta.encoder.clone(),
+        backend: meta.backend.clone(),
+        dim: meta.dim,
+        chunk_tokens: meta.chunk_tokens,
+        chunk_overlap: meta.chunk_overlap,
+        created_at: rfc3339(meta.created_at_s),
+        indexed_at: meta.indexed_at_s.map(rfc3339),
+        roots: meta.roots.clone(),
+        forgotten: meta.forgotten.clone(),
+        check,
+    })
+}
+
+/// `ask status --all`: one line (or JSON object) per index under
+/// `<home>/indexes`, by name; the configured one is marked. An index that
+/// cannot be read is reported and the others still listed (exit 1).
+fn all(json: bool, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    let dir = cfg.home.join("indexes");
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("index.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display()))),
+    };
+    names.sort();
+    let mut out = std::io::stdout().lock();
+    if names.is_empty() {
+        if !json {
+            writeln!(out, "no indexes in {} yet; `ask index PATH` makes one", dir.display())?;
+        }
+        return Ok(Exit::Success);
+    }
+    let mut failed = false;
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for name in &names {
+        let one = cfg.with_index(name).and_then(|c| {
+            let meta = super::index_meta(&c)?;
+            let store = rt.block_on(Store::open(&c.index_dir))?;
+            status(&c, rt, &meta, &store, None)
+        });
+        match one {
+            Ok(s) if json => {
+                serde_json::to_writer(&mut out, &s)?;
+                writeln!(out)?;
+            }
+            Ok(s) => {
+                let mark = if *name == cfg.index_name { "*" } else { "" };
+                rows.push([
+                    format!("{name}{mark}"),
+                    s.files.to_string(),
+                    s.chunks.to_string(),
+                    human_bytes(s.bytes),
+                    s.encoder,
+                    s.indexed_at.unwrap_or_else(|| "never".into()),
+                ]);
+            }
+            Err(e) => {
+                eprintln!("ask: index '{name}': {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if !json {
+        let head = ["INDEX", "FILES", "CHUNKS", "SIZE", "ENCODER", "LAST INDEXED"].map(String::from);
+        let widths: Vec<usize> = (0..6).map(|i| rows.iter().chain([&head]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+        for row in std::iter::once(&head).chain(&rows) {
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            writeln!(out, "{}", cells.join("  ").trim_end())?;
+        }
+        if names.contains(&cfg.index_name) {
+            writeln!(out, "(* the index commands use: --index, ASK_INDEX or the config file)")?;
+        }
+    }
+    Ok(if failed { Exit::Error } else { Exit::Success })
+}
+
 impl Run for StatusArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        if self.all {
+            return all(self.json, cfg, rt);
+        }
         let meta = super::index_meta(cfg)?;
         // The writer's lock, so that no run changes the index while it is
         // compared with itself.
@@ -117,7 +218,6 @@ impl Run for StatusArgs {
             Err(e) => return Err(e.into()),
         };
         let store = rt.block_on(Store::open(&cfg.index_dir))?;
-        let counts = rt.block_on(store.counts())?;
         let check = if self.check {
             let records = rt.block_on(store.file_records())?;
             let found = rt.block_on(store.check(&records))?;
@@ -127,31 +227,14 @@ impl Run for StatusArgs {
                 changed: Vec::new(),
                 gone: Vec::new(),
                 unreadable: Vec::new(),
-                new: ask_pipeline::index::unindexed(&meta.roots, &records, std::slice::from_ref(&cfg.home)),
+                new: ask_pipeline::index::unindexed(&meta.roots, &records, &excluded(cfg, &meta)),
             };
             on_disk(&records, &mut check);
             Some(check)
         } else {
             None
         };
-        let status = Status {
-            index: cfg.index_name.clone(),
-            path: cfg.index_dir.display().to_string(),
-            home: cfg.home.display().to_string(),
-            files: counts.files,
-            failed: counts.failed,
-            chunks: counts.chunks,
-            bytes: disk_usage(&cfg.index_dir),
-            encoder: meta.encoder.clone(),
-            backend: meta.backend.clone(),
-            dim: meta.dim,
-            chunk_tokens: meta.chunk_tokens,
-            chunk_overlap: meta.chunk_overlap,
-            created_at: rfc3339(meta.created_at_s),
-            indexed_at: meta.indexed_at_s.map(rfc3339),
-            roots: meta.roots.clone(),
-            check,
-        };
+        let status = status(cfg, rt, &meta, &store, check)?;
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer(&mut out, &status)?;
@@ -173,6 +256,9 @@ impl Run for StatusArgs {
             }
             for (i, root) in status.roots.iter().enumerate() {
                 writeln!(out, "{}{}{}", if i == 0 { "roots:        " } else { "              " }, root.path, shown(&root.walk))?;
+            }
+            for (i, path) in status.forgotten.iter().enumerate() {
+                writeln!(out, "{}{path}", if i == 0 { "forgotten:    " } else { "              " })?;
             }
             if let Some(c) = &status.check {
                 if c.whole {

@@ -241,6 +241,12 @@ pub enum IndexError {
     /// The index could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// There is no index in this folder.
+    #[error("no index at {0}")]
+    NoIndex(PathBuf),
+    /// A path to forget that the index holds nothing of.
+    #[error("{0}: nothing indexed there (not an indexed file, a recorded folder or a path inside one)")]
+    NotIndexed(PathBuf),
 }
 
 /// The one writer of an index, holding its lock until dropped.
@@ -335,6 +341,74 @@ fn record_roots(recorded: &[Root], given: &[(Root, bool)]) -> Vec<Root> {
     out
 }
 
+/// What [`forget`] removed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Forgotten {
+    /// Files removed from the index.
+    pub files: usize,
+    /// Their chunks.
+    pub chunks: usize,
+    /// Recorded roots no longer recorded: the paths and those below them.
+    pub roots: Vec<String>,
+    /// Paths inside a recorded root, which its walks now pass over.
+    pub passed_over: Vec<String>,
+}
+
+/// Removes `paths` (files or folders) and whatever is indexed below them
+/// from the index in `dir`, leaving the files alone. A recorded root at
+/// or below a path is no longer recorded; a path inside a root that stays
+/// is recorded as forgotten, and the root's walks (`ask index` with no
+/// path, `ask watch`) pass over it until `ask index` names it again
+/// ([`Writer::remember`]). A path the index holds nothing of is an error,
+/// and then nothing is changed. The files go first and the record last:
+/// a run killed in between leaves the roots recorded, so that the next
+/// `ask index` brings the files back rather than losing track of them,
+/// and `forget` can be run again.
+pub fn forget(rt: &Runtime, dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Result<Forgotten, IndexError> {
+    let _lock = IndexLock::acquire(dir, busy)?;
+    let mut meta = IndexMeta::load(dir)?.ok_or_else(|| IndexError::NoIndex(dir.to_path_buf()))?;
+    let store = rt.block_on(Store::open(dir))?;
+    let known = rt.block_on(store.file_records())?;
+    let resolved = roots(paths).map_err(|source| StoreError::Io { path: paths.first().cloned().unwrap_or_default(), source })?;
+    let keys: Vec<String> = resolved.iter().map(|p| path_key(p)).collect();
+    let mut out = Forgotten::default();
+    for ((key, path), resolved) in keys.iter().zip(paths).zip(&resolved) {
+        // Inside a root, only what exists (else it is most likely a typo).
+        let inside = resolved.exists() && meta.roots.iter().any(|r| is_below(key, &r.path));
+        let holds = known.keys().any(|k| is_below(k, key))
+            || meta.roots.iter().any(|r| is_below(&r.path, key))
+            || inside
+            || meta.forgotten.iter().any(|f| is_below(key, f));
+        if !holds {
+            return Err(IndexError::NotIndexed(path.clone()));
+        }
+    }
+    let below = |k: &str| keys.iter().any(|p| is_below(k, p));
+    let mut gone: Vec<String> = known.keys().filter(|k| below(k)).cloned().collect();
+    gone.sort();
+    out.files = gone.len();
+    out.chunks = gone.iter().map(|k| known[k].chunks as usize).sum();
+    if !gone.is_empty() {
+        rt.block_on(store.remove_files(&gone))?;
+        rt.block_on(store.optimize(KEEP_VERSIONS))?;
+    }
+    out.roots = meta.roots.iter().filter(|r| below(&r.path)).map(|r| r.path.clone()).collect();
+    meta.roots.retain(|r| !below(&r.path));
+    // Forgotten paths below a path forgotten now are covered by it.
+    meta.forgotten.retain(|f| !below(f) || keys.contains(f));
+    for key in &keys {
+        let inside = meta.roots.iter().any(|r| is_below(key, &r.path));
+        let covered = meta.forgotten.iter().any(|f| is_below(key, f));
+        if inside && !covered {
+            meta.forgotten.push(key.clone());
+            out.passed_over.push(key.clone());
+        }
+    }
+    meta.forgotten.sort();
+    meta.save(dir)?;
+    Ok(out)
+}
+
 impl<'rt> Writer<'rt> {
     /// Opens the index in `dir` for writing, creating it (owner-only) for
     /// `encoder` if needed. `busy` says what to do when another writer
@@ -365,6 +439,7 @@ impl<'rt> Writer<'rt> {
                 created_at_s: now_secs(),
                 indexed_at_s: None,
                 roots: Vec::new(),
+                forgotten: Vec::new(),
             },
         };
         let store = rt.block_on(Store::open_or_create(dir, encoder.dim))?;
@@ -382,7 +457,16 @@ impl<'rt> Writer<'rt> {
     /// below a root are removed, files elsewhere are left alone.
     pub fn update(&mut self, roots: &[PathBuf], encoder: &mut dyn Encoder, progress: &mut dyn Progress) -> Result<Summary, IndexError> {
         let roots = walked(roots, &self.options.walk);
+        self.remember(&roots);
         self.update_roots(&roots, encoder, progress)
+    }
+
+    /// Paths named again after [`forget`]: a forgotten path at, above or
+    /// below one of `roots` is walked again from this update on. For
+    /// paths the user names, not for the recorded roots that `ask index`
+    /// with no path walks (which would undo every forget).
+    pub fn remember(&mut self, roots: &[Root]) {
+        self.meta.forgotten.retain(|f| !roots.iter().any(|r| is_below(f, &r.path) || is_below(&r.path, f)));
     }
 
     /// As [`Writer::update`], each root walked its own way: how `ask index`
@@ -482,7 +566,8 @@ impl<'rt> Writer<'rt> {
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut walk_roots = Vec::new();
         let mut removed: Vec<String> = Vec::new();
-        let exclude = canonical(&self.options.exclude);
+        let mut exclude = canonical(&self.options.exclude);
+        exclude.extend(self.meta.forgotten.iter().map(|k| discover::path_of_key(k)));
         for root in roots {
             let path = discover::path_of_key(&root.path);
             if path.exists() {

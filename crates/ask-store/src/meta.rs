@@ -37,6 +37,10 @@ pub struct IndexMeta {
     /// up to date. Indexes from before roots were recorded have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roots: Vec<Root>,
+    /// Paths inside a root that `ask forget` removed (path keys): the
+    /// roots' walks pass over them until `ask index` names them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<String>,
 }
 
 /// A folder or file an index holds, and how it is walked.
@@ -141,6 +145,7 @@ mod tests {
             created_at_s: 0,
             indexed_at_s: None,
             roots: Vec::new(),
+            forgotten: Vec::new(),
         };
         assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 384), Ok(()));
         let err = meta.check_encoder("all-mpnet-base-v2", "candle", 768).unwrap_err();
@@ -166,6 +171,7 @@ mod tests {
                 path: "/home/me/notes".into(),
                 walk: ask_ingest::WalkOptions { hidden: true, max_file_size: 10, ..Default::default() },
             }],
+            forgotten: vec!["/home/me/notes/private".into()],
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));
@@ -177,7 +183,8 @@ mod tests {
         .unwrap();
         let old = IndexMeta::load(dir.path()).unwrap().unwrap();
         assert_eq!(old.backend, "candle");
-        // ... and recorded no roots.
+        // ... and recorded no roots, and forgot nothing.
         assert_eq!(old.roots, []);
+        assert_eq!(old.forgotten, Vec::<String>::new());
     }
 }

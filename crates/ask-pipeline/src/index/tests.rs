@@ -296,3 +296,63 @@ fn recorded_roots_keep_the_widest_walk_and_forget_what_is_gone() {
     // A root that is gone is forgotten with those inside it.
     assert_eq!(record_roots(&r, &[(root("/n", false), false)]), [root("/nb", false)]);
 }
+
+#[test]
+fn forgotten_paths_leave_the_index_and_stay_out_until_named_again() {
+    let env = Env::new();
+    env.write("a.md", "# Alpha\n\nThe harbour crane lifts containers.");
+    env.write("private/b.txt", "Beta notes about tides.");
+    env.write("private/deep/c.txt", "Gamma notes about ships.");
+    env.update(&mut fake()).unwrap();
+    let files = |env: &Env| {
+        let mut keys: Vec<String> = env.rt.block_on(env.store().file_records()).unwrap().into_keys().collect();
+        keys.sort();
+        keys.iter().map(|k| Path::new(k).strip_prefix(roots(&[env.docs()]).unwrap()[0].as_path()).unwrap().display().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(files(&env), ["a.md", "private/b.txt", "private/deep/c.txt"]);
+    // What `ask index` with no path does: the recorded roots, walked again.
+    let recorded = |env: &Env| {
+        let mut enc = fake();
+        let info = enc.info.clone();
+        let mut writer = Writer::open(&env.rt, &env.index_dir(), &info, env.options.clone(), WhenBusy::Fail).unwrap();
+        let roots = IndexMeta::load(&env.index_dir()).unwrap().unwrap().roots;
+        writer.update_roots(&roots, &mut enc, &mut ()).unwrap()
+    };
+
+    // A path nothing is indexed under is an error, and changes nothing.
+    let stranger = env.tmp.path().join("elsewhere");
+    let err = forget(&env.rt, &env.index_dir(), &[env.docs().join("private"), stranger.clone()], WhenBusy::Fail).unwrap_err();
+    assert!(matches!(&err, IndexError::NotIndexed(p) if *p == stranger), "{err}");
+    assert_eq!(files(&env).len(), 3);
+    // Inside the root, a path that does not exist is most likely a typo.
+    let typo = env.docs().join("privat");
+    assert!(matches!(forget(&env.rt, &env.index_dir(), std::slice::from_ref(&typo), WhenBusy::Fail), Err(IndexError::NotIndexed(_))));
+
+    // A folder inside the root: its files go, and the root's walk passes over it.
+    let private = env.docs().join("private");
+    let done = forget(&env.rt, &env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
+    assert_eq!((done.files, done.chunks), (2, 2));
+    assert!(done.roots.is_empty());
+    assert_eq!(done.passed_over.len(), 1);
+    assert_eq!(files(&env), ["a.md"]);
+    let s = recorded(&env);
+    assert_eq!((s.new, s.removed, s.unchanged), (0, 0, 1), "{s:?}");
+    assert_eq!(files(&env), ["a.md"]);
+    // Forgetting it again is no error, and does nothing.
+    let again = forget(&env.rt, &env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
+    assert_eq!((again.files, again.passed_over.len()), (0, 0));
+
+    // Naming the folder again (here, the root that holds it) brings it back.
+    let s = env.update(&mut fake()).unwrap();
+    assert_eq!(s.new, 2, "{s:?}");
+    assert!(IndexMeta::load(&env.index_dir()).unwrap().unwrap().forgotten.is_empty());
+
+    // The root itself: every file goes, and the root is no longer recorded.
+    let done = forget(&env.rt, &env.index_dir(), &[env.docs()], WhenBusy::Fail).unwrap();
+    assert_eq!((done.files, done.roots.len(), done.passed_over.len()), (3, 1, 0));
+    let meta = IndexMeta::load(&env.index_dir()).unwrap().unwrap();
+    assert!(meta.roots.is_empty() && meta.forgotten.is_empty(), "{meta:?}");
+    assert!(files(&env).is_empty());
+    // The files themselves are untouched.
+    assert!(env.docs().join("private/deep/c.txt").is_file());
+}
