@@ -116,12 +116,15 @@ pub enum Command {
     /// use and kept; requests wait their turn for the answer model. Listens
     /// on the loopback interface only, unless --allow-remote.
     Serve(ServeArgs),
-    /// Measure retrieval quality on a BEIR-format judged dataset
+    /// Measure retrieval or answer quality on a judged set
     ///
-    /// Indexes DATASET_DIR/corpus.jsonl into a scratch index (kept under
-    /// the cache directory and reused while the corpus and encoder are the
-    /// same), runs every query of qrels/test.tsv and reports nDCG@10,
-    /// recall@10, MRR@10 and the median query latency.
+    /// Indexes the documents into a scratch index (kept under the cache
+    /// directory and reused while the documents, encoder and chunk size are
+    /// the same). On a BEIR dataset (corpus.jsonl, queries.jsonl,
+    /// qrels/test.tsv), runs every judged query and reports nDCG@10,
+    /// recall@10, MRR@10 and the median query latency. On a folder with
+    /// questions.jsonl, answers every question as `ask query` would and
+    /// reports accuracy, citations and times (docs/eval.md).
     Eval(EvalArgs),
     /// Print the completion script of a shell
     ///
@@ -325,14 +328,20 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Wait this long after the last change before applying a batch (ms)
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub settle_ms: u64,
+    /// Wait this long after the last change before applying a batch
+    /// (500ms, 2s; a bare number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
 
-    /// Free the encoder's memory after this many seconds without a change
-    /// (0: keep it); the next change loads it again
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub unload_after: u64,
+    /// The same in milliseconds (before --settle took units)
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "settle")]
+    pub settle_ms: Option<u64>,
+
+    /// Free the encoder's memory after this long without a change (30s,
+    /// 5m, 1h; a bare number is seconds; 0: keep it); the next change
+    /// loads it again
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub unload_after: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -342,7 +351,7 @@ pub struct SearchArgs {
     pub query: Vec<String>,
 
     /// How many passages to show
-    #[arg(short = 'k', long, value_name = "N", default_value_t = 10)]
+    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 10)]
     pub limit: usize,
 
     /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
@@ -363,8 +372,8 @@ pub struct QueryArgs {
     #[arg(value_name = "QUESTION")]
     pub question: Vec<String>,
 
-    /// Passages to retrieve
-    #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
+    /// Passages to retrieve and give the model
+    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
     pub limit: usize,
 
     /// Passages whose cosine similarity to the question is below this are not used
@@ -387,16 +396,17 @@ pub struct QueryArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
-    pub gen: GenArgs,
-
     /// Print the assembled prompt context and stop (no model is loaded)
     #[arg(long)]
     pub context_only: bool,
 
-    /// Print one JSON object: answer, sources, model, timings
+    /// Print one JSON object: answer, attributed, sources, model, stop,
+    /// timings (docs/json.md)
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten, next_help_heading = "Answer model and sampling")]
+    pub gen: GenArgs,
 }
 
 /// How the answer model is chosen and samples its text (query, summarize).
@@ -407,7 +417,7 @@ pub struct GenArgs {
     /// name there; or a model of another tool, as `ask models` lists them:
     /// Ollama's `qwen2.5:1.5b`, a Hugging Face repository `Org/Name[:QUANT]`,
     /// a GGUF file name in LM Studio's or llama.cpp's folders
-    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
+    #[arg(short, long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 
     /// Sampling temperature; 0 picks the most likely token every time
@@ -438,7 +448,12 @@ pub struct GenArgs {
     #[arg(long, hide = true)]
     pub ignore_eos: bool,
 
-    /// Prompt-lookup decoding: draft up to N tokens copied from the prompt and check them in one pass (greedy only; the text is the same). `auto` drafts 3 where this CPU's kernels check them cheaply (AVX-512 VNNI, K-quant models); 0 = off
+    /// Prompt-lookup decoding: draft up to N tokens copied from the prompt
+    /// (the text is the same; 0: off, auto: where this CPU gains)
+    ///
+    /// The drafts are checked in one pass, for greedy decoding only. `auto`
+    /// drafts 3 where this CPU's kernels check them cheaply (AVX-512 VNNI,
+    /// K-quant models), else none.
     #[arg(long, value_name = "N|auto", default_value_t = ask_model::generate::Lookup::Auto)]
     pub lookup: ask_model::generate::Lookup,
 }
@@ -466,16 +481,17 @@ pub struct SummarizeArgs {
     #[arg(value_name = "FILE")]
     pub input: PathBuf,
 
+    /// Print one JSON object: summary, input, pieces, messages, digest,
+    /// message, model, timings (docs/json.md)
+    #[arg(long)]
+    pub json: bool,
+
     /// For mail: which messages to summarize
     #[command(flatten, next_help_heading = "Choosing mail messages")]
     pub when: WhenWhoArgs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Answer model and sampling")]
     pub gen: GenArgs,
-
-    /// Print one JSON object: summary, input, pieces, model, timings
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -496,7 +512,7 @@ pub struct EvalArgs {
     pub mode: EvalMode,
 
     /// Answers: passages to retrieve for each question (as `ask query -k`)
-    #[arg(short = 'k', long, value_name = "N", default_value_t = 5)]
+    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
     pub limit: usize,
 
     /// Answers: passages less similar to the question than this are not used
@@ -529,27 +545,27 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", default_value_t = ask_pipeline::index::CHUNK_TOKENS)]
     pub chunk_tokens: usize,
 
-    #[command(flatten)]
-    pub gen: GenArgs,
-
     /// Print one JSON object (retrieval: ndcg@10, recall@10, mrr@10, queries,
     /// median_ms, one object per line with --mode all; answers: the scores
     /// and every question's outcome)
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten, next_help_heading = "Answer model and sampling")]
+    pub gen: GenArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct McpArgs {
     /// GGUF model for the `query` tool (see `ask models`)
-    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
+    #[arg(short, long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port, printed at start)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    #[arg(long, env = "ASK_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8765")]
     pub listen: std::net::SocketAddr,
 
     /// Allow an address other machines can reach: whoever reaches it can
@@ -558,7 +574,7 @@ pub struct ServeArgs {
     pub allow_remote: bool,
 
     /// GGUF model for the answers of the models `ask` and `ask/INDEX` (see `ask models`)
-    #[arg(long, env = "ASK_MODEL", value_name = "MODEL")]
+    #[arg(short, long, env = "ASK_MODEL", value_name = "MODEL")]
     pub model: Option<PathBuf>,
 }
 
@@ -604,6 +620,17 @@ pub struct StatusArgs {
     pub check: bool,
 }
 
+/// Parses a duration: `500ms`, `2s`, `5m`, `1h 30m` (jiff's friendly
+/// format), or a bare number of seconds, as `sleep` takes it.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a duration (try 500ms, 30s or 5m)"));
+    }
+    let d: jiff::SignedDuration = s.parse().map_err(|_| format!("'{s}' is not a duration (try 500ms, 30s or 5m)"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("'{s}' is negative"))
+}
+
 /// Parses `50M`, `500K`, `1G`, `1024` (powers of 1000, like `ls --si` and
 /// disk vendors; `Ki`, `Mi`, `Gi` for powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -643,6 +670,18 @@ mod tests {
         assert_eq!(parse_size("42"), Ok(42));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5X").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5s").is_err());
     }
 }
 

@@ -9,7 +9,6 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 use crate::cmd::Run;
 use crate::exit::Exit;
@@ -130,7 +129,7 @@ fn main() -> ExitCode {
     private_files();
     no_telemetry();
     ask_ingest::extract::silence_extractor_panics();
-    let cli = cli::Cli::parse();
+    let cli = parse();
     match run(&cli) {
         Ok(exit) => exit.into(),
         Err(err) if is_broken_pipe(&err) => Exit::Success.into(),
@@ -142,6 +141,31 @@ fn main() -> ExitCode {
             Exit::Error.into()
         }
     }
+}
+
+/// The command line, refusing `--index` and `--embed-model` where they
+/// would do nothing (clap's usage error, exit 2). The environment's
+/// ASK_INDEX and ASK_EMBED_MODEL are for every command and never refused.
+fn parse() -> cli::Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(flag) = unused_global(name, |id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine)) {
+            let message = format!("{flag} does nothing for `ask {name}`: leave it out");
+            cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
+    }
+    cli
+}
+
+/// A global flag given on the command line (`given` by argument id) to a
+/// command that does not use it.
+fn unused_global(command: &str, given: impl Fn(&str) -> bool) -> Option<&'static str> {
+    if !matches!(command, "man" | "completions" | "models") {
+        return None;
+    }
+    [("index", "--index"), ("embed_model", "--embed-model")].into_iter().find(|(id, _)| given(id)).map(|(_, flag)| flag)
 }
 
 fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {

@@ -74,3 +74,21 @@ fn setup_says_how_to_put_the_install_folder_on_path() {
     assert!(advice("/usr/bin/fish", off).contains("echo 'fish_add_path $HOME/.local/bin' >> ~/.config/fish/config.fish"));
     assert_eq!(advice("/bin/bash", "/usr/bin:/home/u/.local/bin:/bin"), "");
 }
+
+/// `--index` and `--embed-model` are global, but `man`, `completions` and
+/// `models` use neither: given there on the command line they are a usage
+/// error, while the environment's ASK_INDEX (meant for every command) is not.
+#[test]
+fn global_flags_that_would_do_nothing_are_refused() {
+    let env = Env::new();
+    for args in [&["models", "--index", "notes"][..], &["man", "--embed-model", "enc"], &["completions", "bash", "--index", "x"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("does nothing for `ask"), "{args:?}: {}", stderr(&out));
+    }
+    let out = env.cmd().args(["completions", "bash"]).env("ASK_INDEX", "notes").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Where it is used, it is taken.
+    let out = env.run(&["status", "--index", "notes"]);
+    assert!(stderr(&out).contains("no index 'notes'"), "{}", stderr(&out));
+}

@@ -35,7 +35,7 @@ impl Watch {
     fn start_with(env: &Env, args: &[&str]) -> Watch {
         let mut child = env
             .cmd()
-            .args(["watch", "--json", "--settle-ms", "200"])
+            .args(["watch", "--json", "--settle", "200ms"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -167,7 +167,7 @@ impl WatchArgs {
                 Err(RecvTimeoutError::Disconnected) => return Next::Stop,
             }
         }
-        let settle = Duration::from_millis(self.settle_ms);
+        let settle = self.settle_ms.map_or(self.settle, Duration::from_millis);
         let first = Instant::now();
         loop {
             let left = MAX_BATCH_DELAY.saturating_sub(first.elapsed());
@@ -215,7 +215,7 @@ impl Run for WatchArgs {
         let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
         // First what changed while nobody watched, then each burst.
         self.apply(rt, cfg, &targets, &mut encoder, &ui, true)?;
-        let unload_after = (self.unload_after > 0).then(|| Duration::from_secs(self.unload_after));
+        let unload_after = (!self.unload_after.is_zero()).then_some(self.unload_after);
         loop {
             // An idle spell ends a wait only while there is an encoder to free.
             match self.next_batch(&events, &own, &roots, &stop, unload_after.filter(|_| encoder.is_loaded())) {
