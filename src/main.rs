@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod exit;
 mod filters;
+mod hyperlink;
 mod progress;
 
 use std::process::ExitCode;

@@ -247,3 +247,41 @@ fn the_prompt_opening_is_prefilled_once_and_read_from_the_cache_after() {
     assert_eq!(third["timings"]["cached_tokens"], 0, "{third}");
     assert_eq!(ask()["timings"]["cached_tokens"].as_u64(), Some(cached));
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), each
+/// source of `ask query` and each hit of `ask search` is an OSC 8 link to
+/// its file and first line; piped, or under NO_COLOR, it is plain text.
+#[test]
+fn sources_are_hyperlinks_on_a_terminal_and_plain_text_elsewhere() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    let file = env.path("docs/tenancy-notes.md").canonicalize().unwrap();
+    let link = "\x1b]8;;file://";
+    let on_terminal = |command: &str, no_color: bool| {
+        let mut cmd = env.command("script");
+        cmd.args(["-qec", command, "/dev/null"]).env("TERM", "xterm-256color");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().expect("script(1) from util-linux runs");
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let query = format!("{ASK} query -k 1 'When is the deposit returned?'");
+    let search = format!("{ASK} search -k 1 'deposit returned'");
+    for command in [&query, &search] {
+        let text = on_terminal(command, false);
+        let start = text.find(&link).unwrap_or_else(|| panic!("{command}: no link in {text:?}"));
+        // file://HOST/PATH#LINE, then the text shown, then the link's end.
+        let uri = &text[start + "\x1b]8;;".len()..text[start..].find("\x1b\\").map(|i| start + i).unwrap()];
+        assert!(uri.starts_with("file://") && uri.contains(&format!("{}#", file.display())), "{uri}");
+        assert!(text[start..].contains("tenancy-notes.md") && text.contains("\x1b]8;;\x1b\\"), "{text:?}");
+        assert!(!on_terminal(command, true).contains("\x1b]8;"), "NO_COLOR: no links");
+    }
+    // Piped: plain text.
+    let out = env.ok(&["search", "-k", "1", "deposit returned"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
+}

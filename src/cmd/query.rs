@@ -171,8 +171,9 @@ impl QueryArgs {
             write!(out, " [{n}]")?;
         }
         writeln!(out, "\n\nSources:")?;
+        let links = crate::hyperlink::Links::for_stdout();
         for s in &sources {
-            writeln!(out, "[{}] {}", s.n, s.location)?;
+            writeln!(out, "[{}] {}", s.n, links.wrap(&s.location, s.path, s.line_start))?;
         }
         Ok(Exit::Success)
     }

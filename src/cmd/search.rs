@@ -65,13 +65,15 @@ impl Run for SearchArgs {
         let vector = embedder.map(|e| e.embed_query(&query)).transpose()?;
         let req = Request { text: &query, vector: vector.as_deref(), k: self.limit, mode, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
+        let links = crate::hyperlink::Links::for_stdout();
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for (i, hit) in hits.iter().enumerate() {
             if self.json {
                 serde_json::to_writer(&mut out, &SearchHit::new(i + 1, hit))?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "{:>2}. {}  {}", i + 1, score_label(mode, hit.score, hit.similarity), location(&hit.passage))?;
+                let place = links.wrap(&location(&hit.passage), &hit.passage.path, hit.passage.line_start);
+                writeln!(out, "{:>2}. {}  {}", i + 1, score_label(mode, hit.score, hit.similarity), place)?;
                 writeln!(out, "    {}", snippet(&hit.passage.text, 240))?;
             }
         }
