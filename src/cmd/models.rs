@@ -68,7 +68,11 @@ impl Run for ModelsArgs {
                 writeln!(out, "{}", line(&r.iter().map(String::as_str).collect::<Vec<_>>()))?;
             }
             if scan.found.is_empty() && !cfg.quiet {
-                eprintln!("ask: no models in {} or in other tools' stores; run scripts/fetch-models", cfg.models_dir.display());
+                eprintln!(
+                    "ask: no models in {0} or in other tools' stores; run scripts/fetch-models in ask's source folder, \
+                     or put GGUF files (answers) and encoder folders in {0}",
+                    cfg.models_dir.display()
+                );
             }
         }
         if self.verbose {
