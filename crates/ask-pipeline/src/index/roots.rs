@@ -1,0 +1,146 @@
+//! The files and folders an index holds: paths made roots, the roots it
+//! records, what is new below them, and forgetting.
+
+use super::*;
+
+/// The file of key `key` is the one of `root` (a key too) or inside it
+/// (component-wise, so /a/bc is not below /a/b).
+pub(super) fn is_below(key: &str, root: &str) -> bool {
+    Path::new(key).starts_with(root)
+}
+
+/// Paths as roots to walk: absolute, and with symlinks resolved so that
+/// the same file always has the same key. A path that does not exist is
+/// kept as given (made absolute): an update then forgets what was indexed
+/// below it, or reports it.
+pub fn roots(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::path::absolute(p)?;
+            Ok(abs.canonicalize().unwrap_or(abs))
+        })
+        .collect()
+}
+
+/// Roots from paths (see [`roots`]), all walked the same way.
+pub fn walked(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
+    paths.iter().map(|p| Root { path: path_key(p), walk: walk.clone() }).collect()
+}
+
+/// Folders with symlinks resolved, as the walk reports paths below them
+/// (a folder that cannot be resolved is kept as given).
+pub(super) fn canonical(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    dirs.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect()
+}
+
+/// Files below `roots`, each walked its own way, that an update would
+/// read for the first time: not in `known` and not in a folder of
+/// `exclude` (ask's own). Sorted; files over a root's size limit are not
+/// counted, as an update skips them.
+pub fn unindexed(roots: &[Root], known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
+    let exclude = canonical(exclude);
+    let mut new = std::collections::BTreeSet::new();
+    for root in roots {
+        discover::walk(&[discover::path_of_key(&root.path)], &root.walk, |event| {
+            if let WalkEvent::File(c) = event {
+                let key = path_key(&c.path);
+                if !known.contains_key(&key) && !exclude.iter().any(|d| c.path.starts_with(d)) {
+                    new.insert(key);
+                }
+            }
+        });
+    }
+    new.into_iter().collect()
+}
+
+/// The roots an index records once an update of `given` (each with
+/// whether it exists) is done. A given root replaces its own entry and
+/// those below it; one inside a recorded root walked the same way adds
+/// nothing (that root's walk covers it), while one walked another way
+/// (`--hidden` for one subfolder, say) is kept beside it, and both walks
+/// then run, a file seen by either staying indexed. A given root that is
+/// gone is forgotten with those below it, as its files are.
+pub(super) fn record_roots(recorded: &[Root], given: &[(Root, bool)]) -> Vec<Root> {
+    let mut out = recorded.to_vec();
+    for (root, exists) in given {
+        let covered = out.iter().any(|r| r.path != root.path && is_below(&root.path, &r.path) && r.walk == root.walk);
+        if *exists && covered {
+            continue;
+        }
+        out.retain(|r| !is_below(&r.path, &root.path));
+        if *exists {
+            out.push(root.clone());
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// What [`forget`] removed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Forgotten {
+    /// Files removed from the index.
+    pub files: usize,
+    /// Their chunks.
+    pub chunks: usize,
+    /// Recorded roots no longer recorded: the paths and those below them.
+    pub roots: Vec<String>,
+    /// Paths inside a recorded root, which its walks now pass over.
+    pub passed_over: Vec<String>,
+}
+
+/// Removes `paths` (files or folders) and whatever is indexed below them
+/// from the index in `dir`, leaving the files alone. A recorded root at
+/// or below a path is no longer recorded; a path inside a root that stays
+/// is recorded as forgotten, and the root's walks (`ask index` with no
+/// path, `ask watch`) pass over it until `ask index` names it again
+/// ([`Writer::remember`]). A path the index holds nothing of is an error,
+/// and then nothing is changed. The files go first and the record last:
+/// a run killed in between leaves the roots recorded, so that the next
+/// `ask index` brings the files back rather than losing track of them,
+/// and `forget` can be run again.
+pub fn forget(rt: &Runtime, dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Result<Forgotten, IndexError> {
+    let _lock = IndexLock::acquire(dir, busy)?;
+    let mut meta = IndexMeta::load(dir)?.ok_or_else(|| IndexError::NoIndex(dir.to_path_buf()))?;
+    let store = rt.block_on(Store::open(dir))?;
+    let known = rt.block_on(store.file_records())?;
+    let resolved = roots(paths).map_err(|source| StoreError::Io { path: paths.first().cloned().unwrap_or_default(), source })?;
+    let keys: Vec<String> = resolved.iter().map(|p| path_key(p)).collect();
+    let mut out = Forgotten::default();
+    for ((key, path), resolved) in keys.iter().zip(paths).zip(&resolved) {
+        // Inside a root, only what exists (else it is most likely a typo).
+        let inside = resolved.exists() && meta.roots.iter().any(|r| is_below(key, &r.path));
+        let holds = known.keys().any(|k| is_below(k, key))
+            || meta.roots.iter().any(|r| is_below(&r.path, key))
+            || inside
+            || meta.forgotten.iter().any(|f| is_below(key, f));
+        if !holds {
+            return Err(IndexError::NotIndexed(path.clone()));
+        }
+    }
+    let below = |k: &str| keys.iter().any(|p| is_below(k, p));
+    let mut gone: Vec<String> = known.keys().filter(|k| below(k)).cloned().collect();
+    gone.sort();
+    out.files = gone.len();
+    out.chunks = gone.iter().map(|k| known[k].chunks as usize).sum();
+    if !gone.is_empty() {
+        rt.block_on(store.remove_files(&gone))?;
+        rt.block_on(store.optimize(KEEP_VERSIONS))?;
+    }
+    out.roots = meta.roots.iter().filter(|r| below(&r.path)).map(|r| r.path.clone()).collect();
+    meta.roots.retain(|r| !below(&r.path));
+    // Forgotten paths below a path forgotten now are covered by it.
+    meta.forgotten.retain(|f| !below(f) || keys.contains(f));
+    for key in &keys {
+        let inside = meta.roots.iter().any(|r| is_below(key, &r.path));
+        let covered = meta.forgotten.iter().any(|f| is_below(key, f));
+        if inside && !covered {
+            meta.forgotten.push(key.clone());
+            out.passed_over.push(key.clone());
+        }
+    }
+    meta.forgotten.sort();
+    meta.save(dir)?;
+    Ok(out)
+}
