@@ -38,8 +38,7 @@ mod mi {
 /// Tells mimalloc to keep freed memory rather than hand it back to the
 /// kernel a second later (mimalloc 3's default). A prompt's prefill frees and allocates megabytes
 /// per layer, and every handed-back page came back as a page fault that
-/// the kernel zeroes: 11,000-13,000 faults and 15% of a 1,500-token
-/// prefill, against 4,400 with this (prefill 573-616 -> 615-663 tokens/s). ask is a short-lived process, so
+/// the kernel zeroes, a large share of a prefill's time. ask is a short-lived process, so
 /// its peak memory is what it was; it is only not returned early.
 fn keep_freed_memory() {
     // SAFETY: sets one integer option of the allocator already in use;

@@ -334,8 +334,8 @@ impl Decoder {
     /// Whether drafted tokens are cheap to check: most of the weights'
     /// bytes run on kernels that take extra activation rows for a fraction
     /// of a pass ([`Linear::wide`]). On the AVX2 kernels a second row
-    /// cost nearly a whole pass, and `--lookup 3` slowed decode from 25.6
-    /// to 22.2 tokens/s at 60% accepted.
+    /// costs nearly a whole pass, so drafts slow decode there even when
+    /// most are accepted.
     pub fn drafts_pay(&self) -> bool {
         let linears = self.linears();
         let bytes = |wide: bool| -> usize { linears.iter().filter(|l| l.wide() == wide).map(|l| l.weight_bytes()).sum() };

@@ -143,16 +143,13 @@ pub struct Timings {
     pub cached_tokens: usize,
 }
 
-/// Tokens [`Lookup::Auto`] drafts at a time. `ask eval
-/// ../shared/eval/msmarco-5k-qa`, Qwen2.5-1.5B Q4_K_M on the AVX-512 VNNI
-/// kernels: 3 drafted 0.77 tokens per generated one, 62% accepted, decode
-/// 37.4 to 48.5 tokens/s; 1 drafted 0.41, 77% accepted, 45.5 tokens/s.
-/// A draft of g tokens makes a pass cost about 1 + c·g passes of one row
-/// and saves as many passes as it has tokens accepted; c was 0.33 there
-/// (median over the answers). Stopping an answer's drafts once under a
-/// third of its first 12 were accepted lost more than it saved (41.3 and
-/// 42.7 tokens/s): answers open in their own words and copy the passages
-/// later.
+/// Tokens [`Lookup::Auto`] drafts at a time: on the AVX-512 VNNI kernels,
+/// 3 drafted gained more decode speed than 1 on the shared QA set. A draft
+/// of g tokens makes a pass cost about 1 + c·g passes of one row (c about a
+/// third there) and saves as many passes as it has tokens accepted.
+/// Drafting goes on for the whole answer: answers open in their own words
+/// and copy the passages later, so stopping early lost more than it saved
+/// (figures in docs/design.md, Generation).
 pub const AUTO_LOOKUP_TOKENS: usize = 3;
 
 /// Longest run of the text's last tokens that prompt lookup matches.

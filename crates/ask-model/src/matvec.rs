@@ -15,14 +15,14 @@
 //! the row quantized a second way, in blocks of 256 with sums per 16
 //! ([`ActK`]), so that a block's products add up as integers.
 //! Each block also asks for the bytes 8 KiB ahead of it to be fetched:
-//! without that, decode on a 2-core machine read weights at 7.7 GB/s of the
-//! 22 GB/s the memory gives; with it, 14.6 GB/s (SmolLM2 tg128 from 69 to
-//! 116 tokens/s; 320 bytes ahead gave 80, 2,560 gave 108, 16 KiB 111; for
-//! Qwen2.5-1.5B Q4_K_M, 4 KiB gave 30.4 tokens/s, 8 KiB 30.9, 16 KiB 28.2).
-//! The SIMD code is AVX2 (x86-64-v3, ask's build baseline), with 512-bit
-//! VNNI kernels chosen at run time where the CPU has them (`avx512`: on
-//! SmolLM2's Q4_1 and Q8_0, tg128 went from 130 to 211 tokens/s on an
-//! AVX-512 Xeon, runs alternated); other targets get a scalar fallback,
+//! without that, decode reads the weights at about a third of the memory's
+//! bandwidth (the distance was chosen by measuring; see docs/design.md,
+//! Generation).
+//! The layout follows ggml-cpu's: the block layouts and the activations
+//! ([`blocks`]), the scalar reference every kernel is checked against
+//! ([`scalar`]), and each architecture's kernels apart (`x86`: AVX2, the
+//! x86-64-v3 build baseline; the 512-bit VNNI tier chosen at run time where
+//! the CPU has it; the prompt tiles). Other targets get the scalar code,
 //! which `quant::Linear` avoids by keeping candle's NEON kernels there.
 //! The rows are shared among candle's spinning thread pool, one parallel
 //! region per call; callers fuse the products that share an input (q, k, v;
@@ -35,588 +35,16 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+mod blocks;
+mod scalar;
+mod x86;
+
+pub use blocks::{ActBlock, ActK, Acts, QK, QK_K};
+use blocks::*;
+use scalar::*;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-mod avx512;
-mod tiles;
-pub use tiles::PromptTiles;
-
-/// Values per block, for weights and activations alike.
-pub const QK: usize = 32;
-
-/// One activation block: 32 values as `d · qs[i]`, and `s = d · Σ qs`.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub struct ActBlock {
-    d: f32,
-    s: f32,
-    qs: [i8; QK],
-}
-
-/// Quantizes a row (length a multiple of [`QK`]) to activation blocks.
-pub fn quantize_row(x: &[f32], out: &mut Vec<ActBlock>) {
-    debug_assert_eq!(x.len() % QK, 0);
-    out.clear();
-    out.extend(x.chunks_exact(QK).map(|xs| {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut qs = [0i8; QK];
-        let mut sum = 0i32;
-        for (q, v) in qs.iter_mut().zip(xs) {
-            *q = (v * id).round() as i8;
-            sum += *q as i32;
-        }
-        ActBlock { d, s: d * sum as f32, qs }
-    }));
-}
-
-/// Values per K-quant block (and per activation block for them).
-pub const QK_K: usize = 256;
-
-/// One activation block for K-quant weights: 256 values as `d · qs[i]`,
-/// and the sums of `qs` over each 16, which fold in the weights' offsets.
-/// One scale per 256 lets a weight block's products add up as integers,
-/// with one float multiply per block: per 32 values, as [`ActBlock`] does,
-/// decode on Qwen2.5-1.5B Q4_K_M spent so long on float work that it ran
-/// at 19 tokens/s against candle's 23.
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct ActK {
-    d: f32,
-    qs: [i8; QK_K],
-    sums: [i16; QK_K / 16],
-}
-
-impl ActK {
-    /// 256 values (`xs.len()`) quantized.
-    fn quantize(xs: &[f32]) -> ActK {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let qs: [i8; QK_K] = std::array::from_fn(|i| (xs[i] * id).round() as i8);
-        let sums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
-        ActK { d, qs, sums }
-    }
-}
-
-/// A row of activations quantized for every kind of weight block.
-#[derive(Default)]
-pub struct Acts {
-    blocks: Vec<ActBlock>,
-    /// Empty when the row is not a whole number of K-quant blocks.
-    k: Vec<ActK>,
-}
-
-impl Acts {
-    pub fn quantize(&mut self, x: &[f32]) {
-        quantize_row(x, &mut self.blocks);
-        self.k.clear();
-        if x.len().is_multiple_of(QK_K) {
-            self.k.extend(x.chunks_exact(QK_K).map(ActK::quantize));
-        }
-    }
-
-    /// Values in the row.
-    fn len(&self) -> usize {
-        self.blocks.len() * QK
-    }
-}
-
-// GGML's block layouts (ggml-common.h). In the 4- and 5-bit ones, byte j
-// holds value j in its low nibble and value j + 16 in its high nibble.
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ4_0 {
-    d: f16,
-    qs: [u8; QK / 2],
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ4_1 {
-    d: f16,
-    m: f16,
-    qs: [u8; QK / 2],
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ5_0 {
-    d: f16,
-    /// Fifth bit of value j in bit j (little-endian).
-    qh: [u8; 4],
-    qs: [u8; QK / 2],
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ8_0 {
-    d: f16,
-    qs: [i8; QK],
-}
-
-/// 256 values in eight runs of 32, each with a 6-bit scale and minimum.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ4K {
-    d: f16,
-    dmin: f16,
-    scales: [u8; 12],
-    qs: [u8; 128],
-}
-
-/// 256 six-bit values (stored less 32) in 16 runs of 16 with 8-bit scales.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct BlockQ6K {
-    ql: [u8; 128],
-    qh: [u8; 64],
-    scales: [i8; 16],
-    d: f16,
-}
-const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144 && std::mem::size_of::<BlockQ6K>() == 210);
-
-/// A block type: `SUBS` runs of [`QK`] values, each stored as integers and
-/// two floats that make them real values, `scale · int + bias`.
-trait Block: Copy + Send + Sync + 'static {
-    /// Runs of QK values in a block: 1, or 8 for the K-quants' 256.
-    const SUBS: usize = 1;
-    /// Run j's integers (unsigned for the 4- and 5-bit types, signed for
-    /// Q8_0; the K-quants' times their integer sub-scales), its scale and
-    /// its bias (Q4_0's -8·d, Q4_1's minimum, Q5_0's -16·d, Q4_K's
-    /// -dmin·m), added to every value. Against an activation block the
-    /// bias adds `bias · Σ d_a·q_a = bias · s`.
-    fn sub(&self, j: usize) -> ([i32; QK], f32, f32);
-}
-
-/// Byte j's low nibble is value j, its high nibble value j + 16.
-fn nibbles(qs: &[u8; QK / 2]) -> [i32; QK] {
-    let mut q = [0i32; QK];
-    for j in 0..QK / 2 {
-        q[j] = (qs[j] & 0x0f) as i32;
-        q[j + QK / 2] = (qs[j] >> 4) as i32;
-    }
-    q
-}
-
-impl Block for BlockQ4_0 {
-    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
-        let d = self.d.to_f32();
-        (nibbles(&self.qs), d, -8.0 * d)
-    }
-}
-
-impl Block for BlockQ4_1 {
-    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
-        (nibbles(&self.qs), self.d.to_f32(), self.m.to_f32())
-    }
-}
-
-impl Block for BlockQ5_0 {
-    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
-        let mut q = nibbles(&self.qs);
-        let qh = u32::from_le_bytes(self.qh);
-        for (j, q) in q.iter_mut().enumerate() {
-            *q |= (((qh >> j) & 1) << 4) as i32;
-        }
-        let d = self.d.to_f32();
-        (q, d, -16.0 * d)
-    }
-}
-
-impl Block for BlockQ8_0 {
-    fn sub(&self, _: usize) -> ([i32; QK], f32, f32) {
-        (self.qs.map(i32::from), self.d.to_f32(), 0.0)
-    }
-}
-
-/// Run j's 6-bit scale and minimum, as Q4_K packs them in 12 bytes: the
-/// first four runs in the low 6 bits of bytes 0-3 and 4-7, the last four in
-/// the nibbles of bytes 8-11 with their top 2 bits in bytes 0-7's top bits.
-fn q4k_scale_min(scales: &[u8; 12], j: usize) -> (u8, u8) {
-    if j < 4 {
-        (scales[j] & 63, scales[j + 4] & 63)
-    } else {
-        ((scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
-    }
-}
-
-impl Block for BlockQ4K {
-    const SUBS: usize = 8;
-    fn sub(&self, j: usize) -> ([i32; QK], f32, f32) {
-        // Bytes 32g..32g + 32 hold run 2g in their low nibbles and run
-        // 2g + 1 in their high ones.
-        let (sc, m) = q4k_scale_min(&self.scales, j);
-        let q = std::array::from_fn(|i| self.value(QK * j + i) as i32 * sc as i32);
-        (q, self.d.to_f32(), -self.dmin.to_f32() * m as f32)
-    }
-}
-
-impl BlockQ4K {
-    /// Value v (0..256) as stored, before its run's scale and minimum.
-    fn value(&self, v: usize) -> u8 {
-        let (j, i) = (v / QK, v % QK);
-        (self.qs[32 * (j / 2) + i] >> (4 * (j % 2))) & 0x0f
-    }
-}
-
-impl Block for BlockQ6K {
-    const SUBS: usize = 8;
-    fn sub(&self, j: usize) -> ([i32; QK], f32, f32) {
-        // A scale covers 16 values.
-        let q = std::array::from_fn(|i| {
-            let v = QK * j + i;
-            (self.value(v) as i32 - 32) * self.scales[v / 16] as i32
-        });
-        (q, self.d.to_f32(), 0.0)
-    }
-}
-
-impl BlockQ6K {
-    /// Value v (0..256) as stored, 32 above the real one, before its
-    /// run's scale.
-    fn value(&self, v: usize) -> u8 {
-        // Each half (128 values) has 64 bytes of low nibbles and 32 of
-        // high bit pairs: run k of 32 in the half takes its low 4 bits
-        // from bytes 32·(k % 2).. (nibble k / 2) and its high 2 from bit
-        // pair k of the half's qh bytes.
-        let (j, i) = (v / QK, v % QK);
-        let (n, k) = (j / 4, j % 4);
-        let ql = self.ql[64 * n + 32 * (k % 2) + i];
-        let qh = self.qh[32 * n + i];
-        ((ql >> (4 * (k / 2))) & 0x0f) | (((qh >> (2 * k)) & 3) << 4)
-    }
-}
-
-/// One row's dot product, run by run, without SIMD.
-fn dot_scalar<B: Block>(w: &[B], a: &[ActBlock]) -> f32 {
-    let runs = w.iter().flat_map(|w| (0..B::SUBS).map(|j| w.sub(j)));
-    runs.zip(a)
-        .map(|((ints, scale, bias), a)| {
-            let idot: i32 = ints.iter().zip(&a.qs).map(|(&q, &a)| q * a as i32).sum();
-            scale * a.d * idot as f32 + bias * a.s
-        })
-        .sum()
-}
-
-/// [`dot_scalar`] against 256-value activation blocks.
-fn dot_scalar_k<B: Block>(w: &[B], a: &[ActK]) -> f32 {
-    w.iter()
-        .zip(a)
-        .map(|(w, a)| {
-            (0..B::SUBS)
-                .map(|j| {
-                    let (ints, scale, bias) = w.sub(j);
-                    let qs = &a.qs[QK * j..QK * (j + 1)];
-                    let idot: i32 = ints.iter().zip(qs).map(|(&q, &a)| q * a as i32).sum();
-                    let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-                    a.d * (scale * idot as f32 + bias * sum as f32)
-                })
-                .sum::<f32>()
-        })
-        .sum()
-}
-
-/// A row of blocks as floats.
-fn to_f32<B: Block>(w: &[B], out: &mut [f32]) {
-    let runs = w.iter().flat_map(|w| (0..B::SUBS).map(|j| w.sub(j)));
-    for ((ints, scale, bias), out) in runs.zip(out.chunks_exact_mut(QK)) {
-        for (o, q) in out.iter_mut().zip(ints) {
-            *o = scale * q as f32 + bias;
-        }
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-mod avx2 {
-    use super::*;
-    use std::arch::x86_64::*;
-
-    /// How far ahead of the block being read to prefetch (see the top).
-    const PREFETCH: usize = 8192;
-
-    /// Sum of the eight lanes.
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-        let x = _mm_add_ss(x, _mm_movehdup_ps(x));
-        _mm_cvtss_f32(x)
-    }
-
-    /// 32 nibbles as bytes 0..15: low nibbles first, then high ones.
-    #[inline(always)]
-    unsafe fn unpack_nibbles(qs: &[u8; QK / 2]) -> __m256i {
-        let t = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
-        let both = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
-    }
-
-    /// Bit j of `bits` as 0x10 in byte j, 0 elsewhere.
-    #[inline(always)]
-    unsafe fn fifth_bits(bits: u32) -> __m256i {
-        let spread = _mm256_shuffle_epi8(
-            _mm256_set1_epi32(bits as i32),
-            _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
-        );
-        let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
-        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
-    }
-
-    /// Eight partial sums of unsigned bytes times signed bytes, as floats.
-    #[inline(always)]
-    unsafe fn dot_u8_i8(q: __m256i, a: __m256i) -> __m256 {
-        let pairs = _mm256_maddubs_epi16(q, a);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-    }
-
-    #[inline(always)]
-    unsafe fn load_act(a: &ActBlock) -> __m256i {
-        _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
-    }
-
-    /// Asks for the cache lines of a block `PREFETCH` bytes ahead.
-    #[inline(always)]
-    pub(super) unsafe fn prefetch<B>(w: &B) {
-        let p = (w as *const B as *const i8).add(PREFETCH);
-        for line in (0..std::mem::size_of::<B>()).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(p.add(line));
-        }
-    }
-
-    /// Dot products of one row of 4- or 5-bit blocks with M activation
-    /// rows: `values` unpacks a block to unsigned bytes, `scale_bias` gives
-    /// its two floats; the biases are summed separately. Each activation
-    /// row goes through the same operations in the same order whatever M
-    /// is, so its result does not depend on the rows beside it.
-    #[inline(always)]
-    unsafe fn dot_unsigned<B: Block, const M: usize>(
-        w: &[B],
-        a: [&[ActBlock]; M],
-        values: impl Fn(&B) -> __m256i,
-        scale_bias: impl Fn(&B) -> (f32, f32),
-    ) -> [f32; M] {
-        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
-        let mut acc = [_mm256_setzero_ps(); M];
-        let mut offsets = [0f32; M];
-        for (i, w) in w.iter().enumerate() {
-            prefetch(w);
-            let q = values(w);
-            let (scale, bias) = scale_bias(w);
-            for r in 0..M {
-                let a = a[r].get_unchecked(i);
-                let p = dot_u8_i8(q, load_act(a));
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a.d), p, acc[r]);
-                offsets[r] += bias * a.s;
-            }
-        }
-        std::array::from_fn(|r| hsum(acc[r]) + offsets[r])
-    }
-
-    pub(super) fn dot_q4_0_avx2<const M: usize>(w: &[BlockQ4_0], a: [&[ActBlock]; M]) -> [f32; M] {
-        // SAFETY: this module is compiled only where AVX2 and FMA are
-        // enabled for the whole build; indexes are within the lengths
-        // asserted.
-        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), -8.0 * b.d.to_f32())) }
-    }
-
-    pub(super) fn dot_q4_1_avx2<const M: usize>(w: &[BlockQ4_1], a: [&[ActBlock]; M]) -> [f32; M] {
-        // SAFETY: as above.
-        unsafe { dot_unsigned(w, a, |b| unpack_nibbles(&b.qs), |b| (b.d.to_f32(), b.m.to_f32())) }
-    }
-
-    pub(super) fn dot_q5_0_avx2<const M: usize>(w: &[BlockQ5_0], a: [&[ActBlock]; M]) -> [f32; M] {
-        // SAFETY: as above.
-        unsafe {
-            dot_unsigned(
-                w,
-                a,
-                |b| _mm256_or_si256(unpack_nibbles(&b.qs), fifth_bits(u32::from_le_bytes(b.qh))),
-                |b| (b.d.to_f32(), -16.0 * b.d.to_f32()),
-            )
-        }
-    }
-
-    /// Q4_K's eight 6-bit scales and eight minimums as bytes: 12 bytes
-    /// unpacked as [`q4k_scale_min`] reads them, four at a time in u32s.
-    #[inline(always)]
-    pub(super) fn q4k_scales_mins(packed: &[u8; 12]) -> [u32; 4] {
-        let w = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        let (w0, w1, w2) = (w(0), w(1), w(2));
-        const LOW6: u32 = 0x3f3f_3f3f;
-        const LOW4: u32 = 0x0f0f_0f0f;
-        const TOP2: u32 = 0x0303_0303;
-        [
-            w0 & LOW6,
-            (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4),
-            w1 & LOW6,
-            ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4),
-        ]
-    }
-
-    /// Shuffles that spread 16-bit lane j of a 128-bit half (broadcast to
-    /// both halves) over all 16 lanes.
-    #[inline(always)]
-    unsafe fn lane16(j: usize) -> __m256i {
-        let b = (2 * j) as i8;
-        _mm256_set1_epi16(i16::from_le_bytes([b as u8, b as u8 + 1]))
-    }
-
-    /// Q4_K: per run of 32, the nibbles' products with the activations
-    /// (`maddubs`) times the run's scale (`madd`), summed as integers over
-    /// the block; one FMA by `d · d_a` per block; the minimums against the
-    /// activations' sums, also as integers. M activation rows share each
-    /// block's unpacking, each row computed as it would be alone.
-    pub(super) fn dot_q4k_avx2<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
-        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
-        // SAFETY: as above; loads stay inside the blocks.
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); M];
-            let mut acc_m = [_mm_setzero_ps(); M];
-            let low = _mm256_set1_epi8(0x0f);
-            for (i, w) in w.iter().enumerate() {
-                prefetch(w);
-                let sm = q4k_scales_mins(&w.scales);
-                // Scales in lanes 0-7, minimums in 8-15.
-                let sm = _mm256_cvtepu8_epi16(_mm_set_epi32(sm[3] as i32, sm[2] as i32, sm[1] as i32, sm[0] as i32));
-                let (d, dmin) = (w.d.to_f32(), w.dmin.to_f32());
-                for r in 0..M {
-                    let a = a[r].get_unchecked(i);
-                    let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
-                    // Sums per 32 values: adjacent pairs of the 16 sums.
-                    let sums32 = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
-                    let mins = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums32);
-                    acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin * a.d), _mm_cvtepi32_ps(mins), acc_m[r]);
-                }
-                let scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
-                let mut sumi = [_mm256_setzero_si256(); M];
-                for g in 0..4 {
-                    let bytes = _mm256_loadu_si256(w.qs.as_ptr().add(32 * g) as *const __m256i);
-                    let lo = _mm256_and_si256(bytes, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
-                    let (s0, s1) = (_mm256_shuffle_epi8(scales, lane16(2 * g)), _mm256_shuffle_epi8(scales, lane16(2 * g + 1)));
-                    for r in 0..M {
-                        let a = a[r].get_unchecked(i);
-                        let x0 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g) as *const __m256i);
-                        let x1 = _mm256_loadu_si256(a.qs.as_ptr().add(64 * g + 32) as *const __m256i);
-                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0);
-                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1);
-                        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p0, p1));
-                    }
-                }
-                for r in 0..M {
-                    let a = a[r].get_unchecked(i);
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-                }
-            }
-            std::array::from_fn(|r| {
-                let m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));
-                let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-                hsum(acc[r]) - _mm_cvtss_f32(m)
-            })
-        }
-    }
-
-    /// Q6_K: the six-bit values rebuilt as unsigned bytes (0..63), their
-    /// products with the activations times each 16 values' scale, summed as
-    /// integers over the block, less 32 times the scales against the
-    /// activations' sums; one FMA by `d · d_a` per block.
-    pub(super) fn dot_q6k_avx2<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
-        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
-        // SAFETY: as for dot_q4k.
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); M];
-            let (low, pair) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
-            for (i, w) in w.iter().enumerate() {
-                prefetch(w);
-                let d = w.d.to_f32();
-                let sc8 = _mm_loadu_si128(w.scales.as_ptr() as *const __m128i);
-                let sc16 = _mm256_cvtepi8_epi16(sc8);
-                let mut sumi = [_mm256_setzero_si256(); M];
-                for n in 0..2 {
-                    let ql0 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n) as *const __m256i);
-                    let ql1 = _mm256_loadu_si256(w.ql.as_ptr().add(64 * n + 32) as *const __m256i);
-                    let qh = _mm256_loadu_si256(w.qh.as_ptr().add(32 * n) as *const __m256i);
-                    let runs = [
-                        _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_slli_epi16(_mm256_and_si256(qh, pair), 4)),
-                        _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), pair), 4)),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), pair), 4),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), pair), 4),
-                        ),
-                    ];
-                    for (k, q) in runs.into_iter().enumerate() {
-                        let run = 4 * n + k;
-                        // Scale 2·run for the run's first 16 values,
-                        // 2·run + 1 for the rest.
-                        let pick = _mm_set_epi64x(i64::from_le_bytes([2 * run as u8 + 1; 8]), i64::from_le_bytes([2 * run as u8; 8]));
-                        let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-                        for r in 0..M {
-                            let x = _mm256_loadu_si256(a[r].get_unchecked(i).qs.as_ptr().add(32 * run) as *const __m256i);
-                            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales));
-                        }
-                    }
-                }
-                for r in 0..M {
-                    let a = a[r].get_unchecked(i);
-                    let sums = _mm256_loadu_si256(a.sums.as_ptr() as *const __m256i);
-                    let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 5);
-                    let sumi = _mm256_sub_epi32(sumi[r], offset);
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi), acc[r]);
-                }
-            }
-            std::array::from_fn(|r| hsum(acc[r]))
-        }
-    }
-
-    pub(super) fn dot_q8_0_avx2<const M: usize>(w: &[BlockQ8_0], a: [&[ActBlock]; M]) -> [f32; M] {
-        assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
-        // SAFETY: as above.
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); M];
-            for (i, w) in w.iter().enumerate() {
-                prefetch(w);
-                let q = _mm256_loadu_si256(w.qs.as_ptr() as *const __m256i);
-                let d = w.d.to_f32();
-                // maddubs wants one unsigned side: |q| against a with q's sign.
-                let abs = _mm256_sign_epi8(q, q);
-                for r in 0..M {
-                    let a = a[r].get_unchecked(i);
-                    let p = dot_u8_i8(abs, _mm256_sign_epi8(load_act(a), q));
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), p, acc[r]);
-                }
-            }
-            std::array::from_fn(|r| hsum(acc[r]))
-        }
-    }
-
-    /// Each type's kernel: the 512-bit one where the CPU runs it
-    /// ([`super::avx512::available`], checked once), else the AVX2 one.
-    macro_rules! tiered {
-        ($($name:ident, $avx2:ident, $block:ty, $act:ty;)*) => {$(
-            pub(super) fn $name<const M: usize>(w: &[$block], a: [&[$act]; M]) -> [f32; M] {
-                if super::avx512::available() {
-                    // SAFETY: the CPU has what it needs.
-                    return unsafe { super::avx512::$name(w, a) };
-                }
-                $avx2(w, a)
-            }
-        )*};
-    }
-    tiered! {
-        dot_q4_0, dot_q4_0_avx2, BlockQ4_0, ActBlock;
-        dot_q4_1, dot_q4_1_avx2, BlockQ4_1, ActBlock;
-        dot_q5_0, dot_q5_0_avx2, BlockQ5_0, ActBlock;
-        dot_q8_0, dot_q8_0_avx2, BlockQ8_0, ActBlock;
-        dot_q4k, dot_q4k_avx2, BlockQ4K, ActK;
-        dot_q6k, dot_q6k_avx2, BlockQ6K, ActK;
-    }
-}
+use x86::{avx2, avx512};
+pub use x86::tiles::PromptTiles;
 
 trait Kernel: Block {
     /// The activation blocks this type's kernel reads, one per block.
@@ -629,11 +57,12 @@ trait Kernel: Block {
     fn scalar(w: &[Self], a: &[Self::Act]) -> f32;
 }
 
-macro_rules! kernel {
-    ($block:ty, $simd:ident) => {
-        kernel!($block, $simd, ActBlock, blocks, dot_scalar);
-    };
-    ($block:ty, $simd:ident, $act:ty, $field:ident, $scalar:ident) => {
+/// Every block type's kernel in one table: the activations it reads, its
+/// scalar reference, and its SIMD tiers, fastest first: the 512-bit VNNI
+/// one where the CPU has it (checked once), else AVX2; the scalar code on
+/// other targets.
+macro_rules! kernels {
+    ($($block:ty: $act:ty, $field:ident, $scalar:ident, $avx512:ident, $avx2:ident;)*) => {$(
         impl Kernel for $block {
             type Act = $act;
             fn acts(x: &Acts) -> &[$act] {
@@ -641,7 +70,13 @@ macro_rules! kernel {
             }
             fn dot<const M: usize>(w: &[Self], a: [&[$act]; M]) -> [f32; M] {
                 #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-                return avx2::$simd(w, a);
+                {
+                    if avx512::available() {
+                        // SAFETY: the CPU has what it needs.
+                        return unsafe { avx512::$avx512(w, a) };
+                    }
+                    return avx2::$avx2(w, a);
+                }
                 #[allow(unreachable_code)]
                 std::array::from_fn(|r| $scalar(w, a[r]))
             }
@@ -650,14 +85,16 @@ macro_rules! kernel {
                 $scalar(w, a)
             }
         }
-    };
+    )*};
 }
-kernel!(BlockQ4_0, dot_q4_0);
-kernel!(BlockQ4_1, dot_q4_1);
-kernel!(BlockQ5_0, dot_q5_0);
-kernel!(BlockQ8_0, dot_q8_0);
-kernel!(BlockQ4K, dot_q4k, ActK, k, dot_scalar_k);
-kernel!(BlockQ6K, dot_q6k, ActK, k, dot_scalar_k);
+kernels! {
+    BlockQ4_0: ActBlock, blocks, dot_scalar, dot_q4_0, dot_q4_0_avx2;
+    BlockQ4_1: ActBlock, blocks, dot_scalar, dot_q4_1, dot_q4_1_avx2;
+    BlockQ5_0: ActBlock, blocks, dot_scalar, dot_q5_0, dot_q5_0_avx2;
+    BlockQ8_0: ActBlock, blocks, dot_scalar, dot_q8_0, dot_q8_0_avx2;
+    BlockQ4K: ActK, k, dot_scalar_k, dot_q4k, dot_q4k_avx2;
+    BlockQ6K: ActK, k, dot_scalar_k, dot_q6k, dot_q6k_avx2;
+}
 
 /// A weight's blocks: copied out of the GGUF tensor, or read in place in a
 /// `QTensor` that other kernels also use (candle's tiles for the

@@ -5,9 +5,9 @@
 //! layer at a time) and multiplied by gemm's AVX2/AVX-512 sgemm, which is
 //! several times faster than quantized dot products on ask's blocks. The
 //! K-quants on x86 are the exception: candle repacks them into tiles whose
-//! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm 1.4-2.7x
+//! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm
 //! ([`candle_tiles`]), and on CPUs without VNNI ask's own tiles
-//! ([`PromptTiles`]) beat candle's AVX2 tier about 1.45x. Decode
+//! ([`PromptTiles`]) beat candle's AVX2 tier. Decode
 //! multiplies one row, so it is memory-bound: there the weight stays in
 //! its blocks and ask's own kernels
 //! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
@@ -57,9 +57,8 @@ pub struct Linear {
 
 /// Whether candle runs `x · Wᵀ` for a K-quant weight with integer dot
 /// products on tiles it repacks once (VNNI, or AVX2 `maddubs`), for every
-/// number of rows. On Qwen2.5-1.5B Q4_K_M that prefilled 512 tokens at 155
-/// tokens/s on AVX-512 VNNI and 80 on candle's AVX2 tier, against 57 for
-/// dequantizing tiles into sgemm (`generate-bench … pp512`, same machine),
+/// number of rows. Integer products on the tiles prefill faster than
+/// dequantizing them into sgemm on both tiers (`generate-bench … pp512`),
 /// so those weights take candle's path; the conditions are candle's own
 /// (`repack_x86::select`).
 fn candle_tiles(dtype: GgmlDType, out_features: usize, in_features: usize) -> bool {
@@ -72,10 +71,9 @@ fn candle_tiles(dtype: GgmlDType, out_features: usize, in_features: usize) -> bo
 
 /// Whether candle's tiles would run on their AVX2 tier (no AVX-512 VNNI,
 /// no AVX-VNNI, or candle's `MISTRALRS_FORCE_AVX2=1`), where ask's own
-/// prompt tiles ([`PromptTiles`]) are faster: on Qwen2.5-1.5B Q4_K_M,
-/// pp512 went from 94.0 and 88.6 to 144.1 and 119.6 tokens/s
-/// (`generate-bench … 3 pp512` with `MISTRALRS_FORCE_AVX2=1`, the builds
-/// before and after alternated twice on a Zen 5).
+/// prompt tiles ([`PromptTiles`]) are faster: they add `maddubs` pairs in
+/// 16 bits and widen once per run, where candle's tier spends a `madd` and
+/// an add on every 4 values (figures in docs/design.md, Generation).
 fn own_tiles() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -517,9 +517,9 @@ fn fuse(lists: &[(&[Candidate], f32)], rrf_k: f32, k: usize) -> Vec<Candidate> {
 }
 
 /// Rows below which dense search is exact (a flat scan); at and above it
-/// [`Store::ensure_indexes`] trains an IVF-PQ index. A flat scan costs about
-/// 0.8 ms per 1,000 chunks on the development machine (benches/search), so
-/// exact search stays under about 16 ms.
+/// [`Store::ensure_indexes`] trains an IVF-PQ index. A flat scan grows with
+/// the table (`search-bench`); below this it is fast enough that an index
+/// is not worth its training.
 pub const ANN_THRESHOLD: usize = 20_000;
 /// IVF partitions probed per query, at least.
 pub const ANN_NPROBES: usize = 20;

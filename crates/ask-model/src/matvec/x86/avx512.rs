@@ -14,14 +14,14 @@
 //! whatever the number of rows, so a row's result does not depend on the
 //! rows beside it.
 
-use super::*;
+use super::super::*;
 use std::arch::x86_64::*;
 
 /// Whether this CPU runs these kernels, and candle's switch to hold its
 /// quantized kernels to AVX2 (`MISTRALRS_FORCE_AVX2=1`) is not set: that
 /// switch stands in for an AVX2-only CPU in benchmarks, so it holds these
 /// too.
-pub(super) fn available() -> bool {
+pub(in crate::matvec) fn available() -> bool {
     static AVAILABLE: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
         use std::arch::is_x86_feature_detected as has;
         has!("avx512f") && has!("avx512bw") && has!("avx512vnni") && std::env::var("MISTRALRS_FORCE_AVX2").as_deref() != Ok("1")
@@ -83,7 +83,7 @@ unsafe fn load64(p: *const i8) -> __m512i {
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI ([`available`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q4k<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q4k<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) -> [f32; M] {
     assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
     const PICK: [[i16; 32]; 4] = [halves(0, 1), halves(2, 3), halves(4, 5), halves(6, 7)];
     let pick = [lanes(&PICK[0]), lanes(&PICK[1]), lanes(&PICK[2]), lanes(&PICK[3])];
@@ -136,7 +136,7 @@ pub(super) unsafe fn dot_q4k<const M: usize>(w: &[BlockQ4K], a: [&[ActK]; M]) ->
 /// # Safety
 /// As for [`dot_q4k`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q6k<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q6k<const M: usize>(w: &[BlockQ6K], a: [&[ActK]; M]) -> [f32; M] {
     assert!(a.iter().all(|a| a.len() == w.len()), "activation length");
     const PICK: [[i16; 32]; 4] = [quarters(0), quarters(4), quarters(8), quarters(12)];
     let pick = [lanes(&PICK[0]), lanes(&PICK[1]), lanes(&PICK[2]), lanes(&PICK[3])];
@@ -272,14 +272,14 @@ unsafe fn scaled(d0: f16, d1: f16, bias: f32) -> __m128 {
 /// # Safety
 /// As for [`dot_q4k`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q4_0<const M: usize>(w: &[BlockQ4_0], a: [&[ActBlock]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q4_0<const M: usize>(w: &[BlockQ4_0], a: [&[ActBlock]; M]) -> [f32; M] {
     dot_pairs(w, a, |w0, w1| (nibble_pair(&w0.qs, &w1.qs), 0), |w0, w1| scaled(w0.d, w1.d, -8.0), super::avx2::dot_q4_0_avx2)
 }
 
 /// # Safety
 /// As for [`dot_q4k`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q4_1<const M: usize>(w: &[BlockQ4_1], a: [&[ActBlock]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q4_1<const M: usize>(w: &[BlockQ4_1], a: [&[ActBlock]; M]) -> [f32; M] {
     dot_pairs(
         w,
         a,
@@ -296,7 +296,7 @@ pub(super) unsafe fn dot_q4_1<const M: usize>(w: &[BlockQ4_1], a: [&[ActBlock]; 
 /// # Safety
 /// As for [`dot_q4k`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q5_0<const M: usize>(w: &[BlockQ5_0], a: [&[ActBlock]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q5_0<const M: usize>(w: &[BlockQ5_0], a: [&[ActBlock]; M]) -> [f32; M] {
     dot_pairs(
         w,
         a,
@@ -316,7 +316,7 @@ pub(super) unsafe fn dot_q5_0<const M: usize>(w: &[BlockQ5_0], a: [&[ActBlock]; 
 /// # Safety
 /// As for [`dot_q4k`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_q8_0<const M: usize>(w: &[BlockQ8_0], a: [&[ActBlock]; M]) -> [f32; M] {
+pub(in crate::matvec) unsafe fn dot_q8_0<const M: usize>(w: &[BlockQ8_0], a: [&[ActBlock]; M]) -> [f32; M] {
     dot_pairs(
         w,
         a,

@@ -21,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use super::{q4k_scale_min, ActK, BlockQ4K, BlockQ6K, Blocks, QMatrix, QK_K};
+use super::super::{q4k_scale_min, ActK, BlockQ4K, BlockQ6K, Blocks, QMatrix, QK_K};
 
 /// Weight rows per tile.
 const ROWS: usize = 8;
