@@ -350,3 +350,27 @@ fn the_official_mcp_sdk_client_works_against_ask_mcp() {
     assert_eq!(got["status"]["files"], 5);
     assert_eq!(got["empty_query_is_error"], true);
 }
+
+/// The answer models are found once, at start: a model placed in ask's
+/// models folder while the server runs is found when a request names it
+/// (the stores are read again then), and listed from then on.
+#[test]
+fn a_model_added_while_serving_is_found_when_named() {
+    let env = Env::new();
+    env.copy_docs();
+    env.index(&["docs"]);
+    let serve = Serve::start(env.cmd());
+    let ids = |serve: &Serve| -> Vec<String> {
+        let (status, list) = serve.get("/v1/models");
+        assert_eq!(status, 200);
+        list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(!ids(&serve).contains(&"late-model".to_owned()), "{:?}", ids(&serve));
+    std::fs::create_dir_all(env.home.join("models")).unwrap();
+    std::fs::copy(models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"), env.home.join("models/late-model.gguf")).unwrap();
+    let chat = json!({"model": "late-model", "max_tokens": 4, "messages": [{"role": "user", "content": "Say hi."}]});
+    let (status, reply) = serve.post("/v1/chat/completions", &chat);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model"], "late-model", "{reply}");
+    assert!(ids(&serve).contains(&"late-model".to_owned()), "{:?}", ids(&serve));
+}

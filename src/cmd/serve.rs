@@ -41,7 +41,14 @@ const WORKERS: usize = 4;
 pub(super) struct Server<'a> {
     cfg: &'a Config,
     rt: &'a Runtime,
-    model: Option<PathBuf>,
+    /// The answer model of the models `ask` and `ask/INDEX`, resolved once
+    /// at start (`--model`, ASK_MODEL, the config file or the default), or
+    /// why it cannot be used.
+    answer: std::result::Result<PathBuf, String>,
+    /// Every answer model of every store, by name, as found at start; read
+    /// again only when a request names one not among them (a model fetched
+    /// since), so `/v1/models` does not read every GGUF header each time.
+    answer_models: Mutex<Vec<(String, PathBuf)>>,
     encoder: Mutex<Kept<Embedder>>,
     generator: Mutex<Kept<Generator>>,
     /// LanceDB's caches of the indexes' files, kept across requests: each
@@ -66,10 +73,12 @@ impl Run for ServeArgs {
         if !cfg.quiet {
             eprintln!("ask serve: listening on http://{addr}/v1 (model \"ask\" answers from index '{}')", cfg.index_name);
         }
+        let answer = cfg.answer_model(self.model.as_deref()).map_err(|e| format!("{e:#}"));
         let server = Server {
             cfg,
             rt,
-            model: self.model.clone(),
+            answer_models: Mutex::new(answer_models(cfg, answer.as_ref().ok())),
+            answer,
             encoder: Mutex::default(),
             generator: Mutex::default(),
             session: ask_store::session(),
@@ -89,6 +98,19 @@ impl Run for ServeArgs {
         });
         Ok(Exit::Success)
     }
+}
+
+/// Every answer model `ask models` finds, by the name `--model` takes, and
+/// the configured one (`answer`) by its file name when it is elsewhere.
+fn answer_models(cfg: &Config, answer: Option<&PathBuf>) -> Vec<(String, PathBuf)> {
+    let scan = Stores::from_env(&cfg.models_dir).scan();
+    let mut found: Vec<(String, PathBuf)> = scan.found.into_iter().filter(|f| f.role == Role::Answer).map(|f| (f.name, f.path)).collect();
+    if let Some(path) = answer {
+        if !found.iter().any(|(_, p)| p == path) {
+            found.push((ask_model::catalog::file_name(path), path.clone()));
+        }
+    }
+    found
 }
 
 /// A lock whose holder panicked is still usable: a model's state is set
@@ -141,21 +163,32 @@ impl Server<'_> {
         }
     }
 
-    /// The models of one role that `ask models` lists.
+    /// The models of one role that `ask models` lists, looked for now.
     fn found(&self, role: Role) -> Vec<Found> {
         Stores::from_env(&self.cfg.models_dir).scan().found.into_iter().filter(|f| f.role == role).collect()
     }
 
-    /// Every answer model `ask models` finds, by the name `--model` takes,
-    /// and the configured one by its file name when it is elsewhere.
+    /// The answer models found at start ([`answer_models`]).
     pub(super) fn answer_models(&self) -> Vec<(String, PathBuf)> {
-        let mut found: Vec<_> = self.found(Role::Answer).into_iter().map(|f| (f.name, f.path)).collect();
-        if let Ok(path) = self.cfg.answer_model(self.model.as_deref()) {
-            if !found.iter().any(|(_, p)| *p == path) {
-                found.push((ask_model::catalog::file_name(&path), path));
-            }
+        lock(&self.answer_models).clone()
+    }
+
+    /// The answer model named `name`, looking in the stores again when it
+    /// was not there at start.
+    pub(super) fn answer_model_named(&self, name: &str) -> Option<PathBuf> {
+        let find = |models: &[(String, PathBuf)]| models.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone());
+        if let Some(path) = find(&lock(&self.answer_models)) {
+            return Some(path);
         }
-        found
+        let fresh = answer_models(self.cfg, self.answer.as_ref().ok());
+        let path = find(&fresh);
+        *lock(&self.answer_models) = fresh;
+        path
+    }
+
+    /// The configured answer model, or the error that says why not.
+    pub(super) fn answer(&self) -> Result<PathBuf, ApiError> {
+        self.answer.clone().map_err(ApiError::server)
     }
 
     /// The indexes under ask's home, by name.

@@ -33,11 +33,10 @@ impl Server<'_> {
             let question = chat.question()?.to_owned();
             let index = self.config(index)?;
             let hits = self.hits(&index, &question, chat.k, Mode::Hybrid, true)?;
-            let path = self.cfg.answer_model(self.model.as_deref()).map_err(server_error)?;
-            return Ok((path, Prompt::Rag { question, hits }));
+            return Ok((self.answer()?, Prompt::Rag { question, hits }));
         }
-        match self.answer_models().into_iter().find(|(n, _)| *n == chat.model) {
-            Some((_, path)) => Ok((path, Prompt::Chat)),
+        match self.answer_model_named(&chat.model) {
+            Some(path) => Ok((path, Prompt::Chat)),
             None => Err(ApiError::no_model(&chat.model, &self.model_ids())),
         }
     }
