@@ -34,6 +34,20 @@ impl Exit {
     }
 }
 
+/// A command line that parses but asks for something that cannot be done
+/// (a flag that would be ignored): reported as clap reports its own usage
+/// errors, with exit code 2, once the command has returned.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(e.code())

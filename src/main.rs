@@ -133,6 +133,10 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(exit) => exit.into(),
         Err(err) if is_broken_pipe(&err) => Exit::Success.into(),
+        Err(err) if err.downcast_ref::<exit::Usage>().is_some() => {
+            use clap::CommandFactory;
+            cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, err.to_string()).exit()
+        }
         Err(err) => {
             match advice(&err) {
                 Some(advice) => eprintln!("ask: {}; {advice}", message(&err)),

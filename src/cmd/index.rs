@@ -74,7 +74,7 @@ impl Run for IndexArgs {
         let roots = if named {
             index::walked(&index::roots(&paths).context("invalid path")?, &options.walk)
         } else {
-            self.what.refuse_walk_flags(cfg, "ask index");
+            self.what.refuse_walk_flags(cfg, "ask index")?;
             recorded_roots(cfg)?
         };
         let mut waiting = waiting_notice(cfg);
@@ -96,17 +96,17 @@ impl Run for IndexArgs {
 impl IndexingArgs {
     /// With no PATH, each recorded root is walked as it was recorded: a
     /// walk flag would be silently ignored, so it is a usage error (exit 2).
-    pub(crate) fn refuse_walk_flags(&self, cfg: &Config, command: &str) {
+    pub(crate) fn refuse_walk_flags(&self, cfg: &Config, command: &str) -> Result<()> {
         let given = walk_flags(&self.options(cfg).walk);
         if let Some(first) = given.first() {
-            use clap::CommandFactory;
-            let message = format!(
+            return Err(crate::exit::Usage(format!(
                 "{} apply to the PATHs named; with no PATH, `{command}` walks each recorded file and folder as it was last indexed \
                  (`ask status` shows how): name the folder to change that, as in `{command} {first} ~/notes`",
                 given.join(", ")
-            );
-            crate::cli::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+            ))
+            .into());
         }
+        Ok(())
     }
 }
 

@@ -186,7 +186,7 @@ impl Run for WatchArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, false);
         let targets = if self.paths.is_empty() {
-            self.what.refuse_walk_flags(cfg, "ask watch");
+            self.what.refuse_walk_flags(cfg, "ask watch")?;
             recorded_roots(cfg)?
         } else {
             index::walked(&index::roots(&self.paths).context("invalid path")?, &self.what.options(cfg).walk)
