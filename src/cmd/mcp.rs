@@ -11,7 +11,6 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ask_model::{Embedder, SamplingParams};
@@ -45,12 +44,12 @@ struct Server<'a> {
     warm: Warm,
     /// LanceDB's caches of the indexes' files, kept across tool calls
     /// (each call opens its index afresh, as `ask serve` does).
-    session: Arc<ask_store::Session>,
+    caches: ask_store::Caches,
 }
 
 impl Run for McpArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-        let mut server = Server { cfg, rt, model: self.model.clone(), warm: Warm::default(), session: ask_store::session() };
+        let mut server = Server { cfg, rt, model: self.model.clone(), warm: Warm::default(), caches: ask_store::Caches::new() };
         let stdin = std::io::stdin().lock();
         let mut out = std::io::stdout().lock();
         for line in stdin.lines() {
@@ -153,7 +152,7 @@ impl Server<'_> {
         let cfg = self.config(args)?;
         let (rt, filter) = (self.rt, Filter::default());
         let vector = if mode.needs_vector() { Some(self.encoder(&cfg)?.embed_query(&query)?) } else { None };
-        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
+        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
         let req = ask_store::Request { text: &query, vector: vector.as_deref(), k, mode, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         Ok(json!({"results": SearchHit::all(&hits)}))
@@ -169,7 +168,7 @@ impl Server<'_> {
         let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS };
         let embedder = self.encoder(&cfg)?;
         let vector = embedder.embed_query(&question)?;
-        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
+        let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
         let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
         if hits.is_empty() {
             return Ok(json!({"answer": null, "sources": [], "note": "No passage in the index is relevant to this question."}));
@@ -185,7 +184,7 @@ impl Server<'_> {
     fn status(&mut self, args: &Value) -> Result<Value> {
         let cfg = self.config(args)?;
         let meta = super::index_meta(&cfg)?;
-        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.session))?;
+        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
         let counts = self.rt.block_on(store.counts())?;
         Ok(json!({
             "index": cfg.index_name,

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Result};
 use ask_model::stores::{Found, Role, Stores};
@@ -54,7 +54,7 @@ pub(super) struct Server<'a> {
     /// LanceDB's caches of the indexes' files, kept across requests: each
     /// request opens its index afresh (to see what a running `ask index`
     /// commits) without reading the full-text and vector indexes again.
-    session: Arc<ask_store::Session>,
+    caches: ask_store::Caches,
     requests: AtomicU64,
     started: u64,
 }
@@ -81,7 +81,7 @@ impl Run for ServeArgs {
             answer,
             encoder: Mutex::default(),
             generator: Mutex::default(),
-            session: ask_store::session(),
+            caches: ask_store::Caches::new(),
             requests: AtomicU64::new(0),
             started: now(),
         };
@@ -235,7 +235,7 @@ impl Server<'_> {
         } else {
             None
         };
-        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.session)).map_err(server_error)?;
+        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
         let filter = Filter::default();
         match (answer, vector) {
             (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS }),

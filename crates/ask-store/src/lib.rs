@@ -37,22 +37,32 @@ pub use records::{Check, ChunkRecord, Counts, FileRecord, FileStatus, Hit, Passa
 pub use meta::{EncoderMismatch, IndexMeta, Root};
 pub use indexes::IndexWork;
 pub use search::{Filter, Mode, Request};
-/// LanceDB's caches of index files, shared by the stores opened with
-/// [`Store::open_shared`]; [`session`] makes one.
-pub use lancedb::Session;
+/// Bytes [`Caches`] keep of index files (full-text and vector indexes):
+/// far more than 100,000 chunks need (tens of MB), and bounded, since
+/// entries of versions a running `ask index` has replaced stay until they
+/// are evicted (LanceDB's own default is 6 GiB).
+pub const INDEX_CACHE_BYTES: usize = 1 << 30;
+/// Bytes [`Caches`] keep of file metadata (LanceDB's default: 1 GiB).
+pub const METADATA_CACHE_BYTES: usize = 256 << 20;
 
-/// Bytes a [`session`] keeps of index files (full-text and vector
-/// indexes): far more than 100,000 chunks need (tens of MB), and bounded,
-/// since entries of versions a running `ask index` has replaced stay
-/// until they are evicted (LanceDB's own default is 6 GiB).
-pub const SESSION_INDEX_CACHE_BYTES: usize = 1 << 30;
-/// Bytes a [`session`] keeps of file metadata (LanceDB's default: 1 GiB).
-pub const SESSION_METADATA_CACHE_BYTES: usize = 256 << 20;
+/// What a long-running process keeps of the indexes' files between the
+/// stores it opens with [`Store::open_shared`] (LanceDB's session, which
+/// stays inside this crate), bounded by [`INDEX_CACHE_BYTES`] and
+/// [`METADATA_CACHE_BYTES`]. Cloning shares them.
+#[derive(Clone)]
+pub struct Caches(Arc<lancedb::Session>);
 
-/// A cache for [`Store::open_shared`], bounded by
-/// [`SESSION_INDEX_CACHE_BYTES`] and [`SESSION_METADATA_CACHE_BYTES`].
-pub fn session() -> Arc<Session> {
-    Arc::new(Session::new(SESSION_INDEX_CACHE_BYTES, SESSION_METADATA_CACHE_BYTES, Default::default()))
+impl Caches {
+    /// Empty caches.
+    pub fn new() -> Caches {
+        Caches(Arc::new(lancedb::Session::new(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES, Default::default())))
+    }
+}
+
+impl Default for Caches {
+    fn default() -> Caches {
+        Caches::new()
+    }
 }
 pub use ask_ingest::{Kind, Mail};
 
@@ -150,15 +160,15 @@ impl Store {
     }
 
     /// Opens an existing index for reading at its latest version, reusing
-    /// what `session` already holds of its files (the full-text and vector
+    /// what `caches` already hold of its files (the full-text and vector
     /// indexes, file metadata) rather than reading them again: for a
     /// process that serves many requests and opens the index for each, so
     /// that it sees what a running `ask index` commits.
-    pub async fn open_shared(dir: &Path, session: &Arc<Session>) -> Result<Store> {
-        Store::open_with(dir, Some(session)).await
+    pub async fn open_shared(dir: &Path, caches: &Caches) -> Result<Store> {
+        Store::open_with(dir, Some(&caches.0)).await
     }
 
-    async fn open_with(dir: &Path, session: Option<&Arc<Session>>) -> Result<Store> {
+    async fn open_with(dir: &Path, session: Option<&Arc<lancedb::Session>>) -> Result<Store> {
         if !exists(dir) {
             return Err(StoreError::Missing(dir.into()));
         }
