@@ -214,7 +214,7 @@ impl Decoder {
         Self::load(ct, reader, arch, max_positions, true)
     }
 
-    fn load<R: Read + Seek>(
+    pub(crate) fn load<R: Read + Seek>(
         ct: &gguf_file::Content,
         reader: &mut R,
         arch: &str,
@@ -605,6 +605,78 @@ fn rope_tables(dim: usize, base: f32, factors: Option<&[f32]>, positions: usize)
     Ok(Rope { cos: angles.cos()?, sin: angles.sin()? })
 }
 
+/// How far one way of running a model moves its next-token distributions
+/// from the same weights dequantized to f32 (see [`drift`]).
+#[derive(Debug, Clone)]
+pub struct Drift {
+    /// The way measured.
+    pub way: &'static str,
+    /// KL divergence from the f32 distribution: mean, median, p99, max.
+    pub kl: [f64; 4],
+    /// Positions whose most likely token is f32's.
+    pub top1: f64,
+    /// Positions compared.
+    pub positions: usize,
+}
+
+/// Every position of `prompts` (token ids) run three ways through the GGUF
+/// model at `path`: with its matmuls in f32 on the dequantized weights (the
+/// reference), whole prompts through this CPU's prompt kernels, and
+/// [`VERIFY_ROWS`] tokens at a time, which runs the decode kernels; the two
+/// measured against the reference. A measurement for `examples/prefill-drift`.
+pub fn drift(path: &std::path::Path, prompts: &[Vec<u32>]) -> Result<Vec<Drift>> {
+    let open = || -> Result<(gguf_file::Content, std::io::BufReader<std::fs::File>)> {
+        let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+        let ct = gguf_file::Content::read(&mut r)?;
+        Ok((ct, r))
+    };
+    let run = |fast: bool, step: usize| -> Result<Vec<Vec<f32>>> {
+        let (ct, mut r) = open()?;
+        let arch = match ct.metadata.get("general.architecture") {
+            Some(Value::String(a)) => a.clone(),
+            _ => candle_core::bail!("{}: no general.architecture", path.display()),
+        };
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut model = Decoder::load(&ct, &mut r, &arch, longest.max(1), fast)?;
+        prompts
+            .iter()
+            .map(|ids| {
+                let mut out = Vec::new();
+                for (i, piece) in ids.chunks(step.max(1)).enumerate() {
+                    let t = Tensor::new(piece, &Device::Cpu)?.unsqueeze(0)?;
+                    out.extend(model.forward_each(&t, i * step)?.flatten_all()?.to_vec1::<f32>()?);
+                }
+                Ok(out)
+            })
+            .collect()
+    };
+    let log_softmax = |v: &[f32]| -> Vec<f64> {
+        let m = v.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        let z = v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
+        v.iter().map(|&x| x as f64 - z).collect()
+    };
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    let whole = prompts.iter().map(Vec::len).max().unwrap_or(1);
+    let reference = run(false, whole)?;
+    let compare = |way: &'static str, logits: Vec<Vec<f32>>| -> Drift {
+        let mut kls = Vec::new();
+        let mut same = 0;
+        for ((a, b), ids) in reference.iter().zip(&logits).zip(prompts) {
+            let vocab = a.len() / ids.len().max(1);
+            for (p, q) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
+                let (lp, lq) = (log_softmax(p), log_softmax(q));
+                kls.push(lp.iter().zip(&lq).map(|(x, y)| x.exp() * (x - y)).sum::<f64>());
+                same += usize::from(argmax(p) == argmax(q));
+            }
+        }
+        kls.sort_by(f64::total_cmp);
+        let at = |q: usize| kls.get((kls.len().saturating_sub(1)) * q / 100).copied().unwrap_or(0.0);
+        let mean = kls.iter().sum::<f64>() / kls.len().max(1) as f64;
+        Drift { way, kl: [mean, at(50), at(99), at(100)], top1: same as f64 / kls.len().max(1) as f64, positions: kls.len() }
+    };
+    Ok(vec![compare("whole prompts, this CPU's prompt kernels", run(true, whole)?), compare("fed VERIFY_ROWS tokens at a time, the decode kernels", run(true, VERIFY_ROWS)?)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,100 +766,6 @@ mod tests {
         let (ct, mut r) = open(&path);
         let first = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(again, first);
-    }
-
-    /// A measurement, not a check (run alone: it sets a process-wide
-    /// variable): how far each way of running a K-quant model's matmuls
-    /// moves its next-token distributions from dequantized f32 weights
-    /// (ask's sgemm prefill, `fast` off), over every position of real
-    /// msmarco-5k text: KL divergence (mean, median, p99, max) and top-1
-    /// agreement.
-    /// The ways: the prompt through candle's tiles (VNNI here), through
-    /// ask's AVX2 prompt tiles (`MISTRALRS_FORCE_AVX2=1`), and fed
-    /// [`VERIFY_ROWS`] tokens at a time, which runs the decode kernels.
-    ///
-    ///     ASK_DRIFT_MODEL=model.gguf cargo test --release -p ask-model prefill_drift -- --ignored --nocapture
-    #[test]
-    #[ignore]
-    fn prefill_drift() {
-        let path = std::path::PathBuf::from(std::env::var_os("ASK_DRIFT_MODEL").expect("ASK_DRIFT_MODEL"));
-        let (prompts, len) = (6, 512);
-        let (ct, mut r) = open(&path);
-        let arch = match ct.metadata.get("general.architecture") {
-            Some(gguf_file::Value::String(a)) => a.clone(),
-            _ => panic!("no architecture"),
-        };
-        use candle_core::quantized::tokenizer::TokenizerFromGguf;
-        let tokenizer = tokenizers::Tokenizer::from_gguf(&ct).unwrap();
-        let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/eval/msmarco-5k/corpus.jsonl")).unwrap();
-        let texts: Vec<String> = corpus
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        // Consecutive passages until `len` tokens, `prompts` times.
-        let mut inputs: Vec<Vec<u32>> = Vec::new();
-        let mut passages = texts.iter();
-        for _ in 0..prompts {
-            let mut ids = Vec::new();
-            while ids.len() < len {
-                ids.extend(tokenizer.encode(passages.next().unwrap().as_str(), false).unwrap().get_ids());
-            }
-            ids.truncate(len);
-            inputs.push(ids);
-        }
-        let run = |model: &mut Decoder, step: usize| -> Vec<Vec<f32>> {
-            inputs
-                .iter()
-                .map(|ids| {
-                    let mut out = Vec::new();
-                    for (i, piece) in ids.chunks(step).enumerate() {
-                        let t = Tensor::new(piece, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-                        out.extend(model.forward_each(&t, i * step).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
-                    }
-                    out
-                })
-                .collect()
-        };
-        let log_softmax = |v: &[f32]| -> Vec<f64> {
-            let m = v.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
-            let z = v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
-            v.iter().map(|&x| x as f64 - z).collect()
-        };
-        let reference = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, false).unwrap(), len);
-        let vocab = reference[0].len() / len;
-        let report = |name: &str, logits: Vec<Vec<f32>>| {
-            let mut kls = Vec::new();
-            let mut same = 0;
-            for (a, b) in reference.iter().zip(&logits) {
-                for (p, q) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
-                    let (lp, lq) = (log_softmax(p), log_softmax(q));
-                    kls.push(lp.iter().zip(&lq).map(|(x, y)| x.exp() * (x - y)).sum::<f64>());
-                    same += (argmax(p) == argmax(q)) as usize;
-                }
-            }
-            kls.sort_by(f64::total_cmp);
-            let mean = kls.iter().sum::<f64>() / kls.len() as f64;
-            let at = |q: usize| kls[(kls.len() - 1) * q / 100];
-            println!(
-                "{name}: KL mean {mean:.5}, p50 {:.5}, p99 {:.4}, max {:.3}; top-1 agreement {:.4} ({} positions)",
-                at(50),
-                at(99),
-                at(100),
-                same as f64 / kls.len() as f64,
-                kls.len()
-            );
-        };
-        let (ct, mut r) = open(&path);
-        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), len);
-        report("default prompt path", logits);
-        let (ct, mut r) = open(&path);
-        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), VERIFY_ROWS);
-        report("decode kernels", logits);
-        std::env::set_var("MISTRALRS_FORCE_AVX2", "1");
-        let (ct, mut r) = open(&path);
-        let logits = run(&mut Decoder::load(&ct, &mut r, &arch, 1024, true).unwrap(), len);
-        report("MISTRALRS_FORCE_AVX2=1 prompt path", logits);
     }
 
     /// Gemma 3's local layers see only their window: changing the first

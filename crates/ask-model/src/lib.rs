@@ -22,6 +22,13 @@ pub mod stores;
 mod quant;
 
 pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
+
+/// Measurements of the engine's insides, for the examples in `examples/`;
+/// not part of ask's API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::decoder::{drift, Drift};
+}
 pub use generate::{Generator, SamplingParams, Stop, Timings, Turn};
 
 /// The models a `--model` value could have named, for
