@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ask_store::{search, ChunkRecord, FileRecord, FileStatus, Filter, Kind, Mode, Passage, Request, Store};
+use ask_store::{search, ChunkRecord, FileRecord, FileStatus, Filter, Kind, Mode, Passage, Query, Request, Store};
 
 const DIM: usize = 384;
 const CLUSTERS: usize = 1000;
@@ -186,7 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let filter = Filter::default();
         let top10 = |v: &[f32], text: &str, mode: Mode| -> Result<(Vec<(String, u32)>, f64), ask_store::StoreError> {
             let t = Instant::now();
-            let req = Request { text, vector: Some(v), k: 10, mode, filter: &filter };
+            let req = Request { query: Query::of(mode, text, Some(v)).expect("a vector for every mode"), k: 10, filter: &filter };
             let hits = rt.block_on(store.search(&req))?;
             Ok((hits.into_iter().map(|h| (h.passage.path, h.passage.chunk)).collect(), t.elapsed().as_secs_f64() * 1000.0))
         };
@@ -209,7 +209,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let t = Instant::now();
                 let v = embedder.embed_query(text)?;
                 embed_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                let req = Request { text, vector: Some(&v), k: 10, mode: Mode::Hybrid, filter: &filter };
+                let req = Request { query: Query::Hybrid { text, vector: &v }, k: 10, filter: &filter };
                 rt.block_on(store.search(&req))?;
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
             }

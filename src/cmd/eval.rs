@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ask_eval::{Dataset, Scores};
 use ask_model::embed::probe;
-use ask_store::{Filter, Request};
+use ask_store::{Filter, Query, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -158,7 +158,8 @@ impl Run for EvalArgs {
             for q in &queries {
                 let t = Instant::now();
                 let vector = embedder.map(|e| e.embed_query(&q.text)).transpose()?;
-                let req = Request { text: &q.text, vector: vector.as_deref(), k: CHUNKS_PER_QUERY, mode, filter: &filter };
+                let query = Query::of(mode, &q.text, vector.as_deref()).expect("the vector was computed for this mode");
+                let req = Request { query, k: CHUNKS_PER_QUERY, filter: &filter };
                 let hits = rt.block_on(store.search(&req))?;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 let mut seen = HashSet::new();

@@ -153,7 +153,8 @@ impl Server<'_> {
         let (rt, filter) = (self.rt, Filter::default());
         let vector = if mode.needs_vector() { Some(self.encoder(&cfg)?.embed_query(&query)?) } else { None };
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let req = ask_store::Request { text: &query, vector: vector.as_deref(), k, mode, filter: &filter };
+        let query = ask_store::Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode");
+        let req = ask_store::Request { query, k, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         Ok(json!({"results": SearchHit::all(&hits)}))
     }

@@ -7,7 +7,7 @@ use ask_model::Embedder;
 use ask_pipeline::answer::{fold_whitespace, location};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::warm::check_encoder;
-use ask_store::{Mode, Request, Store};
+use ask_store::{Mode, Query, Request, Store};
 use tokio::runtime::Runtime;
 
 use super::Run;
@@ -63,7 +63,8 @@ impl Run for SearchArgs {
         let mode: Mode = self.mode.into();
         let (store, embedder) = open_for_query(cfg, rt, mode.needs_vector())?;
         let vector = embedder.map(|e| e.embed_query(&query)).transpose()?;
-        let req = Request { text: &query, vector: vector.as_deref(), k: self.limit, mode, filter: &filter };
+        let query = Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode");
+        let req = Request { query, k: self.limit, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         let links = crate::hyperlink::Links::for_stdout();
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -239,7 +239,10 @@ impl Server<'_> {
         let filter = Filter::default();
         match (answer, vector) {
             (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS }),
-            (_, v) => self.rt.block_on(store.search(&ask_store::Request { text: query, vector: v.as_deref(), k, mode, filter: &filter })),
+            (_, v) => {
+                let query = ask_store::Query::of(mode, query, v.as_deref()).expect("the vector was computed for this mode");
+                self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &filter }))
+            }
         }
         .map_err(server_error)
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ask_model::prompt::{self, Layout, Passage as PromptPassage};
 use ask_model::{Embedder, Generator, ModelError, SamplingParams, Timings};
-use ask_store::{Filter, Hit, Mode, Passage, Request, Span, Store, StoreError};
+use ask_store::{Filter, Hit, Mode, Passage, Query, Request, Span, Store, StoreError};
 use tokio::runtime::Runtime;
 
 /// The least cosine similarity to the question a passage needs to be
@@ -36,7 +36,8 @@ pub struct Search<'a> {
 /// BM25 hits get their cosine similarity from it, so `min_score` means the
 /// same thing whatever the mode.
 pub fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], search: &Search) -> Result<Vec<Hit>, StoreError> {
-    let req = Request { text: question, vector: Some(vector), k: search.k, mode: search.mode, filter: search.filter };
+    let query = Query::of(search.mode, question, Some(vector)).expect("every mode can rank with the vector given");
+    let req = Request { query, k: search.k, filter: search.filter };
     let mut hits = rt.block_on(store.search(&req))?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
     if search.neighbours == 0 || hits.is_empty() {

@@ -51,9 +51,6 @@ pub enum StoreError {
     /// `ask index` run builds it).
     #[error("index at {0} has no full-text index yet")]
     NoTextIndex(PathBuf),
-    /// A search that ranks by meaning was given no query vector.
-    #[error("{0} search needs the query's vector")]
-    NeedsVector(&'static str),
     /// File system error.
     #[error("{path}: {source}")]
     Io {

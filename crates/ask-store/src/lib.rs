@@ -36,7 +36,7 @@ pub use lock::{IndexLock, LockError, WhenBusy};
 pub use records::{Check, ChunkRecord, Counts, FileRecord, FileStatus, Hit, Passage, Span};
 pub use meta::{EncoderMismatch, IndexMeta, Root};
 pub use indexes::IndexWork;
-pub use search::{Filter, Mode, Request};
+pub use search::{Filter, Mode, Query, Request};
 /// Bytes [`Caches`] keep of index files (full-text and vector indexes):
 /// far more than 100,000 chunks need (tens of MB), and bounded, since
 /// entries of versions a running `ask index` has replaced stay until they

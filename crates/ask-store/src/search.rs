@@ -196,17 +196,68 @@ fn glob_to_like(glob: &str) -> Result<String, StoreError> {
     Ok(out)
 }
 
+/// What a search ranks by, with what that ranking needs: a ranking by
+/// meaning cannot be asked for without the query's vector.
+#[derive(Debug, Clone, Copy)]
+pub enum Query<'a> {
+    /// BM25 over the words; with the query's vector, each hit also gets
+    /// its similarity (so one relevance threshold works in every mode).
+    Words {
+        /// The query's text.
+        text: &'a str,
+        /// The query's embedding, if computed.
+        vector: Option<&'a [f32]>,
+    },
+    /// The nearest vectors.
+    Meaning {
+        /// The query's embedding.
+        vector: &'a [f32],
+    },
+    /// Both, fused.
+    Hybrid {
+        /// The query's text.
+        text: &'a str,
+        /// The query's embedding.
+        vector: &'a [f32],
+    },
+}
+
+impl<'a> Query<'a> {
+    /// The query that ranks as `mode` does, or None when `mode` ranks by
+    /// meaning and no `vector` is given ([`Mode::needs_vector`]).
+    pub fn of(mode: Mode, text: &'a str, vector: Option<&'a [f32]>) -> Option<Query<'a>> {
+        Some(match mode {
+            Mode::Bm25 => Query::Words { text, vector },
+            Mode::Dense => Query::Meaning { vector: vector? },
+            Mode::Hybrid => Query::Hybrid { text, vector: vector? },
+        })
+    }
+
+    /// Its ranking.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Query::Words { .. } => Mode::Bm25,
+            Query::Meaning { .. } => Mode::Dense,
+            Query::Hybrid { .. } => Mode::Hybrid,
+        }
+    }
+
+    /// The query's embedding, where it has one.
+    pub fn vector(&self) -> Option<&'a [f32]> {
+        match *self {
+            Query::Words { vector, .. } => vector,
+            Query::Meaning { vector } | Query::Hybrid { vector, .. } => Some(vector),
+        }
+    }
+}
+
 /// One search.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// The query's text (for BM25).
-    pub text: &'a str,
-    /// The query's embedding (for dense and hybrid).
-    pub vector: Option<&'a [f32]>,
+    /// What to rank by.
+    pub query: Query<'a>,
     /// How many hits to return.
     pub k: usize,
-    /// The ranking.
-    pub mode: Mode,
     /// Which chunks may be returned.
     pub filter: &'a Filter,
 }
@@ -248,31 +299,22 @@ impl Store {
         }
         let predicate = req.filter.to_sql()?;
         let predicate = predicate.as_deref();
-        if let Some(v) = req.vector {
+        if let Some(v) = req.query.vector() {
             if v.len() != self.dim {
                 return Err(StoreError::Dimension { dir: self.dir.clone(), have: self.dim, want: v.len() });
             }
         }
-        let need_vector = || {
-            req.vector.ok_or(StoreError::NeedsVector(req.mode.as_str()))
-        };
-        if req.mode == Mode::Bm25 && !self.has_text_index() {
+        if req.query.mode() == Mode::Bm25 && !self.has_text_index() {
             return Err(StoreError::NoTextIndex(self.dir.clone()));
         }
-        let ranked = match req.mode {
-            Mode::Dense => {
-                let vector = need_vector()?;
-                top(req.k, |n| self.dense(vector, n, predicate, Read::answer(false))).await?
-            }
-            Mode::Bm25 => {
-                top(req.k, |n| self.bm25(req.text, n, predicate, req.vector, Read::answer(req.vector.is_some()))).await?
-            }
-            Mode::Hybrid => {
-                let vector = need_vector()?;
+        let ranked = match req.query {
+            Query::Meaning { vector } => top(req.k, |n| self.dense(vector, n, predicate, Read::answer(false))).await?,
+            Query::Words { text, vector } => top(req.k, |n| self.bm25(text, n, predicate, vector, Read::answer(vector.is_some()))).await?,
+            Query::Hybrid { text, vector } => {
                 let depth = req.k.max(FUSION_DEPTH);
                 let (dense, bm25) = futures::try_join!(
                     top(depth, |n| self.dense(vector, n, predicate, Read::CANDIDATES)),
-                    top(depth, |n| self.bm25(req.text, n, predicate, Some(vector), Read::CANDIDATES))
+                    top(depth, |n| self.bm25(text, n, predicate, Some(vector), Read::CANDIDATES))
                 )?;
                 let weights = [RRF_DENSE_WEIGHT, RRF_BM25_WEIGHT];
                 // Pseudo-relevance feedback: move the query vector towards

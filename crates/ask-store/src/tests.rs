@@ -67,7 +67,7 @@ async fn write_search_replace_remove() {
         .await
         .unwrap();
     let filter = Filter::default();
-    let req = |v: &'static [f32]| Request { text: "", vector: Some(v), k: 2, mode: Mode::Dense, filter: &filter };
+    let req = |v: &'static [f32]| Request { query: Query::of(Mode::Dense, "", Some(v)).unwrap(), k: 2, filter: &filter };
     let hits = store.search(&req(&[0., 0.9, 0.1])).await.unwrap();
     assert_eq!((hits[0].passage.path.as_str(), hits[0].passage.chunk), ("/a", 1));
     assert!(hits[0].score > hits[1].score);
@@ -159,7 +159,7 @@ async fn ties_at_the_cut_are_broken_by_path_whatever_the_row_order() {
         let filter = Filter::default();
         let mut got = Vec::new();
         for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
-            let req = Request { text: "harbour wall", vector: Some(&[0.6, 0.8, 0.]), k: 5, mode, filter: &filter };
+            let req = Request { query: Query::of(mode, "harbour wall", Some(&[0.6, 0.8, 0.])).unwrap(), k: 5, filter: &filter };
             got.push(paths(&store.search(&req).await.unwrap()).into_iter().map(String::from).collect::<Vec<_>>());
         }
         results.push(got);
@@ -199,7 +199,7 @@ async fn bm25_scores_after_removals_equal_a_fresh_index() {
 
     let filter = Filter::default();
     for q in ["harbour", "garden budget", "river school wall"] {
-        let req = Request { text: q, vector: None, k: 20, mode: Mode::Bm25, filter: &filter };
+        let req = Request { query: Query::of(Mode::Bm25, q, None).unwrap(), k: 20, filter: &filter };
         let scored = |hits: Vec<Hit>| hits.into_iter().map(|h| (h.passage.path, (h.score * 1e4).round() as i64)).collect::<Vec<_>>();
         assert_eq!(scored(store.search(&req).await.unwrap()), scored(clean.search(&req).await.unwrap()), "{q}");
     }
@@ -222,7 +222,7 @@ async fn full_text_search_matches_words_in_any_script_and_sees_new_rows() {
     store.ensure_indexes().await.unwrap();
     assert!(store.has_text_index());
     let filter = Filter::default();
-    let bm25 = |text: &'static str| Request { text, vector: None, k: 5, mode: Mode::Bm25, filter: &filter };
+    let bm25 = |text: &'static str| Request { query: Query::of(Mode::Bm25, text, None).unwrap(), k: 5, filter: &filter };
     // Stemming: "deployments" and "deployment" share a stem; an error
     // code matches whole.
     assert_eq!(paths(&store.search(&bm25("deployments")).await.unwrap()), ["/en"]);
@@ -237,7 +237,7 @@ async fn full_text_search_matches_words_in_any_script_and_sees_new_rows() {
     late.sort();
     assert_eq!(late, ["/en", "/late"]);
     // BM25 hits get their cosine similarity when the query has a vector.
-    let req = Request { text: "北京", vector: Some(&[0., 0., 1.]), k: 5, mode: Mode::Bm25, filter: &filter };
+    let req = Request { query: Query::of(Mode::Bm25, "北京", Some(&[0., 0., 1.])).unwrap(), k: 5, filter: &filter };
     let hits = store.search(&req).await.unwrap();
     assert!((hits[0].similarity.unwrap() - 1.0).abs() < 1e-6);
 }
@@ -268,7 +268,7 @@ async fn every_mode_returns_the_passage_written_for_each_hit() {
     store.ensure_indexes().await.unwrap();
     let filter = Filter::default();
     for mode in [Mode::Dense, Mode::Bm25, Mode::Hybrid] {
-        let req = Request { text: "harbour tide table", vector: Some(&[1., 0.3, 0.]), k: 12, mode, filter: &filter };
+        let req = Request { query: Query::of(mode, "harbour tide table", Some(&[1., 0.3, 0.])).unwrap(), k: 12, filter: &filter };
         let hits = store.search(&req).await.unwrap();
         assert_eq!(hits.len(), 12, "{mode:?}");
         for hit in &hits {
@@ -297,7 +297,7 @@ async fn filters_apply_inside_the_search() {
         let search = |filter: Filter| {
             let store = &store;
             async move {
-                let req = Request { text: "quarterly report", vector: Some(&[1., 0., 0.]), k: 2, mode, filter: &filter };
+                let req = Request { query: Query::of(mode, "quarterly report", Some(&[1., 0., 0.])).unwrap(), k: 2, filter: &filter };
                 let mut p: Vec<String> = paths(&store.search(&req).await.unwrap()).into_iter().map(String::from).collect();
                 p.sort();
                 p
@@ -343,7 +343,7 @@ async fn a_narrow_filter_finds_all_its_rows_through_the_ann_index() {
     assert!(store.has_vector_index());
     let filter = Filter { kinds: vec![Kind::Pdf], ..Default::default() };
     let q = [1., 0., 0., 0., 0., 0., 0., 0.];
-    let req = Request { text: "", vector: Some(&q), k: 10, mode: Mode::Dense, filter: &filter };
+    let req = Request { query: Query::of(Mode::Dense, "", Some(&q)).unwrap(), k: 10, filter: &filter };
     assert_eq!(store.search(&req).await.unwrap().len(), 10);
     // The index is retrained only when the table has doubled.
     assert_eq!(store.ensure_indexes_with(0).await.unwrap().vector_trained, None);
@@ -372,7 +372,7 @@ async fn messages_keep_their_headers_and_filter_by_sender() {
     b.doc_hash = "h2".into();
     store.write_files(&[file("/mail/inbox", 2), file("/notes", 1)], &[a.clone(), b, chunk("/notes", 0, [1., 0., 0.])]).await.unwrap();
     let filter = Filter { from: Some("ZOË".into()), ..Default::default() };
-    let req = Request { text: "", vector: Some(&[1., 0., 0.]), k: 5, mode: Mode::Dense, filter: &filter };
+    let req = Request { query: Query::of(Mode::Dense, "", Some(&[1., 0., 0.])).unwrap(), k: 5, filter: &filter };
     let hits = store.search(&req).await.unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].passage.message, a.passage.message);
@@ -430,7 +430,7 @@ async fn an_index_from_before_mail_support_is_upgraded_when_written() {
     let reader = Store::open(dir.path()).await.unwrap();
     assert!(!reader.doc_columns);
     let filter = Filter::default();
-    let req = Request { text: "", vector: Some(&[1., 0., 0.]), k: 5, mode: Mode::Dense, filter: &filter };
+    let req = Request { query: Query::of(Mode::Dense, "", Some(&[1., 0., 0.])).unwrap(), k: 5, filter: &filter };
     assert!(reader.search(&req).await.unwrap().is_empty(), "an old index is still searchable");
     let writer = Store::open_or_create(dir.path(), 3).await.unwrap();
     assert!(writer.doc_columns);
