@@ -78,11 +78,6 @@ fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut 
     }
 }
 
-/// What an update passes over: ask's own folder, and the forgotten paths.
-fn excluded(cfg: &Config, meta: &ask_store::IndexMeta) -> Vec<std::path::PathBuf> {
-    std::iter::once(cfg.home.clone()).chain(meta.forgotten.iter().map(|k| path_of_key(k))).collect()
-}
-
 /// Up to ten of `paths`, one per line, indented, and how many more.
 fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
     for p in paths.iter().take(10) {
@@ -227,7 +222,7 @@ impl Run for StatusArgs {
                 changed: Vec::new(),
                 gone: Vec::new(),
                 unreadable: Vec::new(),
-                new: ask_pipeline::index::unindexed(&meta.roots, &records, &excluded(cfg, &meta)),
+                new: ask_pipeline::index::unindexed(&meta, &records, std::slice::from_ref(&cfg.home)),
             };
             on_disk(&records, &mut check);
             Some(check)

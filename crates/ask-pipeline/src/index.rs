@@ -42,7 +42,7 @@ mod scan;
 pub use encoder::{Encoder, LazyEncoder};
 pub use roots::{forget, roots, unindexed, walked, Forgotten};
 use pass::Pass;
-use roots::{canonical, is_below, record_roots};
+use roots::{excluded, is_below, record_roots};
 #[cfg(test)]
 use pass::slices;
 #[cfg(test)]

@@ -30,18 +30,19 @@ pub fn walked(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
 
 /// Folders with symlinks resolved, as the walk reports paths below them
 /// (a folder that cannot be resolved is kept as given).
-pub(super) fn canonical(dirs: &[PathBuf]) -> Vec<PathBuf> {
+fn canonical(dirs: &[PathBuf]) -> Vec<PathBuf> {
     dirs.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect()
 }
 
-/// Files below `roots`, each walked its own way, that an update would
-/// read for the first time: not in `known` and not in a folder of
-/// `exclude` (ask's own). Sorted; files over a root's size limit are not
+/// Files below the roots `meta` records, each walked its own way, that an
+/// update would read for the first time: not in `known`, not in a folder
+/// of `exclude` (ask's own) and not below a forgotten path, as an update
+/// passes them over. Sorted; files over a root's size limit are not
 /// counted, as an update skips them.
-pub fn unindexed(roots: &[Root], known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
-    let exclude = canonical(exclude);
+pub fn unindexed(meta: &IndexMeta, known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
+    let exclude = excluded(exclude, meta);
     let mut new = std::collections::BTreeSet::new();
-    for root in roots {
+    for root in &meta.roots {
         discover::walk(&[discover::path_of_key(&root.path)], &root.walk, |event| {
             if let WalkEvent::File(c) = event {
                 let key = path_key(&c.path);
@@ -52,6 +53,15 @@ pub fn unindexed(roots: &[Root], known: &HashMap<String, FileRecord>, exclude: &
         });
     }
     new.into_iter().collect()
+}
+
+/// What an update's walk passes over: the folders of `exclude` with their
+/// symlinks resolved (as the walk reports paths below them), and the paths
+/// `meta` records as forgotten.
+pub(super) fn excluded(exclude: &[PathBuf], meta: &IndexMeta) -> Vec<PathBuf> {
+    let mut out = canonical(exclude);
+    out.extend(meta.forgotten.iter().map(|k| discover::path_of_key(k)));
+    out
 }
 
 /// The roots an index records once an update of `given` (each with

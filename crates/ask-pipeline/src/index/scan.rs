@@ -10,8 +10,7 @@ impl Writer<'_> {
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut walk_roots = Vec::new();
         let mut removed: Vec<String> = Vec::new();
-        let mut exclude = canonical(&self.options.exclude);
-        exclude.extend(self.meta.forgotten.iter().map(|k| discover::path_of_key(k)));
+        let exclude = excluded(&self.options.exclude, &self.meta);
         for root in roots {
             let path = discover::path_of_key(&root.path);
             if path.exists() {
