@@ -48,6 +48,38 @@ impl Run for Command {
     }
 }
 
+/// The folders under `<home>/indexes`, by name (none when there is no such
+/// folder yet): what `ask status --all` and `ask serve`'s models list.
+pub(crate) fn index_names(cfg: &Config) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(cfg.home.join("indexes")) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Rows of cells as aligned columns two spaces apart, the first row
+/// `head`; the last column is not padded. What `ask models` and `ask status
+/// --all` print.
+pub(crate) fn columns<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let widths: [usize; N] = std::array::from_fn(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0));
+    let line = |cells: [&str; N]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        l
+    };
+    std::iter::once(line(head)).chain(rows.iter().map(|r| line(std::array::from_fn(|i| r[i].as_str())))).collect()
+}
+
 /// The metadata of the configured index, or an error telling the user how
 /// to create it.
 pub(crate) fn index_meta(cfg: &Config) -> Result<ask_store::IndexMeta> {
@@ -82,4 +114,13 @@ pub fn interrupt_flag(rt: &Runtime) -> std::sync::Arc<std::sync::atomic::AtomicB
         }
     });
     flag
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_align_on_the_widest_cell_and_leave_the_last_unpadded() {
+        let rows = [["notes".to_owned(), "12".to_owned(), "all-MiniLM".to_owned()], ["a".to_owned(), "1034".to_owned(), "x".to_owned()]];
+        assert_eq!(super::columns(["INDEX", "FILES", "ENCODER"], &rows), ["INDEX  FILES  ENCODER", "notes  12     all-MiniLM", "a      1034   x"]);
+    }
 }

@@ -49,23 +49,8 @@ impl Run for ModelsArgs {
                     ]
                 })
                 .collect();
-            let head = ["NAME", "ROLE", "SOURCE", "ARCH", "QUANT", "SIZE", "PATH"];
-            let widths: Vec<usize> =
-                (0..head.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0)).collect();
-            let line = |cells: &[&str]| {
-                let mut l = String::new();
-                for (i, c) in cells.iter().enumerate() {
-                    if i + 1 == cells.len() {
-                        l.push_str(c);
-                    } else {
-                        l.push_str(&format!("{c:<w$}  ", w = widths[i]));
-                    }
-                }
-                l
-            };
-            writeln!(out, "{}", line(&head))?;
-            for r in &rows {
-                writeln!(out, "{}", line(&r.iter().map(String::as_str).collect::<Vec<_>>()))?;
+            for line in super::columns(["NAME", "ROLE", "SOURCE", "ARCH", "QUANT", "SIZE", "PATH"], &rows) {
+                writeln!(out, "{line}")?;
             }
             if scan.found.is_empty() && !cfg.quiet {
                 eprintln!(

@@ -191,17 +191,9 @@ impl Server<'_> {
         self.answer.clone().map_err(ApiError::server)
     }
 
-    /// The indexes under ask's home, by name.
-    fn indexes(&self) -> Vec<String> {
-        let Ok(dir) = std::fs::read_dir(self.cfg.home.join("indexes")) else { return Vec::new() };
-        let mut names: Vec<String> = dir.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect();
-        names.sort();
-        names
-    }
-
     pub(super) fn model_ids(&self) -> Vec<String> {
         let mut ids = vec!["ask".to_owned()];
-        ids.extend(self.indexes().into_iter().map(|n| format!("ask/{n}")));
+        ids.extend(super::index_names(self.cfg).unwrap_or_default().into_iter().map(|n| format!("ask/{n}")));
         ids.extend(self.answer_models().into_iter().map(|(n, _)| n));
         ids
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ask_ingest::discover::{candidate, path_of_key};
 use ask_store::{disk_usage, FileRecord, IndexLock, LockError, Store, WhenBusy};
 use serde::Serialize;
@@ -135,16 +135,9 @@ fn status(cfg: &Config, rt: &Runtime, meta: &ask_store::IndexMeta, store: &Store
 /// cannot be read is reported and the others still listed (exit 1).
 fn all(json: bool, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     let dir = cfg.home.join("indexes");
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("index.json").is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display()))),
-    };
-    names.sort();
+    let names = super::index_names(cfg).with_context(|| format!("cannot list {}", dir.display()))?;
+    // A folder without index.json holds no index (yet).
+    let names: Vec<String> = names.into_iter().filter(|n| dir.join(n).join("index.json").is_file()).collect();
     let mut out = std::io::stdout().lock();
     if names.is_empty() {
         if !json {
@@ -183,11 +176,8 @@ fn all(json: bool, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         }
     }
     if !json {
-        let head = ["INDEX", "FILES", "CHUNKS", "SIZE", "ENCODER", "LAST INDEXED"].map(String::from);
-        let widths: Vec<usize> = (0..6).map(|i| rows.iter().chain([&head]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-        for row in std::iter::once(&head).chain(&rows) {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            writeln!(out, "{}", cells.join("  ").trim_end())?;
+        for line in super::columns(["INDEX", "FILES", "CHUNKS", "SIZE", "ENCODER", "LAST INDEXED"], &rows) {
+            writeln!(out, "{line}")?;
         }
         if names.contains(&cfg.index_name) {
             writeln!(out, "(* the index commands use: --index, ASK_INDEX or the config file)")?;
