@@ -32,10 +32,7 @@ impl Run for ForgetArgs {
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
         let forgotten = match index::forget(rt, &cfg.index_dir, &self.paths, busy) {
             Ok(f) => f,
-            Err(IndexError::Lock(e @ LockError::Busy { .. })) => {
-                ui.error(&format!("{e}; wait for it, or pass --wait"));
-                return Ok(Exit::Busy);
-            }
+            Err(IndexError::Lock(e @ LockError::Busy { .. })) => return Ok(super::index::held_elsewhere(&e, &ui)),
             Err(e @ IndexError::NotIndexed(_)) => {
                 anyhow::bail!("{e}; nothing was removed (`ask status` lists the recorded folders)")
             }

@@ -163,12 +163,16 @@ pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Root
     });
     match result {
         Ok(summary) => Ok(Ok(summary)),
-        Err(IndexError::Lock(e @ LockError::Busy { .. })) => {
-            ui.error(&format!("{e}; wait for it, or pass --wait"));
-            Ok(Err(Exit::Busy))
-        }
+        Err(IndexError::Lock(e @ LockError::Busy { .. })) => Ok(Err(held_elsewhere(&e, ui))),
         Err(e) => Err(advise(e, cfg)),
     }
+}
+
+/// Another run holds the index: said, with the flag that waits for it, and
+/// exit code 75 for a script to retry (`ask index`, `ask forget`).
+pub(crate) fn held_elsewhere(e: &LockError, ui: &Ui) -> Exit {
+    ui.error(&format!("{e}; wait for it, or pass --wait"));
+    Exit::Busy
 }
 
 /// The library's error, with what the user can do about it.
