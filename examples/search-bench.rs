@@ -148,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
     let t = Instant::now();
-    let embedder = ask_model::Embedder::load(&encoder)?;
+    let embedder = ask_embed::Embedder::load(&encoder)?;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     println!("encoder load: {load_ms:.0} ms");
     println!(

@@ -390,7 +390,7 @@ pub struct QueryArgs {
     pub neighbours: u32,
 
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
-    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
 
     #[command(flatten)]
@@ -433,7 +433,7 @@ pub struct GenArgs {
     pub top_k: Option<usize>,
 
     /// Random seed for sampling
-    #[arg(long, value_name = "N", default_value_t = ask_model::generate::SEED)]
+    #[arg(long, value_name = "N", default_value_t = ask_engine::generate::SEED)]
     pub seed: u64,
 
     /// Most tokens to generate
@@ -454,14 +454,14 @@ pub struct GenArgs {
     /// The drafts are checked in one pass, for greedy decoding only. `auto`
     /// drafts 3 where this CPU's kernels check them cheaply (AVX-512 VNNI,
     /// K-quant models), else none.
-    #[arg(long, value_name = "N|auto", default_value_t = ask_model::generate::Lookup::Auto)]
-    pub lookup: ask_model::generate::Lookup,
+    #[arg(long, value_name = "N|auto", default_value_t = ask_engine::generate::Lookup::Auto)]
+    pub lookup: ask_engine::generate::Lookup,
 }
 
 impl GenArgs {
     /// The sampling settings these options describe.
-    pub fn sampling(&self) -> ask_model::SamplingParams {
-        ask_model::SamplingParams {
+    pub fn sampling(&self) -> ask_engine::SamplingParams {
+        ask_engine::SamplingParams {
             temperature: self.temperature,
             top_p: self.top_p,
             top_k: self.top_k,
@@ -525,16 +525,16 @@ pub struct EvalArgs {
     pub neighbours: u32,
 
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
-    #[arg(long, value_name = "N", default_value_t = ask_model::prompt::PASSAGE_TOKENS)]
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
 
     /// Answers: how the prompt lays out the passages and the question (plain: the
     /// passages best first, then the question, as `ask query`; restate: the question
     /// before the passages too; best-last: the passages from the lowest ranked to the
     /// best; quote: the answering sentence quoted first)
-    #[arg(long, value_name = "LAYOUT", default_value_t = ask_model::prompt::Layout::default(),
+    #[arg(long, value_name = "LAYOUT", default_value_t = ask_pipeline::prompt::Layout::default(),
           value_parser = layout_parser())]
-    pub layout: ask_model::prompt::Layout,
+    pub layout: ask_pipeline::prompt::Layout,
 
     /// Answers: evaluate only the first N questions
     #[arg(long, value_name = "N")]
@@ -686,7 +686,7 @@ mod tests {
 }
 
 /// `--layout`'s values, listed in `--help` and completions.
-fn layout_parser() -> impl clap::builder::TypedValueParser<Value = ask_model::prompt::Layout> {
+fn layout_parser() -> impl clap::builder::TypedValueParser<Value = ask_pipeline::prompt::Layout> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(ask_model::prompt::Layout::ALL.map(|(n, _)| n)).map(|s| s.parse().expect("a listed layout"))
+    clap::builder::PossibleValuesParser::new(ask_pipeline::prompt::Layout::ALL.map(|(n, _)| n)).map(|s| s.parse().expect("a listed layout"))
 }

@@ -159,12 +159,12 @@ impl Config {
             p => p,
         });
         let embed_model = encoder(embed_named.as_deref(), &index_dir, &models_dir);
-        let model = file.model.unwrap_or_else(|| PathBuf::from(ask_model::catalog::DEFAULT));
+        let model = file.model.unwrap_or_else(|| PathBuf::from(ask_models::catalog::DEFAULT));
         Ok(Config { home, index_name, index_dir, embed_model, embed_named, models_dir, model, quiet: global.quiet })
     }
 
     /// Where answer models keep the keys and values of the prompt's
-    /// opening between runs ([`ask_model::Generator::keep_opening`]): a
+    /// opening between runs ([`ask_engine::Generator::keep_opening`]): a
     /// cache, in ask's own folder like everything ask writes.
     pub fn openings(&self) -> PathBuf {
         self.home.join("openings")
@@ -183,7 +183,7 @@ impl Config {
     /// short name (`smollm2`) or a file name in the models directory.
     pub fn answer_model(&self, flag: Option<&Path>) -> Result<PathBuf> {
         let spec = flag.unwrap_or(&self.model);
-        Ok(ask_model::stores::Stores::from_env(&self.models_dir).resolve(&spec.to_string_lossy())?)
+        Ok(ask_models::stores::Stores::from_env(&self.models_dir).resolve(&spec.to_string_lossy())?)
     }
 }
 

@@ -52,21 +52,10 @@ fn file_uri(host: &str, path: &[u8], line: u32) -> String {
     uri
 }
 
-/// The machine's name, as gethostname(2) gives it; empty if it cannot.
+/// The machine's name, as uname(2) gives it; empty if a URI could not
+/// carry it as it is.
 fn hostname() -> String {
-    use std::ffi::{c_char, c_int};
-    extern "C" {
-        fn gethostname(name: *mut c_char, len: usize) -> c_int;
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname(2) writes at most `len` bytes into the buffer.
-    let rc = unsafe { gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    // A name a URI could not carry as it is, left out.
-    match std::str::from_utf8(&buf[..end]) {
+    match rustix::system::uname().nodename().to_str() {
         Ok(name) if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') => name.to_owned(),
         _ => String::new(),
     }

@@ -1,4 +1,5 @@
 //! `ask`: a thin binary over the ingest, model and store crates.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod cmd;
@@ -17,46 +18,16 @@ use crate::exit::Exit;
 /// mimalloc reuses freed memory where glibc's malloc returns every large
 /// tensor to the kernel and faults fresh zeroed pages in for the next one:
 /// 15% of the encoder's time went to page faults, and 256-token inputs
-/// embed 30% faster with it (crates/ask-model/examples/embed-bench.rs).
+/// embed 30% faster with it (crates/ask-embed/examples/embed-bench.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's C API, linked in with the allocator (libmimalloc-sys has
-/// these behind a feature that needs one more crate).
-mod mi {
-    use std::ffi::{c_int, c_long};
-    extern "C" {
-        pub fn mi_option_set(option: c_int, value: c_long);
-        pub fn mi_collect(force: bool);
-        #[cfg(test)]
-        pub fn mi_option_get(option: c_int) -> c_long;
-    }
-    /// `mi_option_purge_delay` in mimalloc.h, the same in v2 and v3.
-    pub const PURGE_DELAY: c_int = 15;
-}
-
-/// Tells mimalloc to keep freed memory rather than hand it back to the
-/// kernel a second later (mimalloc 3's default). A prompt's prefill frees and allocates megabytes
-/// per layer, and every handed-back page came back as a page fault that
-/// the kernel zeroes, a large share of a prefill's time. ask is a short-lived process, so
-/// its peak memory is what it was; it is only not returned early.
-fn keep_freed_memory() {
-    // SAFETY: sets one integer option of the allocator already in use;
-    // called first thing in main, before any thread is started.
-    unsafe { mi::mi_option_set(mi::PURGE_DELAY, -1) };
-}
 
 /// Everything ask creates is its owner's alone (files 0600, folders 0700),
 /// whatever the umask it was started with: an index, its lock and
 /// metadata, eval's scratch corpus and the tables LanceDB writes hold the
 /// user's text.
 fn private_files() {
-    extern "C" {
-        fn umask(mask: u32) -> u32;
-    }
-    // SAFETY: umask(2) only sets the process's file mode mask; it cannot
-    // fail, and mode_t is a 32-bit unsigned integer on Linux.
-    unsafe { umask(0o077) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// ONNX Runtime's own builds (the onnxruntime wheel's library, which ask's
@@ -110,22 +81,8 @@ impl Drop for PrivateTemp {
     }
 }
 
-/// Hands freed memory back to the kernel now: mimalloc's (ask's own
-/// allocations, candle's tensors) and glibc's (ONNX Runtime allocates
-/// through it), for a long-running command that has just dropped a model.
-pub(crate) fn release_freed_memory() {
-    extern "C" {
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: both only return free pages of their own heaps to the kernel.
-    unsafe {
-        mi::mi_collect(true);
-        malloc_trim(0);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory();
+    ask_engine::memory::keep_freed();
     private_files();
     no_telemetry();
     ask_ingest::extract::silence_extractor_panics();
@@ -245,11 +202,11 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
                 _ => None,
             };
         }
-        match e.downcast_ref::<ask_model::ModelError>() {
-            Some(ask_model::ModelError::Missing { .. }) => Some(FETCH_MODELS),
-            Some(ask_model::ModelError::UnknownModel { known, .. }) if known.is_empty() => Some(FETCH_MODELS),
-            Some(ask_model::ModelError::UnknownModel { .. }) => Some("`ask models` lists every model ask can use, by the names --model takes"),
-            Some(ask_model::ModelError::Runtime { .. }) => {
+        match e.downcast_ref::<ask_engine::ModelError>() {
+            Some(ask_engine::ModelError::Missing { .. }) => Some(FETCH_MODELS),
+            Some(ask_engine::ModelError::UnknownModel { known, .. }) if known.is_empty() => Some(FETCH_MODELS),
+            Some(ask_engine::ModelError::UnknownModel { .. }) => Some("`ask models` lists every model ask can use, by the names --model takes"),
+            Some(ask_engine::ModelError::Runtime { .. }) => {
                 Some("run scripts/fetch-models --onnx, or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.24 or newer")
             }
             _ => None,
@@ -271,12 +228,12 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 mod tests {
     #[test]
     fn advice_is_found_under_the_context_the_commands_add() {
-        let missing = ask_model::ModelError::Missing { path: "/m/config.json".into(), what: "encoder config" };
+        let missing = ask_engine::ModelError::Missing { path: "/m/config.json".into(), what: "encoder config" };
         let err = anyhow::Error::new(missing).context("cannot use the encoder");
         assert!(super::advice(&err).is_some_and(|a| a.contains("scripts/fetch-models") && a.contains("--embed-model DIR")));
         // A name nothing answers to: where models come from when none is
         // anywhere, else the command that lists them.
-        let unknown = |known: Vec<String>| anyhow::Error::new(ask_model::ModelError::UnknownModel { spec: "llama9".into(), searched: "/m".into(), known });
+        let unknown = |known: Vec<String>| anyhow::Error::new(ask_engine::ModelError::UnknownModel { spec: "llama9".into(), searched: "/m".into(), known });
         assert!(super::advice(&unknown(vec![])).is_some_and(|a| a.contains("scripts/fetch-models")));
         assert!(super::advice(&unknown(vec!["smollm2".into()])).is_some_and(|a| a.contains("`ask models`")));
         let err = anyhow::Error::new(ask_store::StoreError::NoTextIndex("/i".into()));
@@ -310,14 +267,5 @@ mod tests {
         // Other chains print every link.
         let plain = anyhow::anyhow!("the query is empty").context("cannot search");
         assert_eq!(super::message(&plain), "cannot search: the query is empty");
-    }
-
-    /// mimalloc 3's options.c gives purge_delay a default of 1000 (ms), a
-    /// value no neighbouring option has: reading it at the index ask sets
-    /// says the index names that option.
-    #[test]
-    fn the_option_set_is_mimallocs_purge_delay() {
-        // SAFETY: reads one integer option.
-        assert_eq!(unsafe { super::mi::mi_option_get(super::mi::PURGE_DELAY) }, 1000);
     }
 }

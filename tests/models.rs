@@ -146,7 +146,8 @@ fn an_encoder_is_named_by_its_folder_in_the_models_directory() {
     // `ask models` lists it under that name, with its backend.
     let found = json_lines(&env.cmd().env("HOME", env.path("home")).args(["models", "--json"]).output().unwrap().stdout);
     let int8 = found.iter().find(|f| f["name"] == "all-MiniLM-L6-v2-int8").expect("listed");
-    assert_eq!((int8["role"].as_str(), int8["quantization"].as_str(), int8["architecture"].as_str()), (Some("encoder"), Some("onnx"), Some("bert")));
+    assert_eq!((int8["role"].as_str(), int8["backend"].as_str(), int8["architecture"].as_str()), (Some("encoder"), Some("onnx"), Some("bert")));
+    assert!(int8["quantization"].is_null(), "an encoder's backend is not a quantization: {int8}");
 }
 
 /// The default encoder, chosen by measurement (docs/design.md, Encoders): the int8

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ask_eval::{Dataset, Scores};
-use ask_model::embed::probe;
+use ask_embed::probe;
 use ask_store::{Filter, Query, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;

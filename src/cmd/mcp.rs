@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
-use ask_model::{Embedder, SamplingParams};
+use ask_embed::Embedder;
+use ask_engine::SamplingParams;
 use ask_pipeline::answer::{self, passages, retrieve, Search, MIN_SCORE, NEIGHBOURS};
 use ask_pipeline::json::{SearchHit, Source};
 use ask_pipeline::warm::{check_encoder, Warm};

@@ -1,10 +1,10 @@
 //! `ask models`: the answer models and encoders ask can use, from its own
-//! models directory and the stores of other tools ([`ask_model::stores`]).
+//! models directory and the stores of other tools ([`ask_models::stores`]).
 
 use std::io::Write;
 
 use anyhow::Result;
-use ask_model::stores::{Role, Stores};
+use ask_models::stores::{Role, Stores};
 use tokio::runtime::Runtime;
 
 use super::Run;
@@ -43,13 +43,18 @@ impl Run for ModelsArgs {
                         role.into(),
                         f.source.as_str().into(),
                         f.architecture.clone(),
-                        f.quantization.clone().unwrap_or_else(|| "-".into()),
+                        // A GGUF's quantization, or what runs an encoder.
+                        match (&f.quantization, f.backend) {
+                            (Some(q), _) => q.clone(),
+                            (None, Some(b)) => b.to_string(),
+                            (None, None) => "-".into(),
+                        },
                         human_size(f.bytes),
                         f.path.display().to_string(),
                     ]
                 })
                 .collect();
-            for line in super::columns(["NAME", "ROLE", "SOURCE", "ARCH", "QUANT", "SIZE", "PATH"], &rows) {
+            for line in super::columns(["NAME", "ROLE", "SOURCE", "ARCH", "FORMAT", "SIZE", "PATH"], &rows) {
                 writeln!(out, "{line}")?;
             }
             if scan.found.is_empty() && !cfg.quiet {

@@ -4,8 +4,8 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ask_model::prompt;
-use ask_model::Generator;
+use ask_pipeline::prompt;
+use ask_engine::Generator;
 use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -42,7 +42,7 @@ struct JsonAnswer<'a> {
     model: String,
     /// Why generation ended: "end", "limit", "repetition" or
     /// "interrupted"; null when nothing was generated.
-    stop: Option<ask_model::Stop>,
+    stop: Option<ask_engine::Stop>,
     timings: JsonTimings,
 }
 
@@ -94,7 +94,7 @@ impl Run for QueryArgs {
             // No model is needed, nor need it exist; --json still names
             // it as an answer would (its file name).
             let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
-            let name = ask_model::catalog::file_name(model_path.as_deref().unwrap_or(spec));
+            let name = ask_models::catalog::file_name(model_path.as_deref().unwrap_or(spec));
             let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
             return self.finish(None, &[], &name, retrieval_ms, msg);
         }

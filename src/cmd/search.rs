@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use ask_model::Embedder;
+use ask_embed::Embedder;
 use ask_pipeline::answer::{fold_whitespace, location};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::warm::check_encoder;

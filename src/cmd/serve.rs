@@ -14,8 +14,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Result};
-use ask_model::stores::{Found, Role, Stores};
-use ask_model::{Embedder, Generator};
+use ask_models::stores::{Found, Role, Stores};
+use ask_embed::Embedder;
+use ask_engine::Generator;
 use ask_pipeline::answer::{retrieve, Search, MIN_SCORE, NEIGHBOURS};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
@@ -107,7 +108,7 @@ fn answer_models(cfg: &Config, answer: Option<&PathBuf>) -> Vec<(String, PathBuf
     let mut found: Vec<(String, PathBuf)> = scan.found.into_iter().filter(|f| f.role == Role::Answer).map(|f| (f.name, f.path)).collect();
     if let Some(path) = answer {
         if !found.iter().any(|(_, p)| p == path) {
-            found.push((ask_model::catalog::file_name(path), path.clone()));
+            found.push((ask_models::catalog::file_name(path), path.clone()));
         }
     }
     found

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use ask_ingest::extract::{self, Document};
 use ask_ingest::Kind;
-use ask_model::Generator;
+use ask_engine::Generator;
 use ask_pipeline::summarize::{summarize, Headers, MessageSummary, Step, Summarizer};
 use serde::Serialize;
 use tokio::runtime::Runtime;

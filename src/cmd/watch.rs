@@ -223,7 +223,7 @@ impl Run for WatchArgs {
                 // Idle: the encoder's memory back until the next change.
                 Next::Idle => {
                     if encoder.unload() {
-                        crate::release_freed_memory();
+                        ask_engine::memory::release_freed();
                         if self.json {
                             use std::io::Write;
                             let mut out = std::io::stdout().lock();

@@ -4,8 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ask_model::prompt::{self, Layout, Passage as PromptPassage};
-use ask_model::{Embedder, Generator, ModelError, SamplingParams, Timings};
+use crate::prompt::{self, Excerpt, Layout};
+use ask_embed::Embedder;
+use ask_engine::{Generator, ModelError, SamplingParams, Timings};
 use ask_store::{Filter, Hit, Mode, Passage, Query, Request, Span, Store, StoreError};
 use tokio::runtime::Runtime;
 
@@ -163,15 +164,15 @@ fn prompt_location(p: &Passage) -> String {
 }
 
 /// The passages as the model reads them.
-pub fn passages(hits: &[Hit]) -> Vec<PromptPassage> {
-    hits.iter().map(|h| PromptPassage { heading: prompt_location(&h.passage), text: h.passage.text.clone() }).collect()
+pub fn passages(hits: &[Hit]) -> Vec<Excerpt> {
+    hits.iter().map(|h| Excerpt { heading: prompt_location(&h.passage), text: h.passage.text.clone() }).collect()
 }
 
 /// `passages` as the model reads them: with a `budget` (the encoder's
 /// tokens) they do not fit, only the sentences that bear most on the
 /// question ([`prompt::select`]), each scored by its cosine similarity to
 /// the question's embedding `q` in the encoder that retrieved them.
-pub fn focus(embedder: &Embedder, q: &[f32], passages: Vec<PromptPassage>, budget: usize) -> Result<Vec<PromptPassage>, ModelError> {
+pub fn focus(embedder: &Embedder, q: &[f32], passages: Vec<Excerpt>, budget: usize) -> Result<Vec<Excerpt>, ModelError> {
     let tokens = |s: &str| embedder.tokenizer().encode(s, false).map_or(s.len() / 4, |e| e.len());
     if budget == 0 || passages.iter().map(|p| tokens(&p.text)).sum::<usize>() <= budget {
         return Ok(passages);
@@ -230,7 +231,7 @@ pub fn stream(
 pub fn answer(
     model: &mut Generator,
     hits: &mut Vec<Hit>,
-    shown: &[PromptPassage],
+    shown: &[Excerpt],
     question: &str,
     layout: Layout,
     params: &SamplingParams,

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ask_ingest::chunk::ChunkError;
 use ask_ingest::discover::{self, path_key, WalkEvent, WalkOptions};
 use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
-use ask_model::{EncoderInfo, ModelError};
+use ask_embed::EncoderInfo;
+use ask_engine::ModelError;
 use ask_store::{ChunkRecord, EncoderMismatch, FileRecord, FileStatus, IndexLock, IndexMeta, LockError, Passage, Root, Store, StoreError, WhenBusy};
 use serde::Serialize;
 use tokenizers::Tokenizer;
@@ -241,7 +242,7 @@ impl<'rt> Writer<'rt> {
             None => IndexMeta {
                 format: 1,
                 encoder: encoder.name.clone(),
-                backend: encoder.backend.to_string(),
+                backend: encoder.backend,
                 dim: encoder.dim,
                 chunk_tokens: options.chunk_tokens,
                 chunk_overlap: options.chunk_overlap,

@@ -1,7 +1,8 @@
-//! ask's work as a library, for every caller: the `ask` binary, and next a
-//! watcher and a local server.
+//! ask's work as a library, for every caller: the `ask` binary's commands,
+//! among them the long-running `ask watch`, `ask serve` and `ask mcp`.
 //!
-//! [`warm`] keeps the models of a long-running caller loaded; [`json`]
+//! [`answer`] finds the passages for a question and streams an answer from
+//! a prompt [`prompt`] builds. [`warm`] keeps the models of a long-running caller loaded; [`json`]
 //! holds the shapes of what ask prints as JSON, [`openai`] those of the
 //! OpenAI API that `ask serve` speaks.
 //!
@@ -14,6 +15,7 @@ pub mod answer;
 pub mod index;
 pub mod json;
 pub mod openai;
+pub mod prompt;
 pub mod summarize;
 pub mod warm;
 

@@ -3,13 +3,13 @@
 //! error body. Requests are checked here, with the bounds a local server
 //! keeps; nothing here does I/O.
 
-use ask_model::{SamplingParams, Stop, Timings, Turn};
+use ask_engine::{SamplingParams, Stop, Timings, Turn};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Longest answer a request may ask for: half of ask's context window,
-/// as [`ask_model::prompt::fit`] leaves at most half for the answer.
-pub const MAX_TOKENS: u64 = (ask_model::generate::MAX_CONTEXT / 2) as u64;
+/// as [`crate::prompt::fit`] leaves at most half for the answer.
+pub const MAX_TOKENS: u64 = (ask_engine::generate::MAX_CONTEXT / 2) as u64;
 /// The answer's length when a request names none (`ask query`'s default).
 pub const DEFAULT_TOKENS: u64 = 384;
 /// Most passages a request may ask to be answered from.
@@ -195,7 +195,7 @@ impl ChatRequest {
             seed: raw.seed.unwrap_or(SamplingParams::default().seed),
             max_tokens: max_tokens as usize,
             // As `ask query` does (prompt lookup drafts for greedy decoding only).
-            lookup: if sampled { ask_model::generate::Lookup::Tokens(0) } else { ask_model::generate::Lookup::Auto },
+            lookup: if sampled { ask_engine::generate::Lookup::Tokens(0) } else { ask_engine::generate::Lookup::Auto },
             ..SamplingParams::default()
         };
         Ok(ChatRequest {
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(r.turns, [("system".to_owned(), "Be brief.".to_owned()), ("user".to_owned(), "Hi there".to_owned())]);
         assert!(r.stream && r.include_usage);
         assert_eq!(r.params.max_tokens, 20, "max_completion_tokens wins over the older max_tokens");
-        assert_eq!((r.params.top_p, r.params.lookup), (Some(0.9), ask_model::generate::Lookup::Tokens(0)));
+        assert_eq!((r.params.top_p, r.params.lookup), (Some(0.9), ask_engine::generate::Lookup::Tokens(0)));
     }
 
     #[test]

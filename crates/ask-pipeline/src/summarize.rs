@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ask_ingest::chunk::{ChunkError, Chunker};
 use ask_ingest::{Document, Kind};
-use ask_model::{Generator, ModelError, SamplingParams};
+use ask_engine::{Generator, ModelError, SamplingParams};
 use serde::Serialize;
 
 use crate::answer::{fold_whitespace, short_date, stream, StreamError};

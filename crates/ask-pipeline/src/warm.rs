@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use ask_model::{Embedder, EncoderInfo, Generator, ModelError};
+use ask_embed::{Embedder, EncoderInfo};
+use ask_engine::{Generator, ModelError};
 use ask_store::{EncoderMismatch, IndexMeta};
 
 /// Whether an index built as `meta` says may be searched with vectors of
 /// the encoder `info` describes: the one rule for every caller.
 pub fn check_encoder(meta: &IndexMeta, info: &EncoderInfo) -> Result<(), EncoderMismatch> {
-    meta.check_encoder(&info.name, info.backend.as_str(), info.dim)
+    meta.check_encoder(&info.name, info.backend, info.dim)
 }
 
 /// One model kept in memory, with the path it was loaded from.

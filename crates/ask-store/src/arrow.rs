@@ -286,7 +286,7 @@ pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String>
 /// (docs/design.md, Retrieval), while single-mode lists, whose rows are the
 /// answer, read it at once and save the second read.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
+pub(crate) struct Ranked {
     /// LanceDB's `_rowid`, valid for the table version that was searched.
     pub(crate) row: u64,
     pub(crate) path: String,
@@ -323,7 +323,7 @@ pub(crate) fn read_candidates(
     score: Score,
     dim: Option<usize>,
     passages: bool,
-) -> Result<Vec<Candidate>, String> {
+) -> Result<Vec<Ranked>, String> {
     let row = column::<UInt64Array>(batch, "_rowid")?;
     let path = column::<StringArray>(batch, "path")?;
     let chunk = column::<UInt32Array>(batch, "chunk")?;
@@ -343,7 +343,7 @@ pub(crate) fn read_candidates(
                 Score::Distance => (1.0 - scores.value(i), Some(1.0 - scores.value(i))),
                 Score::Bm25 => (scores.value(i), None),
             };
-            Ok(Candidate {
+            Ok(Ranked {
                 row: row.value(i),
                 path: path.value(i).to_owned(),
                 chunk: chunk.value(i),

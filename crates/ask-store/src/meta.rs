@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use ask_embed::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -19,7 +20,7 @@ pub struct IndexMeta {
     /// What computed the vectors: `candle` or `onnx` (indexes from before
     /// ONNX encoders have none, and were all built by candle).
     #[serde(default = "candle")]
-    pub backend: String,
+    pub backend: Backend,
     /// Vector dimension.
     pub dim: usize,
     /// Chunk size in encoder tokens.
@@ -55,8 +56,8 @@ pub struct Root {
 
 const FILE: &str = "index.json";
 
-fn candle() -> String {
-    "candle".into()
+fn candle() -> Backend {
+    Backend::Candle
 }
 
 /// An index built with one encoder, used with another.
@@ -66,13 +67,13 @@ pub struct EncoderMismatch {
     /// The encoder the index was built with.
     pub built: String,
     /// What computed its vectors.
-    pub built_backend: String,
+    pub built_backend: Backend,
     /// Its vector dimension.
     pub built_dim: usize,
     /// The encoder given now.
     pub given: String,
     /// What computes its vectors.
-    pub given_backend: String,
+    pub given_backend: Backend,
     /// Its vector dimension.
     pub given_dim: usize,
 }
@@ -81,16 +82,16 @@ impl IndexMeta {
     /// Whether vectors of the encoder `name`, computed by `backend`, of
     /// `dim` dimensions, belong in this index: all three must be the
     /// index's own (an int8 ONNX export of a model is not its f32 weights).
-    pub fn check_encoder(&self, name: &str, backend: &str, dim: usize) -> Result<(), EncoderMismatch> {
+    pub fn check_encoder(&self, name: &str, backend: Backend, dim: usize) -> Result<(), EncoderMismatch> {
         if self.encoder == name && self.backend == backend && self.dim == dim {
             return Ok(());
         }
         Err(EncoderMismatch {
             built: self.encoder.clone(),
-            built_backend: self.backend.clone(),
+            built_backend: self.backend,
             built_dim: self.dim,
             given: name.into(),
-            given_backend: backend.into(),
+            given_backend: backend,
             given_dim: dim,
         })
     }
@@ -138,7 +139,7 @@ mod tests {
         let meta = IndexMeta {
             format: 1,
             encoder: "all-MiniLM-L6-v2".into(),
-            backend: "candle".into(),
+            backend: Backend::Candle,
             dim: 384,
             chunk_tokens: 256,
             chunk_overlap: 32,
@@ -147,11 +148,11 @@ mod tests {
             roots: Vec::new(),
             forgotten: Vec::new(),
         };
-        assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 384), Ok(()));
-        let err = meta.check_encoder("all-mpnet-base-v2", "candle", 768).unwrap_err();
+        assert_eq!(meta.check_encoder("all-MiniLM-L6-v2", Backend::Candle, 384), Ok(()));
+        let err = meta.check_encoder("all-mpnet-base-v2", Backend::Candle, 768).unwrap_err();
         assert_eq!(err.to_string(), "index was built with encoder all-MiniLM-L6-v2 (candle, 384 dims), not all-mpnet-base-v2 (candle, 768 dims)");
-        assert!(meta.check_encoder("all-MiniLM-L6-v2", "candle", 768).is_err(), "same name, other dimension");
-        assert!(meta.check_encoder("all-MiniLM-L6-v2", "onnx", 384).is_err(), "same name, other backend");
+        assert!(meta.check_encoder("all-MiniLM-L6-v2", Backend::Candle, 768).is_err(), "same name, other dimension");
+        assert!(meta.check_encoder("all-MiniLM-L6-v2", Backend::Onnx, 384).is_err(), "same name, other backend");
     }
 
     #[test]
@@ -161,7 +162,7 @@ mod tests {
         let meta = IndexMeta {
             format: 1,
             encoder: "enc".into(),
-            backend: "onnx".into(),
+            backend: Backend::Onnx,
             dim: 3,
             chunk_tokens: 256,
             chunk_overlap: 32,
@@ -182,7 +183,7 @@ mod tests {
         )
         .unwrap();
         let old = IndexMeta::load(dir.path()).unwrap().unwrap();
-        assert_eq!(old.backend, "candle");
+        assert_eq!(old.backend, Backend::Candle);
         // ... and recorded no roots, and forgot nothing.
         assert_eq!(old.roots, []);
         assert_eq!(old.forgotten, Vec::<String>::new());

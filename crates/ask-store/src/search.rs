@@ -11,7 +11,7 @@ use lancedb::index::scalar::FullTextSearchQuery;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::DistanceType;
 
-use crate::arrow::{self, Candidate};
+use crate::arrow::{self, Ranked};
 use crate::{Hit, Result, Store, StoreError};
 
 /// Which ranking to use.
@@ -280,7 +280,7 @@ impl Read {
     const CANDIDATES: Read = Read { vectors: true, passages: false };
 }
 
-impl Candidate {
+impl Ranked {
     fn key(&self) -> (&str, u32) {
         (&self.path, self.chunk)
     }
@@ -328,11 +328,11 @@ impl Store {
                 // search does (nDCG@10 0.713 against 0.712). Each hit keeps
                 // its similarity to the user's own query.
                 let mut seen = std::collections::HashSet::new();
-                let mut moved_list: Vec<Candidate> = dense
+                let mut moved_list: Vec<Ranked> = dense
                     .iter()
                     .chain(bm25.iter())
                     .filter(|c| seen.insert(c.key()))
-                    .map(|c| Candidate { score: cosine(&moved, &c.vector), ..c.clone() })
+                    .map(|c| Ranked { score: cosine(&moved, &c.vector), ..c.clone() })
                     .collect();
                 moved_list.sort_by(best_first);
                 moved_list.truncate(depth);
@@ -344,7 +344,7 @@ impl Store {
 
     /// The ranked candidates as hits, in their order, reading the passages
     /// the lists left out in one read by row id.
-    async fn hits(&self, ranked: Vec<Candidate>) -> Result<Vec<Hit>> {
+    async fn hits(&self, ranked: Vec<Ranked>) -> Result<Vec<Hit>> {
         let missing: Vec<u64> = ranked.iter().filter(|c| c.passage.is_none()).map(|c| c.row).collect();
         let mut passages: HashMap<u64, crate::Passage> = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
@@ -396,7 +396,7 @@ impl Store {
     }
 
     /// Nearest rows, best first.
-    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>, read: Read) -> Result<Vec<Candidate>> {
+    async fn dense(&self, vector: &[f32], k: usize, predicate: Option<&str>, read: Read) -> Result<Vec<Ranked>> {
         let columns = self.list_columns(read);
         let mut query = self
             .chunks
@@ -428,7 +428,7 @@ impl Store {
         predicate: Option<&str>,
         vector: Option<&[f32]>,
         read: Read,
-    ) -> Result<Vec<Candidate>> {
+    ) -> Result<Vec<Ranked>> {
         if text.trim().is_empty() || !self.has_text_index() {
             return Ok(Vec::new());
         }
@@ -450,7 +450,7 @@ impl Store {
         score: arrow::Score,
         read: Read,
         similar_to: Option<&[f32]>,
-    ) -> Result<Vec<Candidate>> {
+    ) -> Result<Vec<Ranked>> {
         let batches: Vec<RecordBatch> =
             stream.map_err(|e| self.lance(e))?.try_collect().await.map_err(|e| self.lance(e))?;
         let mut out = Vec::new();
@@ -473,10 +473,10 @@ impl Store {
 /// at the cut are all fetched, then ordered by [`best_first`], so which of
 /// them make the cut never depends on a table's row order (an index
 /// rebuilt after a kill must answer as one built in one go).
-async fn top<F, Fut>(k: usize, fetch: F) -> Result<Vec<Candidate>>
+async fn top<F, Fut>(k: usize, fetch: F) -> Result<Vec<Ranked>>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<Candidate>>>,
+    Fut: std::future::Future<Output = Result<Vec<Ranked>>>,
 {
     let mut n = k + 1;
     loop {
@@ -494,7 +494,7 @@ where
 /// equal-scoring rows (a file and its copy elsewhere) in whatever order
 /// its parallel scan finished, which made hybrid ranks, fused scores and
 /// so `ask search --json` differ from run to run on the same index.
-fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+fn best_first(a: &Ranked, b: &Ranked) -> std::cmp::Ordering {
     b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)).then(a.chunk.cmp(&b.chunk))
 }
 
@@ -532,8 +532,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// Reciprocal rank fusion of ranked lists (each best first) with weights.
 /// The fused score replaces each candidate's score; a candidate keeps the
 /// first similarity any list gave it. Ties keep the order of first appearance.
-fn fuse(lists: &[(&[Candidate], f32)], rrf_k: f32, k: usize) -> Vec<Candidate> {
-    let mut fused: Vec<Candidate> = Vec::new();
+fn fuse(lists: &[(&[Ranked], f32)], rrf_k: f32, k: usize) -> Vec<Ranked> {
+    let mut fused: Vec<Ranked> = Vec::new();
     let mut at: HashMap<(String, u32), usize> = HashMap::new();
     for (list, weight) in lists {
         for (rank, c) in list.iter().enumerate() {
@@ -547,7 +547,7 @@ fn fuse(lists: &[(&[Candidate], f32)], rrf_k: f32, k: usize) -> Vec<Candidate> {
                 }
                 None => {
                     at.insert((c.path.clone(), c.chunk), fused.len());
-                    fused.push(Candidate { score: add, ..c.clone() });
+                    fused.push(Ranked { score: add, ..c.clone() });
                 }
             }
         }
@@ -581,8 +581,8 @@ mod tests {
         assert_eq!(Mode::from_name(""), None);
     }
 
-    fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Candidate {
-        Candidate { row: 0, path: path.into(), chunk, score: 0.0, similarity, vector: Vec::new(), passage: None }
+    fn hit(path: &str, chunk: u32, similarity: Option<f32>) -> Ranked {
+        Ranked { row: 0, path: path.into(), chunk, score: 0.0, similarity, vector: Vec::new(), passage: None }
     }
 
     #[test]

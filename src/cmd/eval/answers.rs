@@ -1,7 +1,7 @@
 //! `ask eval QA_DIR`: answer quality on a question set with gold strings.
 //!
 //! Every question goes through what `ask query` does (the same retrieval,
-//! the same prompt from `ask_model::prompt`, the same model and sampling),
+//! the same prompt from `ask_pipeline::prompt`, the same model and sampling),
 //! with the model loaded once; `ask_eval::qa` scores the answers.
 
 use std::io::Write;
@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ask_eval::qa::{self, AnswerScores, Outcome};
 use ask_eval::Dataset;
-use ask_model::{prompt, Generator};
+use ask_engine::Generator;
+use ask_pipeline::prompt;
 use ask_store::Filter;
 use serde::Serialize;
 use tokio::runtime::Runtime;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ask_model::{Generator, ModelError};
+use ask_engine::{Generator, ModelError};
 use ask_pipeline::answer::{self, passages, StreamError};
 use ask_pipeline::json::Source;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};

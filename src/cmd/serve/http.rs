@@ -97,7 +97,7 @@ impl Reply {
     /// the model did not write (ask's citation). A stream ends with a chunk
     /// holding the finish reason and, for an answer from an index, its
     /// `sources` (known only once the prompt has been fitted).
-    pub(super) fn finish(mut self, whole: &str, tail: &str, timings: &ask_model::Timings, sources: Option<Value>) -> (u16, String) {
+    pub(super) fn finish(mut self, whole: &str, tail: &str, timings: &ask_engine::Timings, sources: Option<Value>) -> (u16, String) {
         let stop = json!(timings.stop);
         let detail = format!(": model {}, {} + {} tokens, stop: {}", self.model, timings.prompt_tokens, timings.generated_tokens, stop.as_str().unwrap_or_default());
         if !self.stream {

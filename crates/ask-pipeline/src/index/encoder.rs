@@ -23,13 +23,13 @@ pub trait Encoder {
 pub struct LazyEncoder {
     dir: PathBuf,
     info: EncoderInfo,
-    model: Option<ask_model::Embedder>,
+    model: Option<ask_embed::Embedder>,
 }
 
 impl LazyEncoder {
     /// Reads the encoder's configuration in `dir` (cheap: no weights).
     pub fn new(dir: &Path) -> Result<LazyEncoder, ModelError> {
-        let info = ask_model::embed::probe(dir)?;
+        let info = ask_embed::probe(dir)?;
         Ok(LazyEncoder { dir: dir.to_path_buf(), info, model: None })
     }
 
@@ -51,12 +51,12 @@ impl Encoder for LazyEncoder {
     }
 
     fn tokenizer(&self) -> Result<Tokenizer, ModelError> {
-        ask_model::embed::load_tokenizer(&self.dir)
+        ask_embed::load_tokenizer(&self.dir)
     }
 
     fn load(&mut self) -> Result<(), ModelError> {
         if self.model.is_none() {
-            self.model = Some(ask_model::Embedder::load(&self.dir)?);
+            self.model = Some(ask_embed::Embedder::load(&self.dir)?);
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ask_model::{EncoderInfo, ModelError, Pooling};
+use ask_embed::{EncoderInfo, Pooling};
+use ask_engine::ModelError;
 use ask_store::{FileStatus, Store, WhenBusy};
 use tokenizers::Tokenizer;
 use tokio::runtime::Runtime;
@@ -36,7 +37,7 @@ fn fake() -> Fake {
 fn fake_named(name: &str) -> Fake {
     let info = EncoderInfo {
         name: name.into(),
-        backend: ask_model::Backend::Candle,
+        backend: ask_embed::Backend::Candle,
         dim: DIM,
         max_tokens: 512,
         pooling: Pooling::Mean,

@@ -6,11 +6,11 @@
 //! answer accuracy it reached on the shared msmarco-5k-qa set (docs/design.md,
 //! "Answers").
 
-use crate::{Generator, ModelError};
+use ask_engine::{Generator, ModelError};
 
 /// A retrieved passage as the model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passage {
+pub struct Excerpt {
     /// Where it comes from, as the model reads it (a file name and lines).
     pub heading: String,
     /// Its text.
@@ -85,7 +85,7 @@ impl std::fmt::Display for Layout {
 }
 
 /// The user message: numbered passages and the question, as `layout` has it.
-pub fn user_message(passages: &[Passage], question: &str, layout: Layout) -> String {
+pub fn user_message(passages: &[Excerpt], question: &str, layout: Layout) -> String {
     let mut out = String::new();
     if layout == Layout::Restate {
         out.push_str(&format!("Question: {question}\n\n"));
@@ -103,7 +103,7 @@ pub fn user_message(passages: &[Passage], question: &str, layout: Layout) -> Str
 /// first words, for [`Generator::keep_opening`]. Found as what two prompts
 /// with nothing else in common share.
 pub fn opening(model: &Generator, layout: Layout) -> Result<String, ModelError> {
-    let one = Passage { heading: "a".into(), text: "b".into() };
+    let one = Excerpt { heading: "a".into(), text: "b".into() };
     let a = model.chat_prompt(layout.system(), &user_message(std::slice::from_ref(&one), "c", layout))?;
     let b = model.chat_prompt(layout.system(), &user_message(&[], "d", layout))?;
     let n = a.char_indices().zip(b.chars()).take_while(|((_, x), y)| x == y).last().map_or(0, |((i, x), _)| i + x.len_utf8());
@@ -115,7 +115,7 @@ pub fn opening(model: &Generator, layout: Layout) -> Result<String, ModelError> 
 /// half the context): whole passages only, the lowest-ranked dropped
 /// first, at least one kept. Returns the prompt and how many passages it
 /// holds.
-pub fn fit(model: &Generator, passages: &[Passage], question: &str, answer_tokens: usize, layout: Layout) -> Result<(String, usize), ModelError> {
+pub fn fit(model: &Generator, passages: &[Excerpt], question: &str, answer_tokens: usize, layout: Layout) -> Result<(String, usize), ModelError> {
     let context = model.context_length();
     let budget = context.saturating_sub(answer_tokens.min(context / 2));
     let mut n = passages.len();
@@ -246,7 +246,7 @@ pub const GAP: &str = "…";
 /// side of it (a pronoun's noun, a number's unit), as long as they fit.
 /// Left-out runs show as [`GAP`]. A budget the passages already fit
 /// returns them whole.
-pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -> usize, budget: usize) -> Vec<Passage> {
+pub fn select(passages: &[Excerpt], scores: &[Vec<f32>], tokens: impl Fn(&str) -> usize, budget: usize) -> Vec<Excerpt> {
     let split: Vec<Vec<&str>> = passages.iter().map(|p| sentences(&p.text)).collect();
     let cost: Vec<Vec<usize>> = split.iter().map(|ss| ss.iter().map(|s| tokens(s)).collect()).collect();
     if cost.iter().flatten().sum::<usize>() <= budget {
@@ -291,7 +291,7 @@ pub fn select(passages: &[Passage], scores: &[Vec<f32>], tokens: impl Fn(&str) -
                 }
             }
             let text = pieces.join(" ");
-            Passage { heading: passage.heading.clone(), text }
+            Excerpt { heading: passage.heading.clone(), text }
         })
         .collect()
 }
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn selection_keeps_the_best_sentences_their_neighbours_and_every_passage() {
-        let p = |t: &str| Passage { heading: "h".into(), text: t.into() };
+        let p = |t: &str| Excerpt { heading: "h".into(), text: t.into() };
         let passages = [p("A1. A2. A3. A4. A5."), p("B1. B2.")];
         // Every sentence costs 1 token here.
         let one = |_: &str| 1;
@@ -429,7 +429,7 @@ mod tests {
     /// names, before the sentences beside it.
     #[test]
     fn selection_keeps_a_sentences_heading_and_a_rows_column_names() {
-        let p = |t: &str| Passage { heading: "h".into(), text: t.into() };
+        let p = |t: &str| Excerpt { heading: "h".into(), text: t.into() };
         let one = |_: &str| 1;
         let spec = p("Some intro.\n\n__Magic Number__\n\n4 Bytes, Little endian format.\nValue : 0x184D2204\n\n__Frame Descriptor__\n\n3 to 15 Bytes.");
         assert_eq!(sentences(&spec.text).len(), 6);
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn the_user_message_numbers_passages_before_the_question() {
-        let p = |h: &str, t: &str| Passage { heading: h.into(), text: t.into() };
+        let p = |h: &str, t: &str| Excerpt { heading: h.into(), text: t.into() };
         let passages = [p("a.md:1-3", " one \n"), p("b.txt:4", "two")];
         let msg = user_message(&passages, "why?", Layout::Plain);
         assert_eq!(msg, "Passages:\n\n[1] a.md:1-3\none\n\n[2] b.txt:4\ntwo\n\nQuestion: why?");
@@ -466,8 +466,8 @@ mod tests {
 
     #[test]
     fn every_prompt_begins_with_its_layouts_opening() {
-        let model = Generator::load(&crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
-        let passages = [Passage { heading: "box.md:1".into(), text: "The box holds a red kite.".into() }];
+        let model = Generator::load(&ask_engine::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        let passages = [Excerpt { heading: "box.md:1".into(), text: "The box holds a red kite.".into() }];
         for (name, layout) in Layout::ALL {
             let opening = opening(&model, layout).unwrap();
             let (prompt, _) = fit(&model, &passages, "What is in the box?", 64, layout).unwrap();

@@ -12,8 +12,10 @@ pub enum Pooling {
     Cls,
 }
 
-/// What computes an encoder's vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What computes an encoder's vectors; an index records it (as `candle` or
+/// `onnx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// ask's own BERT/MPNet model on candle, from `model.safetensors`.
     Candle,

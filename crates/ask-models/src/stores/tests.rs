@@ -79,7 +79,7 @@ fn layout(root: &Path) -> Stores {
 fn every_store_is_listed_with_what_its_headers_say() {
     let dir = tempfile::tempdir().unwrap();
     let scan = layout(dir.path()).scan();
-    let answer: Vec<(Source, &str, &str, Option<&str>)> = scan
+    let answer: Vec<(Origin, &str, &str, Option<&str>)> = scan
         .found
         .iter()
         .filter(|f| f.role == Role::Answer)
@@ -88,14 +88,14 @@ fn every_store_is_listed_with_what_its_headers_say() {
     assert_eq!(
         answer,
         [
-            (Source::Ask, "mine", "qwen2", Some("Q8_0")),
-            (Source::Ask, "smollm2", "llama", Some("Q4_1")),
-            (Source::Ollama, "qwen2.5:1.5b", "qwen2", Some("Q4_K_M")),
-            (Source::Ollama, "smollm2:latest", "llama", Some("Q4_0")),
-            (Source::HuggingFace, "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf", "qwen2", Some("Q4_K_M")),
-            (Source::HuggingFace, "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q8_0.gguf", "qwen2", Some("Q8_0")),
-            (Source::LmStudio, "bartowski/gemma-3-270m-it-GGUF/gemma-3-270m-it-Q8_0.gguf", "gemma3", Some("Q8_0")),
-            (Source::LlamaCpp, "phi-3-mini-Q4_0.gguf", "phi3", Some("Q4_0")),
+            (Origin::Ask, "mine", "qwen2", Some("Q8_0")),
+            (Origin::Ask, "smollm2", "llama", Some("Q4_1")),
+            (Origin::Ollama, "qwen2.5:1.5b", "qwen2", Some("Q4_K_M")),
+            (Origin::Ollama, "smollm2:latest", "llama", Some("Q4_0")),
+            (Origin::HuggingFace, "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf", "qwen2", Some("Q4_K_M")),
+            (Origin::HuggingFace, "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q8_0.gguf", "qwen2", Some("Q8_0")),
+            (Origin::LmStudio, "bartowski/gemma-3-270m-it-GGUF/gemma-3-270m-it-Q8_0.gguf", "gemma3", Some("Q8_0")),
+            (Origin::LlamaCpp, "phi-3-mini-Q4_0.gguf", "phi3", Some("Q4_0")),
         ]
     );
     let why = |needle: &str| scan.skipped.iter().find(|s| s.path.to_string_lossy().contains(needle)).map(|s| s.why.clone()).unwrap_or_default();

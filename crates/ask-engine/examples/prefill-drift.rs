@@ -40,7 +40,7 @@ fn main() {
         ids.truncate(len);
         inputs.push(ids);
     }
-    for d in ask_model::bench::drift(model, &inputs).expect("run") {
+    for d in ask_engine::bench::drift(model, &inputs).expect("run") {
         let [mean, p50, p99, max] = d.kl;
         println!("{}: KL mean {mean:.5}, p50 {p50:.5}, p99 {p99:.4}, max {max:.3}; top-1 agreement {:.4} ({} positions)", d.way, d.top1, d.positions);
     }

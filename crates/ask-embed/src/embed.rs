@@ -1,9 +1,4 @@
-//! Sentence embeddings with a BERT-family encoder (all-MiniLM-L6-v2, bge,
-//! e5, gte, …) or an MPNet one (all-mpnet-base-v2) from
-//! `model.safetensors` + `tokenizer.json` + `config.json`, computed by ask's
-//! own candle model; or with any encoder exported to ONNX (`model.onnx`,
-//! int8 or f32, of any architecture), computed by ONNX Runtime through
-//! fastembed (see [`crate::onnx`]).
+//! The candle encoder and the [`Embedder`] that runs either backend.
 //!
 //! Inputs are sorted by length and batched so that little padding is
 //! computed; padding is masked out of the pooling; vectors are L2-normalised
@@ -22,18 +17,16 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::ModelError;
 
-pub use crate::encoder::{Backend, EncoderInfo, Pooling};
+use crate::encoder::{Backend, EncoderInfo, Pooling};
 
 /// Padded tokens per forward pass through ask's candle model: 16 inputs
 /// of 256 tokens, 64 of 64.
 const BATCH_TOKENS: usize = 4096;
 /// Padded tokens per forward pass through ONNX Runtime: 2 inputs of 256.
-/// Its arena grows by doubling and keeps what it took: with 4,096 tokens a
-/// pass, `ask index` of 762 chunks (msmarco-5k passages in 40 files) peaked
-/// at 1.03-1.04 GB and embedded in 18.7 and 19.0 s; with 512, 0.52-0.54 GB
-/// and 17.5 and 17.2 s. 1,000 single passages: 0.81-0.82 GB, 9.0 and
-/// 8.5 s against 0.49 GB, 7.2 and 6.8 s (the builds alternated, Zen 5).
-/// candle was 15% slower at 1,024 than at 4,096, so it keeps its budget.
+/// Its arena grows by doubling and keeps what it took, so larger passes
+/// leave indexing at twice the memory, and were no faster; candle, which
+/// keeps no arena, was slower with smaller passes and keeps its budget
+/// (docs/design.md, "Memory with the default (ONNX) encoder").
 const ONNX_BATCH_TOKENS: usize = 512;
 /// Rows per forward pass, however short the inputs.
 const MAX_BATCH_ROWS: usize = 64;
@@ -189,8 +182,12 @@ impl Embedder {
                     return Err(ModelError::Missing { path: weights, what: "encoder weights" });
                 }
                 let device = Device::Cpu;
-                // SAFETY: the file is memory-mapped read-only; ask never writes model files.
-                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+                // Read, not memory-mapped: candle copies every tensor out of
+                // either, and a mapped file changed under us would be
+                // undefined behaviour (this crate has no unsafe code).
+                let bytes = std::fs::read(&weights)
+                    .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
+                let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
                     .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
                 let model = Bert::load(vb, &config, family)
                     .map_err(|e| ModelError::Invalid { path: weights.clone(), message: e.to_string() })?;
@@ -411,7 +408,7 @@ mod tests {
         let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
         let path = manifest.join("../../fixtures/reference").join(fixture);
         let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let dir = crate::fetched_model(model);
+        let dir = ask_engine::fetched_model(model);
         assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/fetch-models", dir.display());
         let embedder = Embedder::load(&dir).unwrap();
         assert_eq!(embedder.info().dim, dim);
@@ -445,10 +442,10 @@ mod tests {
     /// equal, and as close alone as in a padded batch.
     #[test]
     fn onnx_int8_minilm_agrees_with_the_candle_encoder() {
-        let onnx_dir = crate::fetched_model("all-MiniLM-L6-v2-int8");
+        let onnx_dir = ask_engine::fetched_model("all-MiniLM-L6-v2-int8");
         assert!(onnx_dir.join("model.onnx").exists(), "{} is missing: run scripts/fetch-models --onnx", onnx_dir.display());
         let onnx = Embedder::load(&onnx_dir).unwrap();
-        let candle = Embedder::load(&crate::fetched_model("all-MiniLM-L6-v2")).unwrap();
+        let candle = Embedder::load(&ask_engine::fetched_model("all-MiniLM-L6-v2")).unwrap();
         assert_eq!((onnx.info().backend, candle.info().backend), (Backend::Onnx, Backend::Candle));
         assert_eq!((onnx.info().dim, onnx.info().max_tokens, onnx.info().pooling), (384, 256, Pooling::Mean));
         let long = "The deposit is returned within thirty days of the end of the tenancy. ".repeat(40);

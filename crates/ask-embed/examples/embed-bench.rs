@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use ask_model::Embedder;
+use ask_embed::Embedder;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

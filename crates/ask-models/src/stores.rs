@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::ModelError;
+use ask_engine::ModelError;
 
 /// Where a model was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Origin {
     /// ask's own models directory.
     Ask,
     /// Ollama's store.
@@ -44,15 +44,15 @@ pub enum Source {
     LlamaCpp,
 }
 
-impl Source {
+impl Origin {
     /// The name `ask models` prints.
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Ask => "ask",
-            Source::Ollama => "ollama",
-            Source::HuggingFace => "huggingface",
-            Source::LmStudio => "lmstudio",
-            Source::LlamaCpp => "llama.cpp",
+            Origin::Ask => "ask",
+            Origin::Ollama => "ollama",
+            Origin::HuggingFace => "huggingface",
+            Origin::LmStudio => "lmstudio",
+            Origin::LlamaCpp => "llama.cpp",
         }
     }
 }
@@ -76,12 +76,14 @@ pub struct Found {
     /// What it is for.
     pub role: Role,
     /// Where it was found.
-    pub source: Source,
+    pub source: Origin,
     /// `general.architecture` of a GGUF file; `model_type` of an encoder.
     pub architecture: String,
-    /// The quantization the GGUF header names (`Q4_K_M`, …); for an
-    /// encoder, its backend (`candle`, `onnx`).
+    /// The quantization a GGUF header names (`Q4_K_M`, …); none for an
+    /// encoder.
     pub quantization: Option<String>,
+    /// What runs an encoder (`candle`, `onnx`); none for a GGUF.
+    pub backend: Option<ask_embed::Backend>,
     /// Size in bytes (of the weights file).
     pub bytes: u64,
     /// The file (or the encoder's folder).
@@ -99,7 +101,7 @@ pub struct Skipped {
 
 /// What a scan of the stores found.
 #[derive(Debug, Default)]
-pub struct Scan {
+pub struct Listing {
     /// Usable models, by source, then name.
     pub found: Vec<Found>,
     /// Files that are not usable, with the reason.
@@ -151,8 +153,8 @@ impl Stores {
     }
 
     /// Every model in the stores, and what was passed over.
-    pub fn scan(&self) -> Scan {
-        let mut scan = Scan::default();
+    pub fn scan(&self) -> Listing {
+        let mut scan = Listing::default();
         for c in self.candidates() {
             scan.add(c);
         }
@@ -180,8 +182,8 @@ impl Stores {
         if own.is_file() {
             return Ok(own);
         }
-        let candidates: Vec<Candidate> = self.candidates().into_iter().filter(|c| c.answers_to(spec)).collect();
-        let mut runnable: Vec<(Candidate, Found)> = Vec::new();
+        let candidates: Vec<GgufFile> = self.candidates().into_iter().filter(|c| c.answers_to(spec)).collect();
+        let mut runnable: Vec<(GgufFile, Found)> = Vec::new();
         let mut refused: Vec<Skipped> = Vec::new();
         for c in candidates {
             match c.inspect() {
@@ -237,12 +239,12 @@ impl Stores {
     }
 
     /// Every GGUF file of every store, with the names it answers to.
-    fn candidates(&self) -> Vec<Candidate> {
+    fn candidates(&self) -> Vec<GgufFile> {
         let mut out = Vec::new();
         for path in gguf_files(&self.ask, 1) {
             let name = file_stem(&path);
             let short = crate::catalog::KNOWN.iter().find(|(_, f)| path.file_name().is_some_and(|n| n == *f)).map(|(n, _)| n.to_string());
-            out.push(Candidate { name: short.unwrap_or(name), source: Source::Ask, repo: None, path, aliases: Vec::new() });
+            out.push(GgufFile { name: short.unwrap_or(name), source: Origin::Ask, repo: None, path, aliases: Vec::new() });
         }
         for root in &self.ollama {
             out.extend(ollama_models(root));
@@ -255,25 +257,25 @@ impl Stores {
                 for model in subdirs(&publisher) {
                     let repo = format!("{}/{}", file_name_of(&publisher), file_name_of(&model));
                     for path in gguf_files(&model, 2) {
-                        out.push(Candidate { name: format!("{repo}/{}", file_name_of(&path)), source: Source::LmStudio, repo: Some(repo.clone()), path, aliases: Vec::new() });
+                        out.push(GgufFile { name: format!("{repo}/{}", file_name_of(&path)), source: Origin::LmStudio, repo: Some(repo.clone()), path, aliases: Vec::new() });
                     }
                 }
             }
         }
         if let Some(cache) = &self.llama_cpp {
             for path in gguf_files(cache, 4) {
-                out.push(Candidate { name: file_name_of(&path), source: Source::LlamaCpp, repo: None, path, aliases: Vec::new() });
+                out.push(GgufFile { name: file_name_of(&path), source: Origin::LlamaCpp, repo: None, path, aliases: Vec::new() });
             }
         }
         out
     }
 
     /// Sentence-encoder folders in ask's directory and the hub cache.
-    fn scan_encoders(&self, scan: &mut Scan) {
-        let mut dirs: Vec<(Source, String, PathBuf)> = subdirs(&self.ask).into_iter().map(|d| (Source::Ask, file_name_of(&d), d)).collect();
+    fn scan_encoders(&self, scan: &mut Listing) {
+        let mut dirs: Vec<(Origin, String, PathBuf)> = subdirs(&self.ask).into_iter().map(|d| (Origin::Ask, file_name_of(&d), d)).collect();
         if let Some(hub) = &self.hf_hub {
             for (repo, snapshot) in hf_snapshots(hub) {
-                dirs.push((Source::HuggingFace, repo, snapshot));
+                dirs.push((Origin::HuggingFace, repo, snapshot));
             }
         }
         for (source, name, dir) in dirs {
@@ -282,7 +284,7 @@ impl Stores {
             }
             let weights = [dir.join("model.safetensors"), dir.join("model.onnx"), dir.join("onnx/model.onnx")].into_iter().find(|p| p.is_file());
             let Some(weights) = weights else { continue };
-            match crate::embed::probe(&dir) {
+            match ask_embed::probe(&dir) {
                 Ok(info) => {
                     let architecture = std::fs::read(dir.join("config.json"))
                         .ok()
@@ -294,7 +296,8 @@ impl Stores {
                         role: Role::Encoder,
                         source,
                         architecture,
-                        quantization: Some(info.backend.as_str().into()),
+                        quantization: None,
+                        backend: Some(info.backend),
                         bytes: size_of(&weights),
                         path: dir,
                     });
@@ -313,10 +316,10 @@ fn looks_like_repo(spec: &str) -> bool {
 
 /// One GGUF file and the names it answers to.
 #[derive(Debug, Clone)]
-struct Candidate {
+struct GgufFile {
     /// The name `ask models` shows.
     name: String,
-    source: Source,
+    source: Origin,
     /// `Org/Name` for a repository's file (Hugging Face, LM Studio).
     repo: Option<String>,
     path: PathBuf,
@@ -324,14 +327,14 @@ struct Candidate {
     aliases: Vec<String>,
 }
 
-impl Candidate {
+impl GgufFile {
     fn answers_to(&self, spec: &str) -> bool {
         let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         if eq(&self.name, spec) || self.aliases.iter().any(|a| eq(a, spec)) {
             return true;
         }
         let file = file_name_of(&self.path);
-        if self.source != Source::Ollama && (eq(&file, spec) || eq(file.strip_suffix(".gguf").unwrap_or(&file), spec)) {
+        if self.source != Origin::Ollama && (eq(&file, spec) || eq(file.strip_suffix(".gguf").unwrap_or(&file), spec)) {
             return true;
         }
         let Some(repo) = &self.repo else { return false };
@@ -356,10 +359,10 @@ impl Candidate {
             return Err(skip("one part of a split GGUF file; ask reads single-file models (join the parts with llama.cpp's gguf-split --merge)".into()));
         }
         let (architecture, quantization) = gguf_header(&self.path).map_err(skip)?;
-        if !crate::decoder::ARCHITECTURES.contains(&architecture.as_str()) {
+        if !ask_engine::ARCHITECTURES.contains(&architecture.as_str()) {
             return Err(skip(format!(
                 "architecture '{architecture}' is not one ask runs ({})",
-                crate::decoder::ARCHITECTURES.join(", ")
+                ask_engine::ARCHITECTURES.join(", ")
             )));
         }
         Ok(Found {
@@ -368,14 +371,15 @@ impl Candidate {
             source: self.source,
             architecture,
             quantization,
+            backend: None,
             bytes: size_of(&self.path),
             path: self.path.clone(),
         })
     }
 }
 
-impl Scan {
-    fn add(&mut self, c: Candidate) {
+impl Listing {
+    fn add(&mut self, c: GgufFile) {
         match c.inspect() {
             Ok(f) => self.found.push(f),
             Err(s) => self.skipped.push(s),
@@ -455,7 +459,7 @@ fn split_part(path: &Path) -> bool {
 /// Ollama's store: `manifests/HOST/NAMESPACE/MODEL/TAG` are JSON manifests
 /// whose layer of media type `application/vnd.ollama.image.model` names
 /// the GGUF blob `blobs/sha256-HEX`.
-fn ollama_models(root: &Path) -> Vec<Candidate> {
+fn ollama_models(root: &Path) -> Vec<GgufFile> {
     let mut out = Vec::new();
     for host in subdirs(&root.join("manifests")) {
         for namespace in subdirs(&host) {
@@ -473,7 +477,7 @@ fn ollama_models(root: &Path) -> Vec<Candidate> {
                         format!("{host}/{ns}/{m}")
                     };
                     let aliases = if t == "latest" { vec![base.clone()] } else { Vec::new() };
-                    out.push(Candidate { name: format!("{base}:{t}"), source: Source::Ollama, repo: None, path: blob, aliases });
+                    out.push(GgufFile { name: format!("{base}:{t}"), source: Origin::Ollama, repo: None, path: blob, aliases });
                 }
             }
         }
@@ -514,12 +518,12 @@ fn hf_snapshots(hub: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn hf_models(hub: &Path) -> Vec<Candidate> {
+fn hf_models(hub: &Path) -> Vec<GgufFile> {
     let mut out = Vec::new();
     for (repo, snapshot) in hf_snapshots(hub) {
         for path in gguf_files(&snapshot, 3) {
             let rel = path.strip_prefix(&snapshot).unwrap_or(&path).to_string_lossy().into_owned();
-            out.push(Candidate { name: format!("{repo}/{rel}"), source: Source::HuggingFace, repo: Some(repo.clone()), path, aliases: Vec::new() });
+            out.push(GgufFile { name: format!("{repo}/{rel}"), source: Origin::HuggingFace, repo: Some(repo.clone()), path, aliases: Vec::new() });
         }
     }
     out

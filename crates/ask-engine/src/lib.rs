@@ -1,27 +1,29 @@
-//! The local models ask runs with candle: a sentence encoder that turns text
-//! into vectors ([`embed`]), a GGUF decoder that writes answers
-//! ([`generate`]) from grounded prompts ([`prompt`]), and the names that
-//! choose a model file ([`catalog`]).
+//! ask's generation engine: GGUF decoders (qwen2, llama, gemma3, phi3 …)
+//! run on the CPU by candle and by ask's own quantized kernels, which pick
+//! the CPU's best instruction set (AVX2, AVX-512, VNNI) at run time.
+//!
+//! [`Generator`] loads a GGUF file and writes tokens ([`generate`]); the
+//! kernels (matrix-vector products for one token, repacked tiles for a
+//! prompt) and the quant block layouts are private. This is the one crate of the
+//! workspace with `unsafe` code: the SIMD kernels and the GGUF's memory
+//! map. [`ModelError`] is the error of every model crate (ask-embed sits on
+//! this one), and names the file involved.
 //!
 //! Models are loaded from files the user already has; nothing here opens a
-//! network connection. Families are recognised by architecture (the
-//! encoder's `config.json`), never by model name.
+//! network connection. Families are recognised by the GGUF's architecture,
+//! never by model name.
 #![deny(missing_docs)]
 
-mod bert;
-pub mod catalog;
-pub mod embed;
-mod encoder;
 mod decoder;
-mod matvec;
-pub mod onnx;
-mod ops;
 pub mod generate;
-pub mod prompt;
-pub mod stores;
+mod matvec;
+pub mod memory;
+mod ops;
 mod quant;
 
-pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
+pub use generate::{Generator, SamplingParams, Stop, Timings, Turn};
+
+pub use decoder::ARCHITECTURES;
 
 /// Measurements of the engine's insides, for the examples in `examples/`;
 /// not part of ask's API.
@@ -29,7 +31,6 @@ pub use embed::{Backend, Embedder, EncoderInfo, Pooling};
 pub mod bench {
     pub use crate::decoder::{drift, Drift};
 }
-pub use generate::{Generator, SamplingParams, Stop, Timings, Turn};
 
 /// The models a `--model` value could have named, for
 /// [`ModelError::UnknownModel`].
@@ -115,8 +116,8 @@ impl From<candle_core::Error> for ModelError {
 
 /// A model placed by scripts/fetch-models (`ASK_TEST_MODELS` overrides the
 /// directory), for tests that run the real models.
-#[cfg(test)]
-pub(crate) fn fetched_model(name: &str) -> std::path::PathBuf {
+#[doc(hidden)]
+pub fn fetched_model(name: &str) -> std::path::PathBuf {
     use std::path::PathBuf;
     let models = std::env::var_os("ASK_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
         let data = std::env::var_os("XDG_DATA_HOME")

@@ -162,7 +162,7 @@ mod tests {
     fn a_missing_tokenizer_config_is_made_from_the_padding_token() {
         let dir = std::env::temp_dir().join(format!("ask-onnx-tok-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let tokenizer = std::fs::read(crate::fetched_model("all-MiniLM-L6-v2").join("tokenizer.json")).unwrap();
+        let tokenizer = std::fs::read(ask_engine::fetched_model("all-MiniLM-L6-v2").join("tokenizer.json")).unwrap();
         let made = tokenizer_config(&dir, &tokenizer, br#"{"pad_token_id": 0}"#, 256).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&made).unwrap();
         assert_eq!((v["model_max_length"].as_u64(), v["pad_token"].as_str()), (Some(256), Some("[PAD]")));

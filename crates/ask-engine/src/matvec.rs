@@ -100,7 +100,7 @@ kernels! {
 /// `QTensor` that other kernels also use (candle's tiles for the
 /// K-quants' prefill), so the weights are not held twice.
 #[derive(Clone)]
-enum Store<B> {
+enum BlockBuf<B> {
     Owned(Vec<B>),
     /// The tensor and where its blocks are: looking them up through
     /// `QTensor::data` for every row cost 3% of decode.
@@ -110,12 +110,12 @@ enum Store<B> {
 // SAFETY: `Shared` points into the storage of a QTensor it keeps alive,
 // which candle never mutates nor moves (its repacked tiles live apart), so
 // the blocks are shared immutable data like `Owned`'s.
-unsafe impl<B: Send + Sync> Send for Store<B> {}
-unsafe impl<B: Send + Sync> Sync for Store<B> {}
+unsafe impl<B: Send + Sync> Send for BlockBuf<B> {}
+unsafe impl<B: Send + Sync> Sync for BlockBuf<B> {}
 
-impl<B: Block> Store<B> {
+impl<B: Block> BlockBuf<B> {
     /// The tensor's bytes when they are in memory and aligned for `B`.
-    fn shared(t: Arc<QTensor>) -> Option<Store<B>> {
+    fn shared(t: Arc<QTensor>) -> Option<BlockBuf<B>> {
         let Ok(Cow::Borrowed(bytes)) = t.data() else { return None };
         // SAFETY: every `B` is a `repr(C)` struct of integers and halves,
         // for which every bit pattern is valid.
@@ -124,26 +124,26 @@ impl<B: Block> Store<B> {
             return None;
         }
         let (blocks, len) = (blocks.as_ptr(), blocks.len());
-        Some(Store::Shared { _tensor: t, blocks, len })
+        Some(BlockBuf::Shared { _tensor: t, blocks, len })
     }
 
     fn get(&self) -> &[B] {
         match self {
-            Store::Owned(v) => v,
+            BlockBuf::Owned(v) => v,
             // SAFETY: see the Send impl; len blocks were there when shared.
-            Store::Shared { blocks, len, .. } => unsafe { std::slice::from_raw_parts(*blocks, *len) },
+            BlockBuf::Shared { blocks, len, .. } => unsafe { std::slice::from_raw_parts(*blocks, *len) },
         }
     }
 }
 
 #[derive(Clone)]
 enum Blocks {
-    Q4_0(Store<BlockQ4_0>),
-    Q4_1(Store<BlockQ4_1>),
-    Q5_0(Store<BlockQ5_0>),
-    Q8_0(Store<BlockQ8_0>),
-    Q4K(Store<BlockQ4K>),
-    Q6K(Store<BlockQ6K>),
+    Q4_0(BlockBuf<BlockQ4_0>),
+    Q4_1(BlockBuf<BlockQ4_1>),
+    Q5_0(BlockBuf<BlockQ5_0>),
+    Q8_0(BlockBuf<BlockQ8_0>),
+    Q4K(BlockBuf<BlockQ4K>),
+    Q6K(BlockBuf<BlockQ6K>),
 }
 
 /// `$body` with `$b` bound to the block slice of whichever type `$blocks` is.
@@ -171,7 +171,7 @@ pub struct QMatrix {
 
 /// Copies raw GGML bytes into blocks of `B` (the bytes of a QTensor carry
 /// no alignment promise, the blocks' halves need 2).
-fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Store<B>> {
+fn blocks_of<B: Block>(bytes: &[u8]) -> Option<BlockBuf<B>> {
     let size = std::mem::size_of::<B>();
     if !bytes.len().is_multiple_of(size) {
         return None;
@@ -185,7 +185,7 @@ fn blocks_of<B: Block>(bytes: &[u8]) -> Option<Store<B>> {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * size);
         out.set_len(n);
     }
-    Some(Store::Owned(out))
+    Some(BlockBuf::Owned(out))
 }
 
 impl QMatrix {
@@ -209,8 +209,8 @@ impl QMatrix {
     pub fn shared(t: Arc<QTensor>) -> Option<QMatrix> {
         let (rows, cols) = t.shape().dims2().ok()?;
         let blocks = match t.dtype() {
-            GgmlDType::Q4K => Blocks::Q4K(Store::shared(t)?),
-            GgmlDType::Q6K => Blocks::Q6K(Store::shared(t)?),
+            GgmlDType::Q4K => Blocks::Q4K(BlockBuf::shared(t)?),
+            GgmlDType::Q6K => Blocks::Q6K(BlockBuf::shared(t)?),
             _ => return None,
         };
         Self::checked(QMatrix { rows, cols, blocks })
@@ -232,10 +232,10 @@ impl QMatrix {
     /// The rows of `parts` stacked, when they share a block type and a
     /// width (q, k and v; gate and up) and hold their own blocks.
     pub fn stack(parts: &[&QMatrix]) -> Option<QMatrix> {
-        fn append<B: Block>(a: &mut Store<B>, b: &Store<B>) -> Option<()> {
+        fn append<B: Block>(a: &mut BlockBuf<B>, b: &BlockBuf<B>) -> Option<()> {
             match a {
-                Store::Owned(a) => a.extend_from_slice(b.get()),
-                Store::Shared { .. } => return None,
+                BlockBuf::Owned(a) => a.extend_from_slice(b.get()),
+                BlockBuf::Shared { .. } => return None,
             }
             Some(())
         }
@@ -449,7 +449,7 @@ mod tests {
             let w = Tensor::from_vec(ramp(rows, cols, 9), (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let bytes = q.data().unwrap();
-            // SAFETY: as in Store::shared; the quantized data are whole blocks.
+            // SAFETY: as in BlockBuf::shared; the quantized data are whole blocks.
             let (head, blocks, _) = unsafe { bytes.align_to::<B>() };
             assert!(head.is_empty(), "{dtype:?}: blocks aligned");
             let xs: Vec<Acts> = (0..3)

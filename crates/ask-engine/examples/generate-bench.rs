@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use ask_model::{Generator, SamplingParams};
+use ask_engine::{Generator, SamplingParams};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,7 +45,7 @@ fn main() {
     };
     // The mean rate of `runs` runs after a warm-up, and the last run's
     // timings; each run prefills the whole prompt, as a new one would be.
-    let mean = |model: &mut Generator, prompt: &str, max_tokens: usize, rate: fn(&ask_model::Timings) -> f64| {
+    let mean = |model: &mut Generator, prompt: &str, max_tokens: usize, rate: fn(&ask_engine::Timings) -> f64| {
         let params = SamplingParams { max_tokens, repeat_penalty: 1.0, ignore_eos: true, ..Default::default() };
         let run = |model: &mut Generator| {
             model.forget();
