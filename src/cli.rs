@@ -76,6 +76,23 @@ pub enum Command {
     /// Retrieves the best passages, asks the local model to answer only from
     /// them, streams the answer and lists the sources.
     Query(QueryArgs),
+    /// Talk with your documents: questions and follow-ups, models kept loaded
+    ///
+    /// Each answer streams with its numbered sources, as `ask query`'s do,
+    /// and a follow-up ("and which port does it use?") is read with the
+    /// conversation so far. The encoder and the answer model load once.
+    /// Ctrl-C stops the answer being written and keeps the session; Ctrl-D
+    /// ends it. /help lists the commands (/sources, /new). When standard
+    /// input is not a terminal, each line is a question and the answers go
+    /// to standard output. The conversation is kept as `ask query`'s are.
+    Chat(ChatArgs),
+    /// List, show or delete the conversations of `ask query` and `ask chat`
+    ///
+    /// Every question `ask query` answers is kept with its answer, as a
+    /// conversation a follow-up can continue (`ask query -c`). Each is a
+    /// file of its own in $ASK_HOME/conversations, readable by you alone.
+    /// With no subcommand, lists them, the most recent first.
+    Conversations(ConversationsArgs),
     /// Summarize a file or standard input with the local model
     ///
     /// Text longer than the model's context is summarized in pieces, and the
@@ -401,12 +418,67 @@ pub struct QueryArgs {
     pub context_only: bool,
 
     /// Print one JSON object: answer, attributed, sources, model, stop,
-    /// timings (docs/json.md)
+    /// timings, conversation (docs/json.md)
     #[arg(long)]
     pub json: bool,
 
+    #[command(flatten, next_help_heading = "Conversation")]
+    pub talk: ConversationArgs,
+
     #[command(flatten, next_help_heading = "Answer model and sampling")]
     pub gen: GenArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Passages to retrieve and give the model for each question
+    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
+    pub limit: usize,
+
+    /// Passages whose cosine similarity to the question is below this are not used
+    #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
+    pub min_score: f32,
+
+    /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
+    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+    pub mode: SearchMode,
+
+    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
+    pub passage_tokens: usize,
+
+    #[command(flatten, next_help_heading = "Conversation")]
+    pub talk: ConversationArgs,
+
+    #[command(flatten, next_help_heading = "Answer model and sampling")]
+    pub gen: GenArgs,
+}
+
+/// Which conversation a question continues, and how a follow-up is searched
+/// (query, chat).
+#[derive(Debug, Args)]
+pub struct ConversationArgs {
+    /// Continue the most recent conversation with this index: each question
+    /// is a follow-up to its earlier turns
+    #[arg(short = 'c', long = "continue")]
+    pub continue_last: bool,
+
+    /// Continue the conversation ID (`ask conversations` lists them)
+    #[arg(long, value_name = "ID", conflicts_with = "continue_last")]
+    pub conversation: Option<String>,
+
+    #[command(flatten)]
+    pub follow: FollowUpArgs,
+}
+
+/// How a follow-up question is searched (query, chat, eval).
+#[derive(Debug, Args)]
+pub struct FollowUpArgs {
+    /// How a follow-up is searched: join (with the earlier questions) or
+    /// rewrite (by the answer model, into a question that stands alone)
+    #[arg(long, value_name = "METHOD", default_value_t = ask_pipeline::conversation::FollowUp::default(), hide = true,
+          value_parser = follow_up_parser())]
+    pub follow_up: ask_pipeline::conversation::FollowUp,
 }
 
 /// How the answer model is chosen and samples its text (query, summarize).
@@ -437,7 +509,7 @@ pub struct GenArgs {
     pub seed: u64,
 
     /// Most tokens to generate
-    #[arg(long, value_name = "N", default_value_t = 384)]
+    #[arg(long, value_name = "N", default_value_t = ask_pipeline::answer::ANSWER_TOKENS)]
     pub max_tokens: usize,
 
     /// Penalty for repeating recent tokens (1 = none)
@@ -497,7 +569,8 @@ pub struct SummarizeArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A BEIR-format dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv) to
-    /// measure retrieval, or a folder with questions.jsonl to measure answers
+    /// measure retrieval, or a folder with questions.jsonl (or
+    /// conversations.jsonl: follow-ups) to measure answers
     #[arg(value_name = "DATASET_DIR")]
     pub dataset: PathBuf,
 
@@ -536,9 +609,12 @@ pub struct EvalArgs {
           value_parser = layout_parser())]
     pub layout: ask_pipeline::prompt::Layout,
 
-    /// Answers: evaluate only the first N questions
+    /// Answers: evaluate only the first N questions (or conversations)
     #[arg(long, value_name = "N")]
     pub max_questions: Option<usize>,
+
+    #[command(flatten)]
+    pub follow: FollowUpArgs,
 
     /// Index the documents in chunks of N tokens (as `ask index --chunk-tokens`),
     /// into a scratch index of their own
@@ -602,6 +678,37 @@ pub struct ForgetArgs {
     /// Print what was removed as one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConversationsArgs {
+    #[command(subcommand)]
+    pub action: Option<ConversationsAction>,
+
+    /// Print one JSON object per conversation (all its turns)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationsAction {
+    /// Every conversation, the most recent first (the default)
+    List,
+    /// One conversation's questions and answers
+    Show {
+        /// The conversation, as the list names it
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Delete conversations
+    Delete {
+        /// The conversations, as the list names them
+        #[arg(value_name = "ID", required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Delete every conversation
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -683,6 +790,12 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-5s").is_err());
     }
+}
+
+/// `--follow-up`'s values.
+fn follow_up_parser() -> impl clap::builder::TypedValueParser<Value = ask_pipeline::conversation::FollowUp> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ask_pipeline::conversation::FollowUp::ALL.map(|(n, _)| n)).map(|s| s.parse().expect("a listed method"))
 }
 
 /// `--layout`'s values, listed in `--help` and completions.

@@ -285,3 +285,64 @@ fn sources_are_hyperlinks_on_a_terminal_and_plain_text_elsewhere() {
     let out = env.ok(&["search", "-k", "1", "deposit returned"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
 }
+
+#[test]
+fn a_follow_up_continues_the_last_conversation() {
+    let env = two_tools();
+    let follow_up = ["query", "--json", "--max-tokens", "24", "-k", "1", "Which port does it listen on by default?"];
+    // Asked alone, the follow-up finds the tool that says so.
+    let alone = json(&env.ok(&follow_up).stdout);
+    assert_eq!(first_source(&alone), "kestrel.md", "{alone}");
+    let first = json(&env.ok(&["query", "--json", "--max-tokens", "24", "-k", "1", "Who wrote the Otter backup tool?"]).stdout);
+    assert_eq!(first_source(&first), "otter.md", "{first}");
+    let id = first["conversation"].as_str().unwrap().to_owned();
+    // With -c, it is about Otter, which the first turn named.
+    let mut args = follow_up.to_vec();
+    args.insert(1, "-c");
+    let next = json(&env.ok(&args).stdout);
+    assert_eq!(first_source(&next), "otter.md", "{next}");
+    assert_eq!(next["conversation"].as_str(), Some(id.as_str()));
+    // The conversation holds both turns, in a file of the user's own.
+    let kept = json(&env.ok(&["conversations", "show", "--json", &id]).stdout);
+    let questions: Vec<&str> = kept["turns"].as_array().unwrap().iter().map(|t| t["question"].as_str().unwrap()).collect();
+    assert_eq!(questions, ["Who wrote the Otter backup tool?", "Which port does it listen on by default?"]);
+    let file = env.home.join("conversations").join(format!("{id}.json"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // --conversation names it too; the alone question started one of its own.
+    let named = json(&env.ok(&["query", "--json", "--max-tokens", "8", "-k", "1", "--conversation", &id, "And who wrote it?"]).stdout);
+    assert_eq!(first_source(&named), "otter.md", "{named}");
+    let list = json_lines(&env.ok(&["conversations", "--json"]).stdout);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["id"].as_str(), Some(id.as_str()), "the most recent first");
+    assert_eq!(list[0]["turns"].as_array().unwrap().len(), 3);
+    env.ok(&["conversations", "delete", &id]);
+    assert!(!file.exists());
+}
+
+#[test]
+fn bad_conversations_are_refused_clearly() {
+    let env = two_tools();
+    // An unknown id is a usage error.
+    let out = env.run(&["query", "--conversation", "nosuch", "Who wrote it?"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no conversation 'nosuch'"), "{}", stderr(&out));
+    assert_eq!(env.run(&["conversations", "delete", "nosuch"]).status.code(), Some(2));
+    // A damaged file is named, left as it was, and no panic.
+    let damaged = env.write("ask-home/conversations/20260101-000000.json", "{\"id\": \"20260101-000000\", \"turns\": [");
+    let out = env.run(&["query", "--conversation", "20260101-000000", "Who wrote it?"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&damaged.display().to_string()) && !stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&damaged).unwrap(), "{\"id\": \"20260101-000000\", \"turns\": [");
+    let listed = env.run(&["conversations"]);
+    assert!(listed.status.success() && stderr(&listed).contains(&damaged.display().to_string()), "{}", stderr(&listed));
+    // It can still be deleted.
+    env.ok(&["conversations", "delete", "20260101-000000"]);
+    assert!(!damaged.exists());
+    // A conversation is with one index.
+    let first = json(&env.ok(&["query", "--json", "--max-tokens", "4", "-k", "1", "Who wrote Otter?"]).stdout);
+    let id = first["conversation"].as_str().unwrap();
+    let out = env.run(&["--index", "other", "query", "--conversation", id, "Who wrote it?"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--index default"), "{}", stderr(&out));
+}

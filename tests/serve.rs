@@ -374,3 +374,23 @@ fn a_model_added_while_serving_is_found_when_named() {
     assert_eq!(reply["model"], "late-model", "{reply}");
     assert!(ids(&serve).contains(&"late-model".to_owned()), "{:?}", ids(&serve));
 }
+
+/// An OpenAI client sends the whole conversation: a follow-up is answered
+/// from what the earlier turns were about.
+#[test]
+fn a_follow_up_is_answered_with_the_messages_before_it() {
+    let env = two_tools();
+    let serve = Serve::start(env.cmd());
+    let follow_up = json!({"role": "user", "content": "Which port does it listen on by default?"});
+    let alone = json!({"model": "ask", "max_tokens": 8, "k": 1, "messages": [follow_up]});
+    let (status, reply) = serve.post("/v1/chat/completions", &alone);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(file_name(&reply["sources"][0]), "kestrel.md", "{reply}");
+    let conversation = json!({"model": "ask", "max_tokens": 8, "k": 1, "messages": [
+        {"role": "user", "content": "Who wrote the Otter backup tool?"},
+        {"role": "assistant", "content": "Otter was written by Sam Lee [1]."},
+        follow_up]});
+    let (status, reply) = serve.post("/v1/chat/completions", &conversation);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(file_name(&reply["sources"][0]), "otter.md", "{reply}");
+}

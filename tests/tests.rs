@@ -3,6 +3,7 @@
 
 mod util;
 
+mod chat;
 mod documents;
 mod eval;
 mod index;

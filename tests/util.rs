@@ -208,3 +208,17 @@ pub fn python_clients() -> PathBuf {
     assert!(python.exists(), "the client packages are missing from {}: run scripts/test-clients first", venv.display());
     python
 }
+
+/// Two tools that both listen on a port: a follow-up that says "it" can
+/// only be about the one the first turn named.
+pub fn two_tools() -> Env {
+    let env = Env::new();
+    env.write("tools/kestrel.md", "# Kestrel\n\nKestrel is the sync daemon of the Harbor project, written by Mira Okafor.\n\nWhich port does Kestrel listen on by default? Kestrel listens on TCP port 7441 by default.\n");
+    env.write("tools/otter.md", "# Otter\n\nOtter is a backup tool written by Sam Lee. It keeps snapshots in a content-addressed store. Its server uses port 9102.\n");
+    env.index(&["tools"]);
+    env
+}
+
+pub fn first_source(v: &serde_json::Value) -> String {
+    v["sources"][0]["path"].as_str().unwrap_or_default().rsplit('/').next().unwrap().to_owned()
+}

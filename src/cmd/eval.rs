@@ -51,7 +51,7 @@ struct Report {
 
 /// A corpus indexed for evaluation: the index, and the corpus id of each
 /// indexed file.
-struct Prepared {
+pub(super) struct Prepared {
     cfg: Config,
     id_of: HashMap<String, String>,
     passages: usize,
@@ -129,7 +129,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, chunk_tokens: usize, cfg: &C
 
 impl Run for EvalArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-        if self.dataset.join("questions.jsonl").is_file() {
+        if self.dataset.join("questions.jsonl").is_file() || self.dataset.join("conversations.jsonl").is_file() {
             return answers::run(self, cfg, rt);
         }
         let ui = Ui::new(cfg.quiet, false);

@@ -15,7 +15,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use ask_embed::Embedder;
 use ask_engine::SamplingParams;
-use ask_pipeline::answer::{self, passages, retrieve, Search, MIN_SCORE, NEIGHBOURS};
+use ask_pipeline::answer::{self, passages, retrieve, Search, ANSWER_TOKENS, MIN_SCORE, NEIGHBOURS};
+use ask_pipeline::conversation::{self, Exchange};
 use ask_pipeline::json::{SearchHit, Source};
 use ask_pipeline::warm::{check_encoder, Warm};
 use ask_store::{Filter, Mode, Store};
@@ -162,24 +163,27 @@ impl Server<'_> {
 
     fn query(&mut self, args: &Value) -> Result<Value> {
         let question = text(args, "question")?;
+        let history = earlier_turns(args)?;
         let k = count(args, "k", 5, MAX_K)?;
-        let max_tokens = count(args, "max_tokens", 512, MAX_ANSWER_TOKENS)?;
+        let max_tokens = count(args, "max_tokens", ANSWER_TOKENS as u64, MAX_ANSWER_TOKENS)?;
         let cfg = self.config(args)?;
         let rt = self.rt;
         let filter = Filter::default();
         let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS };
         let embedder = self.encoder(&cfg)?;
-        let vector = embedder.embed_query(&question)?;
+        // A follow-up is searched for with the questions before it.
+        let searched = conversation::joined(&history, &question);
+        let vector = embedder.embed_query(&searched)?;
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
+        let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
         if hits.is_empty() {
-            return Ok(json!({"answer": null, "sources": [], "note": "No passage in the index is relevant to this question."}));
+            return Ok(json!({"answer": null, "sources": [], "note": answer::NOTHING}));
         }
         let path = cfg.answer_model(self.model.as_deref())?;
         let model = self.warm.generator(&path).context("cannot load the answer model")?;
         let params = SamplingParams { max_tokens, ..Default::default() };
         let shown = passages(&hits);
-        let answer = answer::answer(model, &mut hits, &shown, &question, Default::default(), &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+        let answer = answer::answer(model, &mut hits, &shown, &history, &question, Default::default(), &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
         Ok(json!({"answer": answer.cited(), "sources": Source::all(&hits), "model": model.name}))
     }
 
@@ -205,6 +209,14 @@ fn text(args: &Value, key: &str) -> Result<String> {
     match args.get(key).and_then(Value::as_str).map(str::trim) {
         Some(t) if !t.is_empty() => Ok(t.to_owned()),
         _ => bail!("'{key}' must be a non-empty string"),
+    }
+}
+
+/// The `history` argument: earlier questions and answers, oldest first.
+fn earlier_turns(args: &Value) -> Result<Vec<Exchange>> {
+    match args.get("history") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| anyhow::anyhow!("'history' must be a list of {{\"question\", \"answer\"}} objects: {e}")),
     }
 }
 
@@ -239,8 +251,10 @@ fn tools() -> Value {
             "description": "Answer a question from the user's indexed files with the local model; the answer cites its sources as [n], listed with their file and lines.",
             "inputSchema": {"type": "object", "properties": {
                 "question": {"type": "string"},
+                "history": {"type": "array", "description": "The conversation before this question, oldest first, when it is a follow-up",
+                    "items": {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}}, "required": ["question", "answer"]}},
                 "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "Passages to answer from (default 5)"},
-                "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_ANSWER_TOKENS, "description": "Longest answer (default 512)"},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_ANSWER_TOKENS, "description": "Longest answer (default 384)"},
                 "index": index
             }, "required": ["question"]}
         },

@@ -1,6 +1,8 @@
 //! One module per subcommand (zoxide's layout); the enum dispatches through
 //! [`Run`].
 
+mod chat;
+mod conversations;
 mod forget;
 mod index;
 mod mcp;
@@ -34,6 +36,8 @@ impl Run for Command {
             Command::Index(args) => args.run(cfg, rt),
             Command::Search(args) => args.run(cfg, rt),
             Command::Query(args) => args.run(cfg, rt),
+            Command::Conversations(args) => args.run(cfg, rt),
+            Command::Chat(args) => args.run(cfg, rt),
             Command::Status(args) => args.run(cfg, rt),
             Command::Models(args) => args.run(cfg, rt),
             Command::Mcp(args) => args.run(cfg, rt),

@@ -11,13 +11,14 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use ask_pipeline::answer::{self, focus, passages, retrieve, Answer, Search};
+use ask_pipeline::conversation::{self, Conversation, ConversationError, Conversations, Exchange, FollowUp};
 use ask_pipeline::json::Source;
 
 use super::search::open_for_query;
 use super::Run;
 use crate::cli::QueryArgs;
 use crate::config::Config;
-use crate::exit::Exit;
+use crate::exit::{Exit, Usage};
 
 #[derive(Serialize)]
 struct JsonTimings {
@@ -44,6 +45,9 @@ struct JsonAnswer<'a> {
     /// "interrupted"; null when nothing was generated.
     stop: Option<ask_engine::Stop>,
     timings: JsonTimings,
+    /// The conversation the question and answer were added to (null with
+    /// --context-only, which keeps nothing).
+    conversation: Option<&'a str>,
 }
 
 impl QueryArgs {
@@ -66,15 +70,50 @@ impl QueryArgs {
     }
 }
 
+/// The conversation a question belongs to: the one `id` names, the latest
+/// with this index for `latest` (a new one when there is none), else a new
+/// one. An unknown id, or one with another index, is a usage error.
+pub(super) fn conversation(cfg: &Config, id: Option<&str>, latest: bool) -> Result<(Conversations, Conversation)> {
+    let all = Conversations::new(&cfg.home);
+    let found = match (id, latest) {
+        (Some(id), _) => Some(all.load(id).map_err(|e| match e {
+            ConversationError::Unknown { .. } => anyhow::Error::new(Usage(format!("{e}; `ask conversations` lists them"))),
+            e => e.into(),
+        })?),
+        (None, true) => all.latest(&cfg.index_name)?,
+        (None, false) => None,
+    };
+    if let Some(c) = &found {
+        if c.index != cfg.index_name {
+            return Err(Usage(format!("conversation '{}' is with index '{}', not '{}': add --index {}", c.id, c.index, cfg.index_name, c.index)).into());
+        }
+    }
+    let now = super::rfc3339(jiff::Timestamp::now().as_second());
+    let conversation = found.unwrap_or_else(|| all.start(&cfg.index_name, &now));
+    Ok((all, conversation))
+}
+
+/// What retrieval searches for when `question` follows `history`, by
+/// `follow` ([`FollowUp::Rewrite`] needs the answer model).
+pub(super) fn searched_for(history: &[Exchange], question: &str, follow: FollowUp, model: Option<&mut Generator>) -> Result<String> {
+    Ok(match (history.is_empty(), follow, model) {
+        (true, ..) => question.to_owned(),
+        (false, FollowUp::Rewrite, Some(model)) => conversation::rewrite(model, history, question)?,
+        (false, ..) => conversation::joined(history, question),
+    })
+}
+
 impl Run for QueryArgs {
     fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         let question = self.question()?;
+        let (conversations, mut conversation) = conversation(cfg, self.talk.conversation.as_deref(), self.talk.continue_last)?;
+        let history = conversation.turns.clone();
         let started = Instant::now();
         let filter = self.filter.resolve_now()?;
         let model_path = cfg.answer_model(self.gen.model.as_deref());
         // The answer model loads (reads its file, lays out its kernels'
         // tiles) while the question is embedded and searched.
-        let loading = match (&model_path, self.context_only) {
+        let mut loading = match (&model_path, self.context_only) {
             (Ok(path), false) => {
                 let path = path.clone();
                 Some(std::thread::spawn(move || Generator::load(&path)))
@@ -84,36 +123,54 @@ impl Run for QueryArgs {
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
         let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score, neighbours: self.neighbours };
-        let vector = embedder.embed_query(&question)?;
-        let mut hits = retrieve(rt, &store, &question, &vector, &search)?;
+        // A follow-up is searched for with what it refers to.
+        let mut loaded = None;
+        // Rewriting a follow-up needs the answer model first.
+        if !history.is_empty() && self.talk.follow.follow_up == FollowUp::Rewrite && !self.context_only {
+            model_path.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let model = loading.take().expect("started when the model was found").join().expect("the loading thread does not panic");
+            loaded = Some(model.context("cannot load the answer model")?);
+        }
+        let searched = searched_for(&history, &question, self.talk.follow.follow_up, loaded.as_mut())?;
+        let vector = embedder.embed_query(&searched)?;
+        let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
         let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
-        if hits.is_empty() {
-            // No model is needed, nor need it exist; --json still names
-            // it as an answer would (its file name).
-            let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
-            let name = ask_models::catalog::file_name(model_path.as_deref().unwrap_or(spec));
-            let msg = "No passage in the index is relevant to this question, so there is nothing to answer from.";
-            return self.finish(None, &[], &name, retrieval_ms, msg);
-        }
         if self.context_only {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", prompt::user_message(&shown, &question, Default::default()))?;
             return Ok(Exit::Success);
         }
+        let keep = |conversation: &mut Conversation, answer: String| -> Result<()> {
+            conversation.turns.push(Exchange { question: question.clone(), answer });
+            conversations.save(conversation).context("cannot keep the conversation")
+        };
+        if hits.is_empty() {
+            // No model is needed, nor need it exist; --json still names
+            // it as an answer would (its file name).
+            let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
+            let name = ask_models::catalog::file_name(model_path.as_deref().unwrap_or(spec));
+            keep(&mut conversation, answer::NOTHING.to_owned())?;
+            return self.finish(None, &[], &name, retrieval_ms, &conversation.id);
+        }
 
-        model_path?;
-        let loaded = loading.expect("started when the model was found").join().expect("the loading thread does not panic");
-        let mut model = loaded.context("cannot load the answer model")?;
+        let mut model = match loaded {
+            Some(model) => model,
+            None => {
+                model_path?;
+                let loaded = loading.expect("started when the model was found").join().expect("the loading thread does not panic");
+                loaded.context("cannot load the answer model")?
+            }
+        };
         // The prompt's opening (system message) is the same for every
         // question: its keys and values are kept between runs.
         model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
         let interrupted = super::interrupt_flag(rt);
         let mut out = std::io::stdout().lock();
         let json = self.json;
-        let answer = answer::answer(&mut model, &mut hits, &shown, &question, Default::default(), &self.gen.sampling(), &interrupted, &mut |piece| {
+        let answer = answer::answer(&mut model, &mut hits, &shown, &history, &question, Default::default(), &self.gen.sampling(), &interrupted, &mut |piece| {
             if !json {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
@@ -121,7 +178,8 @@ impl Run for QueryArgs {
             Ok(())
         })?;
         drop(out);
-        let exit = self.finish(Some(&answer), &hits, &model.name, retrieval_ms, "")?;
+        keep(&mut conversation, answer.cited())?;
+        let exit = self.finish(Some(&answer), &hits, &model.name, retrieval_ms, &conversation.id)?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!("ask: interrupted");
             return Ok(Exit::Interrupted);
@@ -134,7 +192,7 @@ impl QueryArgs {
     /// Prints what follows the streamed answer (the citation ask adds when
     /// the model wrote none, and the sources), or with `--json` the whole
     /// answer object.
-    fn finish(&self, answer: Option<&Answer>, hits: &[Hit], model: &str, retrieval_ms: f64, no_answer: &str) -> Result<Exit> {
+    fn finish(&self, answer: Option<&Answer>, hits: &[Hit], model: &str, retrieval_ms: f64, conversation: &str) -> Result<Exit> {
         let attributed = answer.and_then(|a| a.attributed);
         let mut out = std::io::stdout().lock();
         let sources = Source::all(hits);
@@ -158,13 +216,14 @@ impl QueryArgs {
                     accepted_tokens: t.accepted_tokens,
                     cached_tokens: t.cached_tokens,
                 },
+                conversation: Some(conversation),
             };
             serde_json::to_writer(&mut out, &json)?;
             writeln!(out)?;
             return Ok(Exit::Success);
         }
         if answer.is_none() {
-            writeln!(out, "{no_answer}")?;
+            writeln!(out, "{}", answer::NOTHING)?;
             return Ok(Exit::Success);
         }
         if let Some(n) = attributed {

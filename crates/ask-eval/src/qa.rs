@@ -2,6 +2,7 @@
 //! `ask eval` reports for generated answers.
 //!
 //! A set is a `questions.jsonl` of `{"id", "question", "answers", "source"}`
+//! or a `conversations.jsonl` of `{"id", "turns", "source", "full"}`
 //! (see `../shared/eval/msmarco-5k-qa/README.md`): an answer is correct when,
 //! normalised, it contains any of the `answers` normalised the same way.
 //! Normalisation follows that set's `check.py`: lower-case, drop thousands
@@ -37,6 +38,55 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>, EvalError> {
         return Err(EvalError::Invalid { path: path.into(), message: format!("question {:?} has no gold answer", q.id) });
     }
     Ok(questions)
+}
+
+/// A user's turn of a judged conversation; the last carries the gold answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserTurn {
+    /// What the user asks.
+    pub user: String,
+    /// Gold strings (the last turn only).
+    #[serde(default)]
+    pub answers: Vec<String>,
+}
+
+/// A judged conversation (`conversations.jsonl`): turns whose last is a
+/// follow-up scored like a [`Question`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Conversation {
+    /// Its id (a question set's query id, for its relevance judgements).
+    pub id: String,
+    /// The user's turns, oldest first.
+    pub turns: Vec<UserTurn>,
+    /// The passage that holds the last turn's answer.
+    pub source: String,
+    /// The last turn written out in full, to compare with.
+    #[serde(default)]
+    pub full: Option<String>,
+}
+
+impl Conversation {
+    /// The last turn as a question of its own.
+    pub fn follow_up(&self) -> Question {
+        let last = self.turns.last().expect("load_conversations checks");
+        Question { id: self.id.clone(), question: last.user.clone(), answers: last.answers.clone(), source: self.source.clone() }
+    }
+}
+
+/// Reads a `conversations.jsonl`; a conversation of fewer than two turns,
+/// or whose last turn has no gold answer, is an error naming it.
+pub fn load_conversations(path: &Path) -> Result<Vec<Conversation>, EvalError> {
+    let conversations: Vec<Conversation> = jsonl(path)?;
+    for c in &conversations {
+        let scored = c.turns.last().is_some_and(|t| t.answers.iter().any(|a| !normalize(a, true).is_empty()));
+        if c.turns.len() < 2 || !scored {
+            return Err(EvalError::Invalid {
+                path: path.into(),
+                message: format!("conversation {:?} needs two turns or more, the last with a gold answer", c.id),
+            });
+        }
+    }
+    Ok(conversations)
 }
 
 /// The lowest qrels grade that counts a passage as holding the answer:
@@ -330,5 +380,25 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.ends_with("questions.jsonl: question \"2\" has no gold answer"), "{err}");
         assert_eq!(ok[0].answers, ["x"]);
+    }
+
+    #[test]
+    fn conversations_need_a_scored_follow_up() {
+        let dir = std::env::temp_dir().join(format!("ask-conv-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conversations.jsonl");
+        let good = r#"{"id":"7","turns":[{"user":"Who founded it?"},{"user":"When?","answers":["1865"]}],"source":"d","full":"when was it founded"}"#;
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        let ok = load_conversations(&path).unwrap();
+        std::fs::write(&path, format!("{good}\n{}\n", r#"{"id":"8","turns":[{"user":"When?","answers":["1865"]}],"source":"d"}"#)).unwrap();
+        let one_turn = load_conversations(&path).unwrap_err().to_string();
+        std::fs::write(&path, r#"{"id":"9","turns":[{"user":"Who?"},{"user":"When?"}],"source":"d"}"#).unwrap();
+        let unscored = load_conversations(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let q = ok[0].follow_up();
+        assert_eq!((q.id.as_str(), q.question.as_str(), q.answers.as_slice(), q.source.as_str()), ("7", "When?", &["1865".to_owned()][..], "d"));
+        assert_eq!(ok[0].full.as_deref(), Some("when was it founded"));
+        assert!(one_turn.contains("conversation \"8\""), "{one_turn}");
+        assert!(unscored.contains("conversation \"9\""), "{unscored}");
     }
 }

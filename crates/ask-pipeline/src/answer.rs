@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::conversation::Exchange;
 use crate::prompt::{self, Excerpt, Layout};
 use ask_embed::Embedder;
 use ask_engine::{Generator, ModelError, SamplingParams, Timings};
@@ -13,6 +14,14 @@ use tokio::runtime::Runtime;
 /// The least cosine similarity to the question a passage needs to be
 /// answered from (`ask query --min-score`, and every other caller).
 pub const MIN_SCORE: f32 = 0.2;
+
+/// The longest answer, in tokens, when none is asked for: the same for
+/// `ask query`, `ask chat`, `ask serve` and `ask mcp`.
+pub const ANSWER_TOKENS: usize = 384;
+
+/// The reply when no passage is relevant to a question: nothing is
+/// generated.
+pub const NOTHING: &str = "No passage in the index is relevant to this question, so there is nothing to answer from.";
 
 /// Chunks on each side of a retrieved one that the model reads with it
 /// (`ask query --neighbours`, and every other caller).
@@ -223,7 +232,8 @@ pub fn stream(
     }
 }
 
-/// An answer to `question` from `hits` as the model reads them (`shown`,
+/// An answer to `question`, after the earlier turns of its conversation
+/// (`history`, oldest first), from `hits` as the model reads them (`shown`,
 /// from [`passages`] or [`focus`]) in the prompt `layout`: the passages that fit the model's
 /// context with room for `params.max_tokens` (whole passages, lowest
 /// ranked dropped first: `hits` is cut to them), the model's text streamed
@@ -232,13 +242,14 @@ pub fn answer(
     model: &mut Generator,
     hits: &mut Vec<Hit>,
     shown: &[Excerpt],
+    history: &[Exchange],
     question: &str,
     layout: Layout,
     params: &SamplingParams,
     stop: &AtomicBool,
     out: &mut dyn FnMut(&str) -> std::io::Result<()>,
 ) -> Result<Answer, StreamError> {
-    let (prompt, kept) = prompt::fit(model, shown, question, params.max_tokens, layout)?;
+    let (prompt, kept) = prompt::fit(model, history, shown, question, params.max_tokens, layout)?;
     hits.truncate(kept);
     let (text, timings) = stream(model, &prompt, params, stop, out)?;
     let texts: Vec<&str> = hits.iter().map(|h| h.passage.text.as_str()).collect();

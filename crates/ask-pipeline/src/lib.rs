@@ -2,7 +2,8 @@
 //! among them the long-running `ask watch`, `ask serve` and `ask mcp`.
 //!
 //! [`answer`] finds the passages for a question and streams an answer from
-//! a prompt [`prompt`] builds. [`warm`] keeps the models of a long-running caller loaded; [`json`]
+//! a prompt [`prompt`] builds; [`conversation`] keeps the earlier turns a
+//! follow-up is read with. [`warm`] keeps the models of a long-running caller loaded; [`json`]
 //! holds the shapes of what ask prints as JSON, [`openai`] those of the
 //! OpenAI API that `ask serve` speaks.
 //!
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod answer;
+pub mod conversation;
 pub mod index;
 pub mod json;
 pub mod openai;

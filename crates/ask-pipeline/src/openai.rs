@@ -4,6 +4,8 @@
 //! keeps; nothing here does I/O.
 
 use ask_engine::{SamplingParams, Stop, Timings, Turn};
+
+use crate::conversation::Exchange;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 /// as [`crate::prompt::fit`] leaves at most half for the answer.
 pub const MAX_TOKENS: u64 = (ask_engine::generate::MAX_CONTEXT / 2) as u64;
 /// The answer's length when a request names none (`ask query`'s default).
-pub const DEFAULT_TOKENS: u64 = 384;
+pub const DEFAULT_TOKENS: u64 = crate::answer::ANSWER_TOKENS as u64;
 /// Most passages a request may ask to be answered from.
 pub const MAX_K: u64 = 50;
 /// Most texts one embeddings request may hold.
@@ -217,6 +219,26 @@ impl ChatRequest {
         }
     }
 
+    /// The turns before the question of a request answered from an index:
+    /// each user message with the assistant's reply that follows it (system
+    /// messages left out: ask's own instructions hold).
+    pub fn history(&self) -> Vec<Exchange> {
+        let before = &self.turns[..self.turns.len().saturating_sub(1)];
+        let mut out = Vec::new();
+        let mut asked: Option<&str> = None;
+        for (role, text) in before {
+            match (role.as_str(), asked) {
+                ("user", _) => asked = Some(text.trim()),
+                ("assistant", Some(q)) if !q.is_empty() => {
+                    out.push(Exchange { question: q.to_owned(), answer: text.trim().to_owned() });
+                    asked = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The conversation as the chat template reads it.
     pub fn conversation(&self) -> Vec<Turn<'_>> {
         self.turns.iter().map(|(role, content)| Turn { role, content }).collect()
@@ -378,6 +400,16 @@ mod tests {
         assert_eq!(b["error"]["code"], "model_not_found");
         assert_eq!(b["error"]["type"], "not_found_error");
         assert!(b["error"]["message"].as_str().unwrap().contains("gpt-4o"));
+    }
+
+    #[test]
+    fn earlier_messages_become_the_history_of_a_question() {
+        let r = parse(r#"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Who wrote Otter?"},
+            {"role":"assistant","content":"Sam Lee [1]."},{"role":"user","content":"Which port?"},{"role":"user","content":"Which port does it use?"}]}"#)
+        .unwrap();
+        assert_eq!(r.question().unwrap(), "Which port does it use?");
+        assert_eq!(r.history(), [Exchange { question: "Who wrote Otter?".into(), answer: "Sam Lee [1].".into() }]);
+        assert!(parse(r#"{"messages":[{"role":"user","content":"Why?"}]}"#).unwrap().history().is_empty());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! answer accuracy it reached on the shared msmarco-5k-qa set (docs/design.md,
 //! "Answers").
 
-use ask_engine::{Generator, ModelError};
+use ask_engine::{Generator, ModelError, Turn};
+
+use crate::conversation::{strip_citations, Exchange};
 
 /// A retrieved passage as the model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,19 +114,46 @@ pub fn opening(model: &Generator, layout: Layout) -> Result<String, ModelError> 
 
 /// The chat prompt for `question` over as many of `passages` (best first)
 /// as fit in the model's context with room for `answer_tokens` (at most
-/// half the context): whole passages only, the lowest-ranked dropped
-/// first, at least one kept. Returns the prompt and how many passages it
-/// holds.
-pub fn fit(model: &Generator, passages: &[Excerpt], question: &str, answer_tokens: usize, layout: Layout) -> Result<(String, usize), ModelError> {
+/// half the context), after the earlier turns of its conversation
+/// (`history`, oldest first, each as the user asked it and the answer
+/// without its passage numbers). What does not fit goes oldest turn first,
+/// then the lowest-ranked passage, whole passages only and at least one
+/// kept. Returns the prompt and how many passages it holds.
+pub fn fit(
+    model: &Generator,
+    history: &[Exchange],
+    passages: &[Excerpt],
+    question: &str,
+    answer_tokens: usize,
+    layout: Layout,
+) -> Result<(String, usize), ModelError> {
     let context = model.context_length();
     let budget = context.saturating_sub(answer_tokens.min(context / 2));
-    let mut n = passages.len();
+    let answers: Vec<String> = history.iter().map(|e| strip_citations(&e.answer)).collect();
+    let (mut turns, mut n) = (history.len(), passages.len());
     loop {
-        let prompt = model.chat_prompt(layout.system(), &user_message(&passages[..n], question, layout))?;
-        if n <= 1 || model.count_tokens(&prompt)? < budget {
+        // A small model reads "it" in the question by the passages' words
+        // unless the question itself says what came before.
+        let asked = match history.last() {
+            Some(e) if turns > 0 => format!("{question} (following up on: {})", e.question.trim()),
+            _ => question.to_owned(),
+        };
+        let user = user_message(&passages[..n], &asked, layout);
+        let mut messages = vec![Turn { role: "system", content: layout.system() }];
+        for (e, answer) in history.iter().zip(&answers).skip(history.len() - turns) {
+            messages.push(Turn { role: "user", content: &e.question });
+            messages.push(Turn { role: "assistant", content: answer });
+        }
+        messages.push(Turn { role: "user", content: &user });
+        let prompt = model.conversation_prompt(&messages)?;
+        if (turns == 0 && n <= 1) || model.count_tokens(&prompt)? < budget {
             return Ok((prompt, n));
         }
-        n -= 1;
+        if turns > 0 {
+            turns -= 1;
+        } else {
+            n -= 1;
+        }
     }
 }
 
@@ -470,11 +499,37 @@ mod tests {
         let passages = [Excerpt { heading: "box.md:1".into(), text: "The box holds a red kite.".into() }];
         for (name, layout) in Layout::ALL {
             let opening = opening(&model, layout).unwrap();
-            let (prompt, _) = fit(&model, &passages, "What is in the box?", 64, layout).unwrap();
+            let (prompt, _) = fit(&model, &[], &passages, "What is in the box?", 64, layout).unwrap();
             assert!(prompt.starts_with(&opening), "{name}: {opening:?} / {prompt:?}");
             let first_words = if layout == Layout::Restate { "Question: " } else { "Passages:\n\n" };
             assert!(opening.contains(layout.system()) && opening.ends_with(first_words), "{name}: {opening:?}");
         }
+    }
+
+    #[test]
+    fn earlier_turns_come_first_and_the_oldest_go_when_the_context_is_full() {
+        let model = Generator::load(&ask_engine::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        let passages = [Excerpt { heading: "box.md:1".into(), text: "The box holds a red kite.".into() }];
+        let turn = |i: usize, words: usize| Exchange {
+            question: format!("Question number {i}?"),
+            answer: format!("Answer {i} [1]: {}", "word ".repeat(words)),
+        };
+        // Two short turns fit: both, in order, their passage numbers gone,
+        // before the passages and the question.
+        let (prompt, kept) = fit(&model, &[turn(1, 3), turn(2, 3)], &passages, "And its colour?", 64, Layout::Plain).unwrap();
+        assert_eq!(kept, 1);
+        let (q1, q2, now) = (prompt.find("Question number 1?").unwrap(), prompt.find("Question number 2?").unwrap(), prompt.find("The box holds").unwrap());
+        assert!(q1 < q2 && q2 < now && prompt.ends_with("Question: And its colour? (following up on: Question number 2?)<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
+        assert!(!prompt.contains("[1]:") && prompt.contains("Answer 1: word"), "{prompt}");
+        // Forty turns of some 600 tokens each do not: the oldest go, the
+        // latest and the passage stay, and the prompt fits with room for
+        // the answer.
+        let long: Vec<Exchange> = (1..=40).map(|i| turn(i, 600)).collect();
+        let (prompt, kept) = fit(&model, &long, &passages, "And its colour?", 256, Layout::Plain).unwrap();
+        assert_eq!(kept, 1);
+        assert!(prompt.contains("The box holds a red kite.") && prompt.contains("Question number 40?"), "the latest turn stays");
+        assert!(!prompt.contains("Question number 1?"), "the oldest turn goes");
+        assert!(model.count_tokens(&prompt).unwrap() + 256 <= model.context_length());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use ask_pipeline::answer::{self, focus, passages, retrieve, Search};
+use ask_pipeline::conversation::{self, Exchange, FollowUp};
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
@@ -37,14 +38,23 @@ struct Report<'a> {
     chunk_tokens: usize,
     neighbours: u32,
     layout: String,
+    /// Conversations: how follow-ups were searched for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    follow_up: Option<String>,
     #[serde(flatten)]
     scores: AnswerScores,
+    /// Conversations: the last turns asked alone, with no conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alone: Option<AnswerScores>,
+    /// Conversations: the last turns written out in full (`full`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full: Option<AnswerScores>,
     outcomes: &'a [Outcome],
 }
 
 /// The documents a question set is about: `--corpus`, else the set's own
 /// folder when it holds a BEIR corpus, else the folder beside it named
-/// without `-qa` (`msmarco-5k-qa` → `msmarco-5k`).
+/// without `-qa` or `-conversations` (`msmarco-5k-qa` → `msmarco-5k`).
 fn corpus_dir(args: &EvalArgs) -> Result<PathBuf> {
     if let Some(c) = &args.corpus {
         return Ok(c.clone());
@@ -55,7 +65,7 @@ fn corpus_dir(args: &EvalArgs) -> Result<PathBuf> {
     }
     let abs = std::path::absolute(dir)?;
     let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if let Some(base) = name.strip_suffix("-qa") {
+    if let Some(base) = name.strip_suffix("-qa").or_else(|| name.strip_suffix("-conversations")) {
         let beside = abs.with_file_name(base);
         if beside.is_dir() {
             return Ok(beside);
@@ -64,59 +74,44 @@ fn corpus_dir(args: &EvalArgs) -> Result<PathBuf> {
     anyhow::bail!("{}: no corpus.jsonl here and no folder beside it named {:?}; name the documents with --corpus DIR", dir.display(), name.trim_end_matches("-qa"))
 }
 
-pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
-    let [mode] = args.mode.modes()[..] else {
-        anyhow::bail!("--mode all compares retrieval rankings; answers are evaluated in one mode (dense, bm25 or hybrid)");
-    };
-    let questions_path = args.dataset.join("questions.jsonl");
-    let mut questions = qa::load_questions(&questions_path)?;
-    questions.truncate(args.max_questions.unwrap_or(usize::MAX));
-    let corpus = corpus_dir(args)?;
-    // A BEIR corpus is read once: for indexing, and for its relevance
-    // judgements, which widen "the source" to every passage judged to
-    // answer (qa::answering_passages).
-    let beir = if corpus.join("corpus.jsonl").is_file() { Some(Dataset::load(&corpus)?) } else { None };
-    let qrels = beir.as_ref().map(|ds| &ds.qrels);
-    let prepared = match super::prepare(&corpus, beir.as_ref(), args.chunk_tokens, cfg, rt)? {
-        Ok(p) => p,
-        Err(exit) => return Ok(exit),
-    };
-    let known: std::collections::HashSet<&str> = prepared.id_of.values().map(String::as_str).collect();
-    if let Some(q) = questions.iter().find(|q| !known.contains(q.source.as_str())) {
-        anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", questions_path.display(), q.id, q.source, corpus.display());
-    }
+/// What every question of a set is answered with, as `ask query` does.
+struct Answerer<'a> {
+    rt: &'a Runtime,
+    store: &'a ask_store::Store,
+    embedder: &'a ask_embed::Embedder,
+    model: Generator,
+    search: Search<'a>,
+    params: ask_engine::SamplingParams,
+    args: &'a EvalArgs,
+    prepared: &'a super::Prepared,
+    qrels: Option<&'a std::collections::HashMap<String, std::collections::HashMap<String, i32>>>,
+}
 
-    let (store, embedder) = open_for_query(&prepared.cfg, rt, true)?;
-    let embedder = embedder.expect("the encoder was asked for");
-    let model_path = cfg.answer_model(args.gen.model.as_deref())?;
-    let ui = Ui::new(cfg.quiet, false);
-    let spinner = ui.spinner("loading the model");
-    let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
-    // As `ask query` does: the first question reads the prompt's opening
-    // from the cache, the others find it in memory.
-    model.keep_opening(&prompt::opening(&model, args.layout)?, &cfg.openings())?;
-    spinner.finish_and_clear();
-    let params = args.gen.sampling();
-    let filter = Filter::default();
-    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score, neighbours: args.neighbours };
-
-    let bar = ui.bar(questions.len() as u64, "questions");
-    let mut outcomes = Vec::with_capacity(questions.len());
-    for q in &questions {
+impl Answerer<'_> {
+    /// Answers `q` after the turns of `history` (a follow-up searched for by
+    /// `follow`), scores the answer, and returns it with its text.
+    fn ask(&mut self, history: &[Exchange], q: &qa::Question, follow: FollowUp) -> Result<(Outcome, String)> {
         let started = Instant::now();
-        let vector = embedder.embed_query(&q.question)?;
-        let mut hits = retrieve(rt, &store, &q.question, &vector, &search)?;
+        let searched = match (history.is_empty(), follow) {
+            (true, _) => q.question.clone(),
+            (false, FollowUp::Join) => conversation::joined(history, &q.question),
+            (false, FollowUp::Rewrite) => conversation::rewrite(&mut self.model, history, &q.question)?,
+        };
+        let vector = self.embedder.embed_query(&searched)?;
+        let mut hits = retrieve(self.rt, self.store, &searched, &vector, &self.search)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
+        let mut said = answer::NOTHING.to_owned();
         if !hits.is_empty() {
-            let shown = focus(&embedder, &vector, passages(&hits), args.passage_tokens)?;
+            let shown = focus(self.embedder, &vector, passages(&hits), self.args.passage_tokens)?;
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
-            let a = answer::answer(&mut model, &mut hits, &shown, &q.question, args.layout, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            let a = answer::answer(&mut self.model, &mut hits, &shown, history, &q.question, self.args.layout, &self.params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            said = a.cited();
             let (text, t) = (a.text, a.timings);
             // Each passage's id in the set, by its number `[n]` - 1.
-            let ids: Vec<Option<&String>> = hits.iter().map(|h| prepared.id_of.get(&h.passage.path)).collect();
+            let ids: Vec<Option<&String>> = hits.iter().map(|h| self.prepared.id_of.get(&h.passage.path)).collect();
             let source = ids.iter().position(|id| id.is_some_and(|id| *id == q.source)).map(|i| i + 1);
             let cited = prompt::citations(&text, hits.len());
-            let answering = qa::answering_passages(q, qrels);
+            let answering = qa::answering_passages(q, self.qrels);
             let judged: Vec<usize> = (1..=ids.len()).filter(|&n| ids[n - 1].is_some_and(|id| answering.contains(id))).collect();
             // Support is judged on the text the model was given.
             outcome = Outcome {
@@ -140,23 +135,105 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
             };
         }
         outcome.answer_ms = started.elapsed().as_secs_f64() * 1000.0;
-        outcomes.push(outcome);
-        bar.inc(1);
+        Ok((outcome, said))
     }
-    bar.finish_and_clear();
+}
+
+pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    let [mode] = args.mode.modes()[..] else {
+        anyhow::bail!("--mode all compares retrieval rankings; answers are evaluated in one mode (dense, bm25 or hybrid)");
+    };
+    // A set of questions, or of conversations whose last turns are scored.
+    let conversations_path = args.dataset.join("conversations.jsonl");
+    let (set_path, mut questions, conversations) = if conversations_path.is_file() {
+        let mut c = qa::load_conversations(&conversations_path)?;
+        c.truncate(args.max_questions.unwrap_or(usize::MAX));
+        (conversations_path, c.iter().map(qa::Conversation::follow_up).collect(), Some(c))
+    } else {
+        let path = args.dataset.join("questions.jsonl");
+        (path.clone(), qa::load_questions(&path)?, None)
+    };
+    questions.truncate(args.max_questions.unwrap_or(usize::MAX));
+    let corpus = corpus_dir(args)?;
+    // A BEIR corpus is read once: for indexing, and for its relevance
+    // judgements, which widen "the source" to every passage judged to
+    // answer (qa::answering_passages).
+    let beir = if corpus.join("corpus.jsonl").is_file() { Some(Dataset::load(&corpus)?) } else { None };
+    let qrels = beir.as_ref().map(|ds| &ds.qrels);
+    let prepared = match super::prepare(&corpus, beir.as_ref(), args.chunk_tokens, cfg, rt)? {
+        Ok(p) => p,
+        Err(exit) => return Ok(exit),
+    };
+    let known: std::collections::HashSet<&str> = prepared.id_of.values().map(String::as_str).collect();
+    if let Some(q) = questions.iter().find(|q| !known.contains(q.source.as_str())) {
+        anyhow::bail!("{}: question {:?} names source {:?}, which is not in {}", set_path.display(), q.id, q.source, corpus.display());
+    }
+
+    let (store, embedder) = open_for_query(&prepared.cfg, rt, true)?;
+    let embedder = embedder.expect("the encoder was asked for");
+    let model_path = cfg.answer_model(args.gen.model.as_deref())?;
+    let ui = Ui::new(cfg.quiet, false);
+    let spinner = ui.spinner("loading the model");
+    let mut model = Generator::load(&model_path).context("cannot load the answer model")?;
+    // As `ask query` does: the first question reads the prompt's opening
+    // from the cache, the others find it in memory.
+    model.keep_opening(&prompt::opening(&model, args.layout)?, &cfg.openings())?;
+    spinner.finish_and_clear();
+    let filter = Filter::default();
+    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score, neighbours: args.neighbours };
+    let mut answerer = Answerer { rt, store: &store, embedder: &embedder, model, search, params: args.gen.sampling(), args, prepared: &prepared, qrels };
+    let follow = args.follow.follow_up;
+
+    let mut outcomes = Vec::with_capacity(questions.len());
+    let mut compared: Option<(Vec<Outcome>, Vec<Outcome>)> = None;
+    match &conversations {
+        None => {
+            let bar = ui.bar(questions.len() as u64, "questions");
+            for q in &questions {
+                outcomes.push(answerer.ask(&[], q, follow)?.0);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+        }
+        Some(conversations) => {
+            // Each conversation as `ask chat` has it (every turn answered,
+            // the last scored), then its last turn asked alone, and written
+            // out in full.
+            let bar = ui.bar(conversations.len() as u64, "conversations");
+            let (mut alone, mut full) = (Vec::new(), Vec::new());
+            for (c, q) in conversations.iter().zip(&questions) {
+                let mut history = Vec::new();
+                for turn in &c.turns[..c.turns.len() - 1] {
+                    let unscored = qa::Question { id: c.id.clone(), question: turn.user.clone(), answers: Vec::new(), source: c.source.clone() };
+                    let (_, said) = answerer.ask(&history, &unscored, follow)?;
+                    history.push(Exchange { question: turn.user.clone(), answer: said });
+                }
+                outcomes.push(answerer.ask(&history, q, follow)?.0);
+                alone.push(answerer.ask(&[], q, follow)?.0);
+                let written = qa::Question { question: c.full.clone().unwrap_or_else(|| q.question.clone()), ..q.clone() };
+                full.push(answerer.ask(&[], &written, follow)?.0);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            compared = Some((alone, full));
+        }
+    }
 
     let report = Report {
         dataset: args.dataset.display().to_string(),
         corpus: corpus.display().to_string(),
         passages: prepared.passages,
-        model: &model.name,
+        model: &answerer.model.name,
         k: args.limit,
-        mode: search.mode.as_str(),
+        mode: answerer.search.mode.as_str(),
         passage_tokens: args.passage_tokens,
         chunk_tokens: args.chunk_tokens,
         neighbours: args.neighbours,
         layout: args.layout.to_string(),
+        follow_up: conversations.as_ref().map(|_| follow.to_string()),
         scores: AnswerScores::from(&outcomes),
+        alone: compared.as_ref().map(|(a, _)| AnswerScores::from(a)),
+        full: compared.as_ref().map(|(_, f)| AnswerScores::from(f)),
         outcomes: &outcomes,
     };
     let mut out = std::io::stdout().lock();
@@ -164,14 +241,15 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        print_report(&mut out, &report, &questions_path)?;
+        print_report(&mut out, &report, &set_path)?;
     }
     Ok(Exit::Success)
 }
 
 fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()> {
     let s = &r.scores;
-    writeln!(out, "{} ({} questions over {} passages)", questions.display(), s.questions, r.passages)?;
+    let what = if r.follow_up.is_some() { "conversations, the last turn scored" } else { "questions" };
+    writeln!(out, "{} ({} {what} over {} passages)", questions.display(), s.questions, r.passages)?;
     writeln!(
         out,
         "  model {}, -k {}, mode {}, --chunk-tokens {}, --neighbours {}, --passage-tokens {}, --layout {}",
@@ -187,6 +265,18 @@ fn print_report(out: &mut impl Write, r: &Report, questions: &Path) -> Result<()
     writeln!(out, "  time to first token  p50 {:.2} s, p90 {:.2} s", s.first_token_ms_p50 / 1000.0, s.first_token_ms_p90 / 1000.0)?;
     writeln!(out, "  whole answer         p50 {:.2} s, p90 {:.2} s", s.answer_ms_p50 / 1000.0, s.answer_ms_p90 / 1000.0)?;
     writeln!(out, "  prompt p50 {:.0} tokens, decode p50 {:.1} tokens/s", s.prompt_tokens_p50, s.decode_tokens_per_s_p50)?;
+    if let (Some(follow), Some(alone), Some(full)) = (&r.follow_up, &r.alone, &r.full) {
+        writeln!(out, "  follow-ups searched by {follow}; the same last turns:")?;
+        for (what, x) in [("asked alone", alone), ("written in full", full)] {
+            writeln!(
+                out,
+                "    {what:<16} accuracy {:.3}, retrieval hit {:.3}, first token p50 {:.2} s",
+                x.accuracy,
+                x.retrieval_hit,
+                x.first_token_ms_p50 / 1000.0
+            )?;
+        }
+    }
     if s.lookup_drafted_per_token > 0.0 {
         writeln!(out, "  prompt lookup        {:.2} drafted per token, {:.3} of them accepted", s.lookup_drafted_per_token, s.lookup_acceptance)?;
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ask_engine::{Generator, ModelError};
 use ask_pipeline::answer::{self, passages, StreamError};
+use ask_pipeline::conversation::{self, Exchange};
 use ask_pipeline::json::Source;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
 use ask_store::{Hit, Mode};
@@ -15,13 +16,12 @@ use tiny_http::Request;
 use super::http::{respond, Reply};
 use super::{lock, now, server_error, Server};
 
-/// The reply of an index-backed model when nothing relevant was found.
-const NOTHING: &str = "No passage in the index is relevant to this question, so there is nothing to answer from.";
 
 /// What a chat request is answered from.
 enum Prompt {
-    /// An index-backed answer: the passages found, or none.
-    Rag { question: String, hits: Vec<Hit> },
+    /// An index-backed answer: the conversation before the question, the
+    /// passages found (or none).
+    Rag { question: String, history: Vec<Exchange>, hits: Vec<Hit> },
     /// Plain chat: the conversation through the model's template.
     Chat,
 }
@@ -31,9 +31,11 @@ impl Server<'_> {
     fn prepare(&self, chat: &ChatRequest) -> Result<(PathBuf, Prompt), ApiError> {
         if let Some(index) = api::rag_index(&chat.model) {
             let question = chat.question()?.to_owned();
+            let history = chat.history();
             let index = self.config(index)?;
-            let hits = self.hits(&index, &question, chat.k, Mode::Hybrid, true)?;
-            return Ok((self.answer()?, Prompt::Rag { question, hits }));
+            // A follow-up is searched for with the questions before it.
+            let hits = self.hits(&index, &conversation::joined(&history, &question), chat.k, Mode::Hybrid, true)?;
+            return Ok((self.answer()?, Prompt::Rag { question, history, hits }));
         }
         match self.answer_model_named(&chat.model) {
             Some(path) => Ok((path, Prompt::Chat)),
@@ -49,10 +51,10 @@ impl Server<'_> {
         };
         let id = format!("chatcmpl-{}-{}", self.started, self.requests.fetch_add(1, Ordering::Relaxed));
         let mut out = Reply::new(req, chat, id, now());
-        let (question, mut hits) = match prompt {
-            Prompt::Rag { hits, .. } if hits.is_empty() => return out.finish(NOTHING, "", &Default::default(), Some(json!([]))),
-            Prompt::Rag { question, hits } => (Some(question), hits),
-            Prompt::Chat => (None, Vec::new()),
+        let (question, history, mut hits) = match prompt {
+            Prompt::Rag { hits, .. } if hits.is_empty() => return out.finish(answer::NOTHING, "", &Default::default(), Some(json!([]))),
+            Prompt::Rag { question, history, hits } => (Some(question), history, hits),
+            Prompt::Chat => (None, Vec::new(), Vec::new()),
         };
         let mut kept = lock(&self.generator);
         let model = match kept.get(&path, Generator::load) {
@@ -63,7 +65,7 @@ impl Server<'_> {
         let result = match &question {
             Some(q) => {
                 let shown = passages(&hits);
-                answer::answer(model, &mut hits, &shown, q, Default::default(), &chat.params, &stop, &mut |piece| out.piece(piece))
+                answer::answer(model, &mut hits, &shown, &history, q, Default::default(), &chat.params, &stop, &mut |piece| out.piece(piece))
                     .map(|a| (a.cited(), a.attributed.map(|n| format!(" [{n}]")).unwrap_or_default(), a.timings))
             }
             None => model

@@ -1,0 +1,166 @@
+//! `ask chat`: questions and follow-ups in one session, the encoder and the
+//! answer model loaded once.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ask_engine::Generator;
+use ask_pipeline::answer::{self, focus, passages, retrieve, Search, StreamError};
+use ask_pipeline::conversation::Exchange;
+use ask_pipeline::json::Source;
+use ask_pipeline::prompt;
+use ask_store::{Filter, Hit};
+use tokio::runtime::Runtime;
+
+use super::query::{conversation, searched_for};
+use super::search::open_for_query;
+use super::Run;
+use crate::cli::ChatArgs;
+use crate::config::Config;
+use crate::exit::Exit;
+
+const HELP: &str = "Ask a question; a follow-up is read with the conversation so far.
+  /sources   the last answer's passages in full
+  /new       forget the conversation and start a new one
+  /help      this list
+Ctrl-C stops an answer being written; Ctrl-D (or /quit) ends the session.";
+
+/// Where questions come from: the terminal, edited with history, or lines
+/// of a pipe or file.
+enum Input {
+    Terminal(Box<rustyline::DefaultEditor>),
+    Lines(std::io::StdinLock<'static>),
+}
+
+impl Input {
+    /// The next question; None at the end (Ctrl-D, end of input).
+    fn next(&mut self) -> Result<Option<String>> {
+        match self {
+            Input::Terminal(editor) => loop {
+                match editor.readline("> ") {
+                    Ok(line) => {
+                        if !line.trim().is_empty() {
+                            let _ = editor.add_history_entry(line.trim());
+                        }
+                        return Ok(Some(line));
+                    }
+                    // Ctrl-C at the prompt clears the line, as in a shell.
+                    Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                    Err(rustyline::error::ReadlineError::Eof) => return Ok(None),
+                    Err(e) => return Err(e).context("cannot read the question"),
+                }
+            },
+            Input::Lines(lines) => {
+                let mut line = String::new();
+                let n = lines.read_line(&mut line).context("cannot read the question from standard input")?;
+                Ok((n > 0).then_some(line))
+            }
+        }
+    }
+}
+
+impl Run for ChatArgs {
+    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+        let (conversations, mut conv) = conversation(cfg, self.talk.conversation.as_deref(), self.talk.continue_last)?;
+        let model_path = cfg.answer_model(self.gen.model.as_deref())?;
+        let loading = std::thread::spawn(move || Generator::load(&model_path));
+        let (store, embedder) = open_for_query(cfg, rt, true)?;
+        let embedder = embedder.expect("the encoder was asked for");
+        let mut model = loading.join().expect("the loading thread does not panic").context("cannot load the answer model")?;
+        model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
+        let filter = Filter::default();
+        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score, neighbours: answer::NEIGHBOURS };
+        let params = self.gen.sampling();
+
+        let terminal = std::io::stdin().is_terminal();
+        let mut input = if terminal {
+            Input::Terminal(Box::new(rustyline::DefaultEditor::new().context("cannot set up line editing")?))
+        } else {
+            Input::Lines(std::io::stdin().lock())
+        };
+        // On a terminal, Ctrl-C stops the answer being written, not ask.
+        let stop = Arc::new(AtomicBool::new(false));
+        if terminal {
+            let set = stop.clone();
+            rt.spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    set.store(true, Ordering::SeqCst);
+                }
+            });
+            if !cfg.quiet {
+                let turns = conv.turns.len();
+                let resumed = if turns > 0 { format!(", continuing conversation {} ({turns} turns)", conv.id) } else { String::new() };
+                eprintln!("ask chat: index '{}', model {}{resumed}. /help lists the commands; Ctrl-D ends.", cfg.index_name, model.name);
+            }
+        }
+        let links = crate::hyperlink::Links::for_stdout();
+        let mut last: Vec<Hit> = Vec::new();
+        while let Some(line) = input.next()? {
+            let question = line.trim();
+            if question.is_empty() {
+                continue;
+            }
+            if terminal && question.starts_with('/') {
+                match question {
+                    "/help" | "/?" => println!("{HELP}"),
+                    "/new" => {
+                        let now = super::rfc3339(jiff::Timestamp::now().as_second());
+                        conv = conversations.start(&cfg.index_name, &now);
+                        last.clear();
+                        println!("(a new conversation)");
+                    }
+                    "/sources" if last.is_empty() => println!("(no sources yet)"),
+                    "/sources" => {
+                        for s in Source::all(&last) {
+                            println!("[{}] {}\n{}\n", s.n, links.wrap(&s.location, s.path, s.line_start), s.text.trim());
+                        }
+                    }
+                    "/quit" | "/exit" => break,
+                    other => println!("{other}: not a command; /help lists them"),
+                }
+                continue;
+            }
+            stop.store(false, Ordering::SeqCst);
+            let history = conv.turns.clone();
+            let searched = searched_for(&history, question, self.talk.follow.follow_up, Some(&mut model))?;
+            let vector = embedder.embed_query(&searched)?;
+            let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
+            let mut out = std::io::stdout().lock();
+            if hits.is_empty() {
+                writeln!(out, "{}\n", answer::NOTHING)?;
+                conv.turns.push(Exchange { question: question.to_owned(), answer: answer::NOTHING.to_owned() });
+                conversations.save(&conv).context("cannot keep the conversation")?;
+                last.clear();
+                continue;
+            }
+            let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;
+            let result = answer::answer(&mut model, &mut hits, &shown, &history, question, Default::default(), &params, &stop, &mut |piece| {
+                out.write_all(piece.as_bytes())?;
+                out.flush()
+            });
+            let answer = match result {
+                Ok(a) => a,
+                Err(StreamError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Exit::Success),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(n) = answer.attributed {
+                write!(out, " [{n}]")?;
+            }
+            if stop.load(Ordering::SeqCst) {
+                write!(out, " …(stopped)")?;
+            }
+            writeln!(out, "\n\nSources:")?;
+            for s in Source::all(&hits) {
+                writeln!(out, "[{}] {}", s.n, links.wrap(&s.location, s.path, s.line_start))?;
+            }
+            writeln!(out)?;
+            out.flush()?;
+            conv.turns.push(Exchange { question: question.to_owned(), answer: answer.cited() });
+            conversations.save(&conv).context("cannot keep the conversation")?;
+            last = hits;
+        }
+        Ok(Exit::Success)
+    }
+}
