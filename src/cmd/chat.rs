@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ask_engine::Generator;
 use ask_pipeline::answer::{self, focus, passages, retrieve, Search, StreamError};
-use ask_pipeline::conversation::Exchange;
+use ask_pipeline::conversation::{searched_for, Exchange};
 use ask_pipeline::json::Source;
 use ask_pipeline::prompt;
 use ask_store::{Filter, Hit};
 use tokio::runtime::Runtime;
 
-use super::query::{conversation, searched_for};
+use super::query::conversation;
 use super::search::open_for_query;
 use super::Run;
 use crate::cli::ChatArgs;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use ask_pipeline::answer::{self, focus, passages, retrieve, Answer, Search};
-use ask_pipeline::conversation::{self, Conversation, ConversationError, Conversations, Exchange, FollowUp};
+use ask_pipeline::conversation::{searched_for, Conversation, ConversationError, Conversations, Exchange, FollowUp};
 use ask_pipeline::json::Source;
 
 use super::search::open_for_query;
@@ -91,16 +91,6 @@ pub(super) fn conversation(cfg: &Config, id: Option<&str>, latest: bool) -> Resu
     let now = super::rfc3339(jiff::Timestamp::now().as_second());
     let conversation = found.unwrap_or_else(|| all.start(&cfg.index_name, &now));
     Ok((all, conversation))
-}
-
-/// What retrieval searches for when `question` follows `history`, by
-/// `follow` ([`FollowUp::Rewrite`] needs the answer model).
-pub(super) fn searched_for(history: &[Exchange], question: &str, follow: FollowUp, model: Option<&mut Generator>) -> Result<String> {
-    Ok(match (history.is_empty(), follow, model) {
-        (true, ..) => question.to_owned(),
-        (false, FollowUp::Rewrite, Some(model)) => conversation::rewrite(model, history, question)?,
-        (false, ..) => conversation::joined(history, question),
-    })
 }
 
 impl Run for QueryArgs {

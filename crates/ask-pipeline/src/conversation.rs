@@ -207,6 +207,18 @@ pub fn joined(history: &[Exchange], question: &str) -> String {
     earlier.chain(std::iter::once(question.trim())).collect::<Vec<_>>().join("\n")
 }
 
+/// What retrieval searches for when `question` follows `history`: the
+/// question itself when there is no history, else by `follow`
+/// ([`FollowUp::Rewrite`] needs the answer model; without one, the
+/// questions are joined).
+pub fn searched_for(history: &[Exchange], question: &str, follow: FollowUp, model: Option<&mut Generator>) -> Result<String, ModelError> {
+    Ok(match (history.is_empty(), follow, model) {
+        (true, ..) => question.to_owned(),
+        (false, FollowUp::Rewrite, Some(model)) => rewrite(model, history, question)?,
+        (false, ..) => joined(history, question),
+    })
+}
+
 /// The instructions for [`rewrite`]: small models follow a short, exact
 /// task with an example better than a general request.
 const REWRITE: &str = "Rewrite the user's last question so that it can be understood without the conversation: \

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::runtime::Runtime;
 
 use ask_pipeline::answer::{self, focus, passages, retrieve, Search};
-use ask_pipeline::conversation::{self, Exchange, FollowUp};
+use ask_pipeline::conversation::{searched_for, Exchange, FollowUp};
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
@@ -92,11 +92,7 @@ impl Answerer<'_> {
     /// `follow`), scores the answer, and returns it with its text.
     fn ask(&mut self, history: &[Exchange], q: &qa::Question, follow: FollowUp) -> Result<(Outcome, String)> {
         let started = Instant::now();
-        let searched = match (history.is_empty(), follow) {
-            (true, _) => q.question.clone(),
-            (false, FollowUp::Join) => conversation::joined(history, &q.question),
-            (false, FollowUp::Rewrite) => conversation::rewrite(&mut self.model, history, &q.question)?,
-        };
+        let searched = searched_for(history, &q.question, follow, Some(&mut self.model))?;
         let vector = self.embedder.embed_query(&searched)?;
         let mut hits = retrieve(self.rt, self.store, &searched, &vector, &self.search)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
