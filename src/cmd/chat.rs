@@ -75,25 +75,33 @@ impl Run for ChatArgs {
         let params = self.gen.sampling();
 
         let terminal = std::io::stdin().is_terminal();
+        // On a terminal, Ctrl-C stops the answer being written, not ask.
+        let stop = Arc::new(AtomicBool::new(false));
+        if terminal {
+            // Registered now, before the line editor reads a line: it puts
+            // its own SIGINT handler in place while reading and the one it
+            // found back after, so a handler installed later (by a task not
+            // yet run) was undone and Ctrl-C killed the session.
+            let mut interrupts = {
+                let _runtime = rt.enter();
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot catch Ctrl-C")?
+            };
+            let set = stop.clone();
+            rt.spawn(async move {
+                while interrupts.recv().await.is_some() {
+                    set.store(true, Ordering::SeqCst);
+                }
+            });
+        }
         let mut input = if terminal {
             Input::Terminal(Box::new(rustyline::DefaultEditor::new().context("cannot set up line editing")?))
         } else {
             Input::Lines(std::io::stdin().lock())
         };
-        // On a terminal, Ctrl-C stops the answer being written, not ask.
-        let stop = Arc::new(AtomicBool::new(false));
-        if terminal {
-            let set = stop.clone();
-            rt.spawn(async move {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    set.store(true, Ordering::SeqCst);
-                }
-            });
-            if !cfg.quiet {
-                let turns = conv.turns.len();
-                let resumed = if turns > 0 { format!(", continuing conversation {} ({turns} turns)", conv.id) } else { String::new() };
-                eprintln!("ask chat: index '{}', model {}{resumed}. /help lists the commands; Ctrl-D ends.", cfg.index_name, model.name);
-            }
+        if terminal && !cfg.quiet {
+            let turns = conv.turns.len();
+            let resumed = if turns > 0 { format!(", continuing conversation {} ({turns} turns)", conv.id) } else { String::new() };
+            eprintln!("ask chat: index '{}', model {}{resumed}. /help lists the commands; Ctrl-D ends.", cfg.index_name, model.name);
         }
         let links = crate::hyperlink::Links::for_stdout();
         let mut last: Vec<Hit> = Vec::new();
