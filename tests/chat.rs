@@ -52,6 +52,18 @@ fn wait_for(rx: &Receiver<Vec<u8>>, text: &mut String, from: usize, want: &str) 
     }
 }
 
+/// How the child ended; a generous limit only turns a hang into a failure.
+fn ended(child: &mut std::process::Child) -> std::process::ExitStatus {
+    for _ in 0..3000 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("still running 300 s after Ctrl-D");
+}
+
 /// In a terminal (util-linux's `script` gives ask a pseudo-terminal): two
 /// turns answered; Ctrl-C in the middle of the second stops that answer
 /// and keeps the session, which /sources and Ctrl-D then use and end.
@@ -96,10 +108,19 @@ fn chat_on_a_terminal_survives_ctrl_c_and_ends_with_ctrl_d() {
     let third = text.len();
     stdin.write_all(b"/sources\r").unwrap();
     wait_for(&rx, &mut text, third, "9102");
+    // Ctrl-D once the line editor reads again: typed earlier, the terminal
+    // (not yet raw) would take it as its own end-of-file mark. Standard
+    // input stays open until ask has ended, so script(1) never sees an end
+    // of its own to pass on.
+    let listed = third + text[third..].find("9102").unwrap();
+    wait_for(&rx, &mut text, listed, "> ");
     stdin.write_all(b"\x04").unwrap();
+    let status = ended(&mut child);
     drop(stdin);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{text}");
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(10)) {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(status.success(), "{status}: {text}");
     // Both turns are kept, the stopped one with the text it had.
     let list = json_lines(&env.ok(&["conversations", "--json"]).stdout);
     let turns = list[0]["turns"].as_array().unwrap();
