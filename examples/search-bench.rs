@@ -25,27 +25,10 @@ const CLUSTERS: usize = 1000;
 const QUERIES: usize = 200;
 const WORDS: usize = 20_000;
 
-/// splitmix64: small, seedable, good enough for synthetic data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f32 {
-        let (u, v) = (self.unit().max(1e-12), self.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// A normal draw (Box-Muller).
+fn gauss(rng: &mut fastrand::Rng) -> f32 {
+    let (u, v) = (rng.f64().max(1e-12), rng.f64());
+    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
 }
 
 fn normalize(v: &mut [f32]) {
@@ -54,7 +37,7 @@ fn normalize(v: &mut [f32]) {
 }
 
 struct Data {
-    rng: Rng,
+    rng: fastrand::Rng,
     centres: Vec<Vec<f32>>,
     /// Cumulative Zipf weights over the vocabulary.
     zipf: Vec<f64>,
@@ -62,10 +45,10 @@ struct Data {
 
 impl Data {
     fn new(seed: u64) -> Data {
-        let mut rng = Rng(seed);
+        let mut rng = fastrand::Rng::with_seed(seed);
         let centres = (0..CLUSTERS)
             .map(|_| {
-                let mut c: Vec<f32> = (0..DIM).map(|_| rng.gauss()).collect();
+                let mut c: Vec<f32> = (0..DIM).map(|_| gauss(&mut rng)).collect();
                 normalize(&mut c);
                 c
             })
@@ -81,15 +64,15 @@ impl Data {
     }
 
     fn vector(&mut self) -> Vec<f32> {
-        let c = self.rng.below(CLUSTERS);
+        let c = self.rng.usize(..CLUSTERS);
         let scale = 1.0 / (DIM as f32).sqrt();
-        let mut v: Vec<f32> = self.centres[c].iter().map(|x| x + scale * self.rng.gauss()).collect();
+        let mut v: Vec<f32> = self.centres[c].iter().map(|x| x + scale * gauss(&mut self.rng)).collect();
         normalize(&mut v);
         v
     }
 
     fn word(&mut self) -> String {
-        let x = self.rng.unit() * self.zipf[WORDS - 1];
+        let x = self.rng.f64() * self.zipf[WORDS - 1];
         let r = self.zipf.partition_point(|&c| c < x);
         // Pronounceable and unique per rank.
         const SYL: [&str; 16] = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "da", "ve", "go", "hu", "ze", "bi", "fa", "wy"];
@@ -181,7 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let write_s = t.elapsed().as_secs_f64();
 
         let mut qdata = Data::new(42);
-        qdata.rng = Rng(7); // same clusters and words, fresh draws
+        qdata.rng = fastrand::Rng::with_seed(7); // same clusters and words, fresh draws
         let queries: Vec<(Vec<f32>, String)> = (0..QUERIES).map(|_| (qdata.vector(), qdata.text(4))).collect();
         let filter = Filter::default();
         let top10 = |v: &[f32], text: &str, mode: Mode| -> Result<(Vec<(String, u32)>, f64), ask_store::StoreError> {

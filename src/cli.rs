@@ -383,12 +383,10 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
+/// Which passages an answer is written from, and how much of them (query,
+/// chat, eval).
 #[derive(Debug, Args)]
-pub struct QueryArgs {
-    /// The question (read from standard input when absent)
-    #[arg(value_name = "QUESTION")]
-    pub question: Vec<String>,
-
+pub struct PassageArgs {
     /// Passages to retrieve and give the model
     #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
     pub limit: usize,
@@ -396,10 +394,6 @@ pub struct QueryArgs {
     /// Passages whose cosine similarity to the question is below this are not used
     #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
     pub min_score: f32,
-
-    /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
-    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
-    pub mode: SearchMode,
 
     /// Chunks on each side of each retrieved one to give the model with it,
     /// as one passage (0: the retrieved chunks alone)
@@ -409,6 +403,28 @@ pub struct QueryArgs {
     /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
     #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
     pub passage_tokens: usize,
+}
+
+impl PassageArgs {
+    /// The search these options ask for, ranked by `mode`, over the passages
+    /// `filter` lets through.
+    pub fn search<'a>(&self, mode: ask_store::Mode, filter: &'a ask_store::Filter) -> ask_pipeline::answer::Search<'a> {
+        ask_pipeline::answer::Search { k: self.limit, mode, filter, min_score: self.min_score, neighbours: self.neighbours }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The question (read from standard input when absent)
+    #[arg(value_name = "QUESTION")]
+    pub question: Vec<String>,
+
+    /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
+    #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+    pub mode: SearchMode,
+
+    #[command(flatten)]
+    pub passages: PassageArgs,
 
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -431,21 +447,12 @@ pub struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Passages to retrieve and give the model for each question
-    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
-    pub limit: usize,
-
-    /// Passages whose cosine similarity to the question is below this are not used
-    #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
-    pub min_score: f32,
-
     /// Ranking: meaning (dense), exact words (bm25) or both fused (hybrid)
     #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
     pub mode: SearchMode,
 
-    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
-    #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
-    pub passage_tokens: usize,
+    #[command(flatten)]
+    pub passages: PassageArgs,
 
     #[command(flatten, next_help_heading = "Conversation")]
     pub talk: ConversationArgs,
@@ -584,22 +591,8 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = EvalMode::Hybrid)]
     pub mode: EvalMode,
 
-    /// Answers: passages to retrieve for each question (as `ask query -k`)
-    #[arg(short = 'k', long = "passages", alias = "limit", value_name = "N", default_value_t = 5)]
-    pub limit: usize,
-
-    /// Answers: passages less similar to the question than this are not used
-    #[arg(long, value_name = "SCORE", default_value_t = ask_pipeline::answer::MIN_SCORE)]
-    pub min_score: f32,
-
-    /// Chunks on each side of each retrieved one to give the model with it,
-    /// as one passage (0: the retrieved chunks alone)
-    #[arg(long, value_name = "N", default_value_t = ask_pipeline::answer::NEIGHBOURS)]
-    pub neighbours: u32,
-
-    /// Give the model only the passages' sentences that bear most on the question, about N tokens in all (0: whole passages)
-    #[arg(long, value_name = "N", default_value_t = ask_pipeline::prompt::PASSAGE_TOKENS)]
-    pub passage_tokens: usize,
+    #[command(flatten)]
+    pub passages: PassageArgs,
 
     /// Answers: how the prompt lays out the passages and the question (plain: the
     /// passages best first, then the question, as `ask query`; restate: the question

@@ -484,54 +484,38 @@ fn a_folder_of_100000_entries_is_indexed_and_kept() {
     assert!(env.search("ledger page 42000 cormorant", 100).iter().all(|h| !h["path"].as_str().unwrap().ends_with("n042000.txt")));
 }
 
-/// splitmix64, seeded: the same mutations on every run of one seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// One mutation of `bytes`: bytes flipped, a truncation, a range of
 /// another fixture spliced in, a range repeated, or a range zeroed.
-fn mutate(bytes: &[u8], other: &[u8], rng: &mut Rng) -> Vec<u8> {
+fn mutate(bytes: &[u8], other: &[u8], rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut b = bytes.to_vec();
     let n = b.len().max(1);
-    match rng.below(5) {
+    match rng.usize(..5) {
         0 => {
-            for _ in 0..1 + rng.below(16) {
-                let i = rng.below(n);
+            for _ in 0..1 + rng.usize(..16) {
+                let i = rng.usize(..n.max(1));
                 if let Some(x) = b.get_mut(i) {
-                    *x ^= 1 << rng.below(8);
+                    *x ^= 1 << rng.usize(..8);
                 }
             }
         }
-        1 => b.truncate(rng.below(n)),
+        1 => b.truncate(rng.usize(..n.max(1))),
         2 => {
-            let (from, len) = (rng.below(other.len()), rng.below(4096));
+            let (from, len) = (rng.usize(..other.len().max(1)), rng.usize(..4096));
             let piece = &other[from..(from + len).min(other.len())];
-            let at = rng.below(n).min(b.len());
+            let at = rng.usize(..n.max(1)).min(b.len());
             b.splice(at..at, piece.iter().copied());
         }
         3 => {
-            let from = rng.below(n).min(b.len());
-            let to = (from + rng.below(4096)).min(b.len());
+            let from = rng.usize(..n.max(1)).min(b.len());
+            let to = (from + rng.usize(..4096)).min(b.len());
             let piece = b[from..to].to_vec();
-            for _ in 0..1 + rng.below(50) {
+            for _ in 0..1 + rng.usize(..50) {
                 b.splice(to..to, piece.iter().copied());
             }
         }
         _ => {
-            let from = rng.below(n).min(b.len());
-            let to = (from + rng.below(512)).min(b.len());
+            let from = rng.usize(..n.max(1)).min(b.len());
+            let to = (from + rng.usize(..512)).min(b.len());
             b[from..to].fill(0);
         }
     }
@@ -562,12 +546,12 @@ fn mutated_documents_of_every_format_never_crash_or_hang() {
     ];
     let originals: Vec<Vec<u8>> = sources.iter().map(|s| std::fs::read(fixtures().join(s)).unwrap()).collect();
     let env = Env::new();
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut written = 0;
     for (i, (source, bytes)) in sources.iter().zip(&originals).enumerate() {
         let name = Path::new(source).file_name().unwrap().to_str().unwrap();
         for case in 0..cases {
-            let other = &originals[(i + 1 + rng.below(sources.len() - 1)) % sources.len()];
+            let other = &originals[(i + 1 + rng.usize(..(sources.len() - 1).max(1))) % sources.len()];
             env.write(&format!("fuzz/{case:03}-{name}"), mutate(bytes, other, &mut rng));
             written += 1;
         }

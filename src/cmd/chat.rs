@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ask_engine::Generator;
-use ask_pipeline::answer::{self, focus, passages, retrieve, Search, StreamError};
+use ask_pipeline::answer::{self, focus, passages, retrieve, StreamError};
 use ask_pipeline::conversation::{searched_for, Exchange};
 use ask_pipeline::json::Source;
 use ask_pipeline::prompt;
@@ -71,7 +71,7 @@ impl Run for ChatArgs {
         let mut model = loading.join().expect("the loading thread does not panic").context("cannot load the answer model")?;
         model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
         let filter = Filter::default();
-        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score, neighbours: answer::NEIGHBOURS };
+        let search = self.passages.search(self.mode.into(), &filter);
         let params = self.gen.sampling();
 
         let terminal = std::io::stdin().is_terminal();
@@ -143,7 +143,7 @@ impl Run for ChatArgs {
                 last.clear();
                 continue;
             }
-            let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;
+            let shown = focus(&embedder, &vector, passages(&hits), self.passages.passage_tokens)?;
             let result = answer::answer(&mut model, &mut hits, &shown, &history, question, Default::default(), &params, &stop, &mut |piece| {
                 out.write_all(piece.as_bytes())?;
                 out.flush()

@@ -10,7 +10,7 @@ use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{self, focus, passages, retrieve, Answer, Search};
+use ask_pipeline::answer::{self, focus, passages, retrieve, Answer};
 use ask_pipeline::conversation::{searched_for, Conversation, ConversationError, Conversations, Exchange, FollowUp};
 use ask_pipeline::json::Source;
 
@@ -112,7 +112,7 @@ impl Run for QueryArgs {
         };
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        let search = Search { k: self.limit, mode: self.mode.into(), filter: &filter, min_score: self.min_score, neighbours: self.neighbours };
+        let search = self.passages.search(self.mode.into(), &filter);
         // A follow-up is searched for with what it refers to.
         let mut loaded = None;
         // Rewriting a follow-up needs the answer model first.
@@ -124,7 +124,7 @@ impl Run for QueryArgs {
         let searched = searched_for(&history, &question, self.talk.follow.follow_up, loaded.as_mut())?;
         let vector = embedder.embed_query(&searched)?;
         let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
-        let shown = focus(&embedder, &vector, passages(&hits), self.passage_tokens)?;
+        let shown = focus(&embedder, &vector, passages(&hits), self.passages.passage_tokens)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 

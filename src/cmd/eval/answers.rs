@@ -98,7 +98,7 @@ impl Answerer<'_> {
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         let mut said = answer::NOTHING.to_owned();
         if !hits.is_empty() {
-            let shown = focus(self.embedder, &vector, passages(&hits), self.args.passage_tokens)?;
+            let shown = focus(self.embedder, &vector, passages(&hits), self.args.passages.passage_tokens)?;
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
             let a = answer::answer(&mut self.model, &mut hits, &shown, history, &q.question, self.args.layout, &self.params, &AtomicBool::new(false), &mut |_| Ok(()))?;
             said = a.cited();
@@ -176,7 +176,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     model.keep_opening(&prompt::opening(&model, args.layout)?, &cfg.openings())?;
     spinner.finish_and_clear();
     let filter = Filter::default();
-    let search = Search { k: args.limit, mode, filter: &filter, min_score: args.min_score, neighbours: args.neighbours };
+    let search = args.passages.search(mode, &filter);
     let mut answerer = Answerer { rt, store: &store, embedder: &embedder, model, search, params: args.gen.sampling(), args, prepared: &prepared, qrels };
     let follow = args.follow.follow_up;
 
@@ -220,11 +220,11 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         corpus: corpus.display().to_string(),
         passages: prepared.passages,
         model: &answerer.model.name,
-        k: args.limit,
+        k: args.passages.limit,
         mode: answerer.search.mode.as_str(),
-        passage_tokens: args.passage_tokens,
+        passage_tokens: args.passages.passage_tokens,
         chunk_tokens: args.chunk_tokens,
-        neighbours: args.neighbours,
+        neighbours: args.passages.neighbours,
         layout: args.layout.to_string(),
         follow_up: conversations.as_ref().map(|_| follow.to_string()),
         scores: AnswerScores::from(&outcomes),
