@@ -47,129 +47,89 @@ fn rate(threads: usize, macs_per_iteration: u64, f: fn(u64)) -> f64 {
 mod mixes {
     use std::arch::asm;
 
-    /// 8 × (vpmaddubsw, vpmaddwd, vpaddd): 8 × 32 multiply-adds.
-    pub fn avx2_int8(n: u64) {
-        unsafe {
-            asm!(
-                "vpcmpeqw ymm15, ymm15, ymm15",
-                "vpsrlw ymm15, ymm15, 15",
-                "vpxor ymm12, ymm12, ymm12",
-                "vpxor ymm13, ymm13, ymm13",
-                "2:",
-                "vpmaddubsw ymm8, ymm12, ymm13", "vpmaddwd ymm8, ymm8, ymm15", "vpaddd ymm0, ymm0, ymm8",
-                "vpmaddubsw ymm9, ymm12, ymm13", "vpmaddwd ymm9, ymm9, ymm15", "vpaddd ymm1, ymm1, ymm9",
-                "vpmaddubsw ymm10, ymm12, ymm13", "vpmaddwd ymm10, ymm10, ymm15", "vpaddd ymm2, ymm2, ymm10",
-                "vpmaddubsw ymm11, ymm12, ymm13", "vpmaddwd ymm11, ymm11, ymm15", "vpaddd ymm3, ymm3, ymm11",
-                "vpmaddubsw ymm8, ymm12, ymm13", "vpmaddwd ymm8, ymm8, ymm15", "vpaddd ymm4, ymm4, ymm8",
-                "vpmaddubsw ymm9, ymm12, ymm13", "vpmaddwd ymm9, ymm9, ymm15", "vpaddd ymm5, ymm5, ymm9",
-                "vpmaddubsw ymm10, ymm12, ymm13", "vpmaddwd ymm10, ymm10, ymm15", "vpaddd ymm6, ymm6, ymm10",
-                "vpmaddubsw ymm11, ymm12, ymm13", "vpmaddwd ymm11, ymm11, ymm15", "vpaddd ymm7, ymm7, ymm11",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm12") _, out("ymm13") _, out("ymm15") _,
-                options(nostack),
-            );
-        }
+    /// A function running `$setup` once and `$body` `n` times.
+    macro_rules! looped {
+        ($(#[$doc:meta])* $name:ident, [$($setup:expr),* $(,)?], [$($body:expr),* $(,)?]) => {
+            $(#[$doc])*
+            pub fn $name(n: u64) {
+                unsafe {
+                    asm!(
+                        $($setup,)*
+                        "2:",
+                        $($body,)*
+                        "dec rcx",
+                        "jnz 2b",
+                        "vzeroupper",
+                        inout("rcx") n => _,
+                        clobber_abi("C"),
+                        options(nostack),
+                    );
+                }
+            }
+        };
     }
 
-    /// 8 × (vpmaddubsw, vpaddw): 8 × 32 multiply-adds summed in 16 bits,
-    /// the inner loop of ask's own AVX2 tiles (`matvec::tiles`), whose
-    /// `madd` widens a whole run's sum once.
-    pub fn avx2_int8_tiles(n: u64) {
-        unsafe {
-            asm!(
-                "vpxor ymm12, ymm12, ymm12",
-                "vpxor ymm13, ymm13, ymm13",
-                "2:",
-                "vpmaddubsw ymm8, ymm12, ymm13", "vpaddw ymm0, ymm0, ymm8",
-                "vpmaddubsw ymm9, ymm12, ymm13", "vpaddw ymm1, ymm1, ymm9",
-                "vpmaddubsw ymm10, ymm12, ymm13", "vpaddw ymm2, ymm2, ymm10",
-                "vpmaddubsw ymm11, ymm12, ymm13", "vpaddw ymm3, ymm3, ymm11",
-                "vpmaddubsw ymm8, ymm12, ymm13", "vpaddw ymm4, ymm4, ymm8",
-                "vpmaddubsw ymm9, ymm12, ymm13", "vpaddw ymm5, ymm5, ymm9",
-                "vpmaddubsw ymm10, ymm12, ymm13", "vpaddw ymm6, ymm6, ymm10",
-                "vpmaddubsw ymm11, ymm12, ymm13", "vpaddw ymm7, ymm7, ymm11",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
-                out("ymm12") _, out("ymm13") _,
-                options(nostack),
+    /// `$op` into 8 independent accumulators of register kind `$r` (ymm,
+    /// zmm), both sources zeroed by `$zero` first.
+    macro_rules! eight {
+        ($(#[$doc:meta])* $name:ident, $zero:literal, $op:literal, $r:literal) => {
+            looped!(
+                $(#[$doc])* $name,
+                [concat!($zero, " ", $r, "12, ", $r, "12, ", $r, "12"), concat!($zero, " ", $r, "13, ", $r, "13, ", $r, "13")],
+                [
+                    concat!($op, " ", $r, "0, ", $r, "12, ", $r, "13"), concat!($op, " ", $r, "1, ", $r, "12, ", $r, "13"),
+                    concat!($op, " ", $r, "2, ", $r, "12, ", $r, "13"), concat!($op, " ", $r, "3, ", $r, "12, ", $r, "13"),
+                    concat!($op, " ", $r, "4, ", $r, "12, ", $r, "13"), concat!($op, " ", $r, "5, ", $r, "12, ", $r, "13"),
+                    concat!($op, " ", $r, "6, ", $r, "12, ", $r, "13"), concat!($op, " ", $r, "7, ", $r, "12, ", $r, "13"),
+                ]
             );
-        }
+        };
     }
 
-    /// 8 × vpdpbusd on ymm: 8 × 32 multiply-adds.
-    pub fn avx_vnni(n: u64) {
-        unsafe {
-            asm!(
-                "vpxor ymm12, ymm12, ymm12",
-                "vpxor ymm13, ymm13, ymm13",
-                "2:",
-                "{{vex}} vpdpbusd ymm0, ymm12, ymm13", "{{vex}} vpdpbusd ymm1, ymm12, ymm13",
-                "{{vex}} vpdpbusd ymm2, ymm12, ymm13", "{{vex}} vpdpbusd ymm3, ymm12, ymm13",
-                "{{vex}} vpdpbusd ymm4, ymm12, ymm13", "{{vex}} vpdpbusd ymm5, ymm12, ymm13",
-                "{{vex}} vpdpbusd ymm6, ymm12, ymm13", "{{vex}} vpdpbusd ymm7, ymm12, ymm13",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm12") _, out("ymm13") _,
-                options(nostack),
-            );
-        }
-    }
-
-    /// 8 × vpdpbusd on zmm: 8 × 64 multiply-adds.
-    pub fn avx512_vnni(n: u64) {
-        unsafe {
-            asm!(
-                "vpxord zmm12, zmm12, zmm12",
-                "vpxord zmm13, zmm13, zmm13",
-                "2:",
-                "vpdpbusd zmm0, zmm12, zmm13", "vpdpbusd zmm1, zmm12, zmm13",
-                "vpdpbusd zmm2, zmm12, zmm13", "vpdpbusd zmm3, zmm12, zmm13",
-                "vpdpbusd zmm4, zmm12, zmm13", "vpdpbusd zmm5, zmm12, zmm13",
-                "vpdpbusd zmm6, zmm12, zmm13", "vpdpbusd zmm7, zmm12, zmm13",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _,
-                out("zmm6") _, out("zmm7") _, out("zmm12") _, out("zmm13") _,
-                options(nostack),
-            );
-        }
-    }
-
-    /// 8 × vfmadd231ps on ymm: 8 × 8 multiply-adds.
-    pub fn avx2_fma(n: u64) {
-        unsafe {
-            asm!(
-                "vxorps ymm12, ymm12, ymm12",
-                "vxorps ymm13, ymm13, ymm13",
-                "2:",
-                "vfmadd231ps ymm0, ymm12, ymm13", "vfmadd231ps ymm1, ymm12, ymm13",
-                "vfmadd231ps ymm2, ymm12, ymm13", "vfmadd231ps ymm3, ymm12, ymm13",
-                "vfmadd231ps ymm4, ymm12, ymm13", "vfmadd231ps ymm5, ymm12, ymm13",
-                "vfmadd231ps ymm6, ymm12, ymm13", "vfmadd231ps ymm7, ymm12, ymm13",
-                "dec {n}",
-                "jnz 2b",
-                "vzeroupper",
-                n = inout(reg) n => _,
-                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _, out("ymm4") _, out("ymm5") _,
-                out("ymm6") _, out("ymm7") _, out("ymm12") _, out("ymm13") _,
-                options(nostack),
-            );
-        }
-    }
+    looped!(
+        /// 8 × (vpmaddubsw, vpmaddwd, vpaddd): 8 × 32 multiply-adds.
+        avx2_int8,
+        ["vpcmpeqw ymm15, ymm15, ymm15", "vpsrlw ymm15, ymm15, 15", "vpxor ymm12, ymm12, ymm12", "vpxor ymm13, ymm13, ymm13"],
+        [
+            "vpmaddubsw ymm8, ymm12, ymm13", "vpmaddwd ymm8, ymm8, ymm15", "vpaddd ymm0, ymm0, ymm8",
+            "vpmaddubsw ymm9, ymm12, ymm13", "vpmaddwd ymm9, ymm9, ymm15", "vpaddd ymm1, ymm1, ymm9",
+            "vpmaddubsw ymm10, ymm12, ymm13", "vpmaddwd ymm10, ymm10, ymm15", "vpaddd ymm2, ymm2, ymm10",
+            "vpmaddubsw ymm11, ymm12, ymm13", "vpmaddwd ymm11, ymm11, ymm15", "vpaddd ymm3, ymm3, ymm11",
+            "vpmaddubsw ymm8, ymm12, ymm13", "vpmaddwd ymm8, ymm8, ymm15", "vpaddd ymm4, ymm4, ymm8",
+            "vpmaddubsw ymm9, ymm12, ymm13", "vpmaddwd ymm9, ymm9, ymm15", "vpaddd ymm5, ymm5, ymm9",
+            "vpmaddubsw ymm10, ymm12, ymm13", "vpmaddwd ymm10, ymm10, ymm15", "vpaddd ymm6, ymm6, ymm10",
+            "vpmaddubsw ymm11, ymm12, ymm13", "vpmaddwd ymm11, ymm11, ymm15", "vpaddd ymm7, ymm7, ymm11",
+        ]
+    );
+    looped!(
+        /// 8 × (vpmaddubsw, vpaddw): 8 × 32 multiply-adds summed in 16 bits,
+        /// the inner loop of ask's own AVX2 tiles (`matvec::tiles`), whose
+        /// `madd` widens a whole run's sum once.
+        avx2_int8_tiles,
+        ["vpxor ymm12, ymm12, ymm12", "vpxor ymm13, ymm13, ymm13"],
+        [
+            "vpmaddubsw ymm8, ymm12, ymm13", "vpaddw ymm0, ymm0, ymm8",
+            "vpmaddubsw ymm9, ymm12, ymm13", "vpaddw ymm1, ymm1, ymm9",
+            "vpmaddubsw ymm10, ymm12, ymm13", "vpaddw ymm2, ymm2, ymm10",
+            "vpmaddubsw ymm11, ymm12, ymm13", "vpaddw ymm3, ymm3, ymm11",
+            "vpmaddubsw ymm8, ymm12, ymm13", "vpaddw ymm4, ymm4, ymm8",
+            "vpmaddubsw ymm9, ymm12, ymm13", "vpaddw ymm5, ymm5, ymm9",
+            "vpmaddubsw ymm10, ymm12, ymm13", "vpaddw ymm6, ymm6, ymm10",
+            "vpmaddubsw ymm11, ymm12, ymm13", "vpaddw ymm7, ymm7, ymm11",
+        ]
+    );
+    eight!(
+        /// 8 × vpdpbusd on ymm: 8 × 32 multiply-adds.
+        avx_vnni, "vpxor", "{{vex}} vpdpbusd", "ymm"
+    );
+    eight!(
+        /// 8 × vpdpbusd on zmm: 8 × 64 multiply-adds.
+        avx512_vnni, "vpxord", "vpdpbusd", "zmm"
+    );
+    eight!(
+        /// 8 × vfmadd231ps on ymm: 8 × 8 multiply-adds.
+        avx2_fma, "vxorps", "vfmadd231ps", "ymm"
+    );
 }
 
 /// Multiply-adds per token of the weight matrices of a GGUF model.
