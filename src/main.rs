@@ -150,15 +150,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
 /// from the first committed slice on).
 const NO_TEXT_INDEX: &str = "an `ask index` run builds it as it finishes (start one if none is under way); meanwhile search with --mode dense or hybrid";
 
-/// The store's error in a link of an error chain, also where the indexing
-/// pipeline wraps it (transparently, so the chain skips it).
-fn store_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ask_store::StoreError> {
-    match e.downcast_ref::<ask_pipeline::IndexError>() {
-        Some(ask_pipeline::IndexError::Store(s)) => Some(s),
-        _ => e.downcast_ref(),
-    }
-}
-
 /// Whether the error is a full disk (ENOSPC), however deep LanceDB and the
 /// object store wrapped it.
 fn disk_full(err: &anyhow::Error) -> bool {
@@ -173,7 +164,7 @@ fn disk_full(err: &anyhow::Error) -> bool {
 fn message(err: &anyhow::Error) -> String {
     let mut parts = Vec::new();
     for e in err.chain() {
-        if matches!(store_error(e), Some(ask_store::StoreError::Lance { .. })) {
+        if matches!(e.downcast_ref::<ask_store::StoreError>(), Some(ask_store::StoreError::Lance { .. })) {
             parts.push(e.to_string());
             parts.push(err.root_cause().to_string());
             break;
@@ -194,7 +185,7 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
         return Some("free some space and run the command again: what an `ask index` run committed before the disk filled is kept, and the next run adds the rest");
     }
     err.chain().find_map(|e| {
-        if let Some(e) = store_error(e) {
+        if let Some(e) = e.downcast_ref::<ask_store::StoreError>() {
             return match e {
                 StoreError::NoMailHeaders(_) => Some("run `ask index` on it once to add them"),
                 StoreError::NoTextIndex(_) => Some(NO_TEXT_INDEX),
@@ -259,7 +250,7 @@ mod tests {
     fn a_full_disk_is_said_once_with_what_to_do() {
         let full = std::io::Error::from_raw_os_error(28);
         let store = ask_store::StoreError::Lance { dir: "/i".into(), source: Box::new(Nested(full)) };
-        let err = anyhow::Error::new(ask_pipeline::IndexError::Store(store)).context("cannot index");
+        let err = anyhow::Error::new(store).context("cannot index");
         let text = super::message(&err);
         assert!(text.starts_with("cannot index: index at /i: No space left on device"), "{text}");
         assert_eq!(text.matches("No space left").count(), 1, "{text}");

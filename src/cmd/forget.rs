@@ -36,7 +36,7 @@ impl Run for ForgetArgs {
             Err(e @ IndexError::NotIndexed(_)) => {
                 anyhow::bail!("{e}; nothing was removed (`ask status` lists the recorded folders)")
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(super::index::advise(e, cfg)),
         };
         if self.json {
             let mut out = std::io::stdout().lock();

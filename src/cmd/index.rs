@@ -186,6 +186,8 @@ pub(crate) fn advise(e: IndexError, cfg: &Config) -> anyhow::Error {
             anyhow::anyhow!("--chunk-overlap ({overlap}) must be smaller than the chunk size ({size})")
         }
         IndexError::Encoder(e) => anyhow::Error::new(e).context("cannot load the encoder"),
+        // The store's own words name the index and what failed.
+        IndexError::Store(e) => e.into(),
         e => e.into(),
     }
 }

@@ -189,8 +189,10 @@ pub enum IndexError {
     /// The encoder could not be loaded or failed.
     #[error("encoder: {0}")]
     Encoder(#[from] ModelError),
-    /// The index could not be read or written.
-    #[error(transparent)]
+    /// The index could not be read or written. Not transparent: the
+    /// [`StoreError`] stays a link of the error's chain, where a caller
+    /// finds it by type.
+    #[error("the index could not be read or written")]
     Store(#[from] StoreError),
     /// There is no index in this folder.
     #[error("no index at {0}")]
