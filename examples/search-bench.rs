@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ask_store::{search, ChunkRecord, FileRecord, FileStatus, Filter, Kind, Mode, Passage, Query, Request, Store};
+use ask_store::{search, ChunkRecord, FileRecord, FileStatus, Filter, Kind, Mode, Passage, PathKey, Query, Request, Store};
 
 const DIM: usize = 384;
 const CLUSTERS: usize = 1000;
@@ -91,7 +91,7 @@ impl Data {
 
     /// Chunk `chunk` of `path`: 60 words and a vector.
     fn chunk(&mut self, path: &str, chunk: u32, doc_hash: String) -> ChunkRecord {
-        let passage = Passage { path: path.into(), chunk, kind: Kind::Text, text: self.text(60), line_start: 1, line_end: 1, page: None, message: None };
+        let passage = Passage { path: PathKey::of(path.as_ref()), chunk, kind: Kind::Text, text: self.text(60), line_start: 1, line_end: 1, page: None, message: None };
         ChunkRecord { passage, byte_start: 0, byte_end: 0, date_ns: 0, vector: self.vector(), doc_hash }
     }
 }
@@ -99,7 +99,7 @@ impl Data {
 /// The record of a file of 100 chunks; `size` tells versions apart.
 fn file(path: &str, size: u64) -> FileRecord {
     FileRecord {
-        path: path.into(),
+        path: PathKey::of(path.as_ref()),
         size,
         mtime_ns: size as i64 - 1,
         hash: String::new(),
@@ -167,7 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         qdata.rng = fastrand::Rng::with_seed(7); // same clusters and words, fresh draws
         let queries: Vec<(Vec<f32>, String)> = (0..QUERIES).map(|_| (qdata.vector(), qdata.text(4))).collect();
         let filter = Filter::default();
-        let top10 = |v: &[f32], text: &str, mode: Mode| -> Result<(Vec<(String, u32)>, f64), ask_store::StoreError> {
+        let top10 = |v: &[f32], text: &str, mode: Mode| -> Result<(Vec<(PathKey, u32)>, f64), ask_store::StoreError> {
             let t = Instant::now();
             let req = Request { query: Query::of(mode, text, Some(v)).expect("a vector for every mode"), k: 10, filter: &filter };
             let hits = rt.block_on(store.search(&req))?;
@@ -228,7 +228,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         top10(&queries[0].0, &queries[0].1, Mode::Dense)?;
         // A mode's top ten through the ANN index against its exact top ten,
         // with the time of each search.
-        let recall_against = |mode: Mode, truths: &[Vec<(String, u32)>]| -> Result<(f64, Vec<f64>), ask_store::StoreError> {
+        let recall_against = |mode: Mode, truths: &[Vec<(PathKey, u32)>]| -> Result<(f64, Vec<f64>), ask_store::StoreError> {
             let (mut found, mut ms) = (0usize, Vec::new());
             for ((v, text), truth) in queries.iter().zip(truths) {
                 let (ids, t) = top10(v, text, mode)?;
@@ -248,7 +248,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut doc_hashes_ms, mut reuse_ms) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             let t = Instant::now();
-            let held = rt.block_on(store.doc_hashes("/bench/f7.txt"))?;
+            let held = rt.block_on(store.doc_hashes(&PathKey::of("/bench/f7.txt".as_ref())))?;
             doc_hashes_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             let found_docs = rt.block_on(store.chunks_by_doc_hash(&refs))?;

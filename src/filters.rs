@@ -53,14 +53,14 @@ fn anchor_glob(glob: &str, cwd: &Path) -> String {
     }
     if let Some(rest) = glob.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
-            return format!("{}/{rest}", ask_ingest::discover::path_key(Path::new(&home)).trim_end_matches('/'));
+            return format!("{}/{rest}", ask_ingest::PathKey::of(Path::new(&home)).as_str().trim_end_matches('/'));
         }
     }
     if glob.starts_with('/') || glob.starts_with('*') {
         return glob.to_owned();
     }
     let rel = glob.strip_prefix("./").unwrap_or(glob);
-    format!("{}/{rel}", ask_ingest::discover::path_key(cwd).trim_end_matches('/'))
+    format!("{}/{rel}", ask_ingest::PathKey::of(cwd).as_str().trim_end_matches('/'))
 }
 
 /// A date as nanoseconds since the epoch: `2026-11-01` (local midnight; with

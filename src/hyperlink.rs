@@ -25,11 +25,11 @@ impl Links {
 
     /// `text`, linked to line `line` of the file whose path key (as the
     /// index stores it) is `path`, when links are on.
-    pub fn wrap(&self, text: &str, path: &str, line: u32) -> String {
+    pub fn wrap(&self, text: &str, path: &ask_ingest::PathKey, line: u32) -> String {
         use std::os::unix::ffi::OsStrExt;
         match &self.host {
             Some(host) => {
-                let path = ask_ingest::discover::path_of_key(path);
+                let path = path.to_path();
                 format!("\x1b]8;;{}\x1b\\{text}\x1b]8;;\x1b\\", file_uri(host, path.as_os_str().as_bytes(), line))
             }
             None => text.to_owned(),
@@ -77,7 +77,8 @@ mod tests {
     #[test]
     fn a_link_wraps_its_text_and_none_leaves_it() {
         let on = Links { host: Some("box".into()) };
-        assert_eq!(on.wrap("a.md:3-9", "/n/a.md", 3), "\x1b]8;;file://box/n/a.md#3\x1b\\a.md:3-9\x1b]8;;\x1b\\");
-        assert_eq!(Links { host: None }.wrap("a.md:3-9", "/n/a.md", 3), "a.md:3-9");
+        let key = ask_ingest::PathKey::of(std::path::Path::new("/n/a.md"));
+        assert_eq!(on.wrap("a.md:3-9", &key, 3), "\x1b]8;;file://box/n/a.md#3\x1b\\a.md:3-9\x1b]8;;\x1b\\");
+        assert_eq!(Links { host: None }.wrap("a.md:3-9", &key, 3), "a.md:3-9");
     }
 }

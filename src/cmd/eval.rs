@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ask_eval::{Dataset, Scores};
 use ask_embed::probe;
-use ask_store::{Filter, Query, Request};
+use ask_store::{Filter, PathKey, Query, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -53,7 +53,7 @@ struct Report {
 /// indexed file.
 pub(super) struct Prepared {
     cfg: Config,
-    id_of: HashMap<String, String>,
+    id_of: HashMap<PathKey, String>,
     passages: usize,
 }
 
@@ -96,7 +96,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, chunk_tokens: usize, cfg: &C
         let docs = dir.join("docs");
         ask_store::create_private_dir(&docs)?;
         ds.write_files(&docs)?;
-        let id_of = ds.corpus.iter().map(|d| (docs.join(ask_eval::beir::file_name(&d.id)).to_string_lossy().into_owned(), d.id.clone())).collect();
+        let id_of = ds.corpus.iter().map(|d| (PathKey::of(&docs.join(ask_eval::beir::file_name(&d.id))), d.id.clone())).collect();
         (docs, dir, id_of)
     } else if corpus.is_dir() {
         let docs = std::path::absolute(corpus)?;
@@ -118,7 +118,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, chunk_tokens: usize, cfg: &C
         // A folder: every indexed file, by its path below the folder.
         let store = rt.block_on(ask_store::Store::open(&prepared.cfg.index_dir))?;
         for path in rt.block_on(store.file_records())?.into_keys() {
-            if let Some(rel) = Path::new(&path).strip_prefix(&docs).ok().map(|r| r.to_string_lossy().into_owned()) {
+            if let Some(rel) = path.to_path().strip_prefix(&docs).ok().map(|r| r.to_string_lossy().into_owned()) {
                 prepared.id_of.insert(path, rel);
             }
         }

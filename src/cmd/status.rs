@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use ask_ingest::discover::{candidate, path_of_key};
+use ask_ingest::discover::candidate;
+use ask_ingest::PathKey;
 use ask_store::{disk_usage, FileRecord, IndexLock, LockError, Store, WhenBusy};
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -34,7 +35,7 @@ struct Status {
     roots: Vec<ask_store::Root>,
     /// Paths inside them that `ask forget` removed, which those runs pass over.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    forgotten: Vec<String>,
+    forgotten: Vec<PathKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     check: Option<Check>,
 }
@@ -49,22 +50,22 @@ struct Check {
     #[serde(flatten)]
     found: ask_store::Check,
     /// Indexed files whose size or modification time differ on disk.
-    changed: Vec<String>,
+    changed: Vec<PathKey>,
     /// Indexed files that are no longer on disk.
-    gone: Vec<String>,
+    gone: Vec<PathKey>,
     /// Indexed files that could not be looked at (with why).
     unreadable: Vec<String>,
     /// Files below the recorded roots that are not indexed yet (none
     /// looked for when the index records no roots).
-    new: Vec<String>,
+    new: Vec<PathKey>,
 }
 
 /// Compares each record with its file on disk, as `ask index` would.
-fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut Check) {
+fn on_disk(records: &std::collections::HashMap<PathKey, FileRecord>, check: &mut Check) {
     let mut records: Vec<&FileRecord> = records.values().collect();
     records.sort_by(|a, b| a.path.cmp(&b.path));
     for r in records {
-        let path = path_of_key(&r.path);
+        let path = r.path.to_path();
         match std::fs::metadata(&path) {
             Ok(m) => {
                 let c = candidate(&path, &m);
@@ -79,7 +80,7 @@ fn on_disk(records: &std::collections::HashMap<String, FileRecord>, check: &mut 
 }
 
 /// Up to ten of `paths`, one per line, indented, and how many more.
-fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
+fn some(out: &mut impl Write, paths: &[impl std::fmt::Display]) -> std::io::Result<()> {
     for p in paths.iter().take(10) {
         writeln!(out, "                {p}")?;
     }
@@ -87,6 +88,15 @@ fn some(out: &mut impl Write, paths: &[String]) -> std::io::Result<()> {
         writeln!(out, "                … and {} more", paths.len() - 10)?;
     }
     Ok(())
+}
+
+/// `what:` and [`some`] of `paths`, when there are any.
+fn headed(out: &mut impl Write, what: &str, paths: &[impl std::fmt::Display]) -> std::io::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "              {what}:")?;
+    some(out, paths)
 }
 
 /// How a root is walked, after its path: nothing for the defaults.
@@ -275,12 +285,10 @@ impl Run for StatusArgs {
                         c.gone.len(),
                         c.unreadable.len()
                     )?;
-                    for (list, what) in [(&c.new, "new"), (&c.changed, "changed"), (&c.gone, "gone"), (&c.unreadable, "unreadable")] {
-                        if !list.is_empty() {
-                            writeln!(out, "              {what}:")?;
-                            some(&mut out, list)?;
-                        }
-                    }
+                    headed(&mut out, "new", &c.new)?;
+                    headed(&mut out, "changed", &c.changed)?;
+                    headed(&mut out, "gone", &c.gone)?;
+                    headed(&mut out, "unreadable", &c.unreadable)?;
                 }
             }
         }

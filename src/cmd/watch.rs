@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ask_pipeline::index::{self, LazyEncoder};
 use ask_pipeline::{Encoder, Event, Progress, Writer};
-use ask_ingest::discover::path_of_key;
 use ask_store::{Root, WhenBusy};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::runtime::Runtime;
@@ -191,7 +190,7 @@ impl Run for WatchArgs {
         } else {
             index::walked(&index::roots(&self.paths).context("invalid path")?, &self.what.options(cfg).walk)
         };
-        let roots: Vec<PathBuf> = targets.iter().map(|r| path_of_key(&r.path)).collect();
+        let roots: Vec<PathBuf> = targets.iter().map(|r| r.path.to_path()).collect();
         if let Some(missing) = roots.iter().find(|r| !r.exists()) {
             anyhow::bail!("{}: no such file or directory (`ask index` with no PATH forgets a recorded one that is gone)", missing.display());
         }

@@ -31,76 +31,133 @@ impl Default for WalkOptions {
     }
 }
 
-/// Marks a byte of a file name that is not UTF-8 in [`path_key`].
+/// Marks a byte of a file name that is not UTF-8 in a [`PathKey`].
 pub const NOT_UTF8: char = '\u{FFFD}';
 
-/// A path as the index stores it: the path itself when it is UTF-8, as
-/// nearly every path is. A byte that is not UTF-8 (a Latin-1 name copied
-/// from an old disk, say) is written as [`NOT_UTF8`] and its two hex
-/// digits (`café.txt` in Latin-1 is `caf\u{FFFD}E9.txt`), and a
-/// [`NOT_UTF8`] in the name as two of them, so that two files never share
-/// a key: replacing such bytes by U+FFFD alone, as a lossy conversion
+/// A path as the index stores it and looks files up by: the path itself
+/// when it is UTF-8, as nearly every path is. A byte that is not UTF-8 (a
+/// Latin-1 name copied from an old disk, say) is written as [`NOT_UTF8`]
+/// and its two hex digits (`café.txt` in Latin-1 is `caf\u{FFFD}E9.txt`),
+/// and a [`NOT_UTF8`] in the name as two of them, so that two files never
+/// share a key: replacing such bytes by U+FFFD alone, as a lossy conversion
 /// does, gave `caf\xE9.txt` and `caf\xE8.txt` one key, and each run
 /// indexed one of them over the other.
-pub fn path_key(p: &Path) -> String {
-    #[cfg(unix)]
-    {
-        use std::fmt::Write;
-        use std::os::unix::ffi::OsStrExt;
-        let bytes = p.as_os_str().as_bytes();
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            if !s.contains(NOT_UTF8) {
-                return s.to_owned();
-            }
-        }
-        let mut out = String::with_capacity(bytes.len() + 8);
-        for chunk in bytes.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                if c == NOT_UTF8 {
-                    out.push(NOT_UTF8);
-                }
-                out.push(c);
-            }
-            for b in chunk.invalid() {
-                let _ = write!(out, "{NOT_UTF8}{b:02X}");
-            }
-        }
-        out
-    }
-    #[cfg(not(unix))]
-    p.to_string_lossy().into_owned()
-}
+///
+/// A type of its own, so that a key is never a display string or a path
+/// made with `to_string_lossy`, and a path is never compared to a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct PathKey(String);
 
-/// The path [`path_key`] made `key` from (for a key that did not come
-/// from it, the path it reads as).
-pub fn path_of_key(key: &str) -> PathBuf {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStringExt;
-        if !key.contains(NOT_UTF8) {
-            return PathBuf::from(key);
+impl PathKey {
+    /// The key of path `p`.
+    pub fn of(p: &Path) -> PathKey {
+        #[cfg(unix)]
+        {
+            use std::fmt::Write;
+            use std::os::unix::ffi::OsStrExt;
+            let bytes = p.as_os_str().as_bytes();
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                if !s.contains(NOT_UTF8) {
+                    return PathKey(s.to_owned());
+                }
+            }
+            let mut out = String::with_capacity(bytes.len() + 8);
+            for chunk in bytes.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    if c == NOT_UTF8 {
+                        out.push(NOT_UTF8);
+                    }
+                    out.push(c);
+                }
+                for b in chunk.invalid() {
+                    let _ = write!(out, "{NOT_UTF8}{b:02X}");
+                }
+            }
+            PathKey(out)
         }
-        let mut bytes = Vec::with_capacity(key.len());
-        let mut chars = key.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == NOT_UTF8 {
-                if chars.peek() == Some(&NOT_UTF8) {
-                    chars.next();
-                } else {
-                    let hex: String = chars.clone().take(2).collect();
-                    if hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        bytes.push(u8::from_str_radix(&hex, 16).expect("two hex digits"));
-                        chars.nth(1);
-                        continue;
+        #[cfg(not(unix))]
+        PathKey(p.to_string_lossy().into_owned())
+    }
+
+    /// A key as the index stored it (made by [`PathKey::of`] when it was
+    /// written).
+    pub fn stored(key: String) -> PathKey {
+        PathKey(key)
+    }
+
+    /// The key's text, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key's text, as stored.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The path the key was made from.
+    pub fn to_path(&self) -> PathBuf {
+        let key = self.0.as_str();
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            if !key.contains(NOT_UTF8) {
+                return PathBuf::from(key);
+            }
+            let mut bytes = Vec::with_capacity(key.len());
+            let mut chars = key.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == NOT_UTF8 {
+                    if chars.peek() == Some(&NOT_UTF8) {
+                        chars.next();
+                    } else {
+                        let hex: String = chars.clone().take(2).collect();
+                        if hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            bytes.push(u8::from_str_radix(&hex, 16).expect("two hex digits"));
+                            chars.nth(1);
+                            continue;
+                        }
                     }
                 }
+                bytes.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
             }
-            bytes.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
+            PathBuf::from(std::ffi::OsString::from_vec(bytes))
         }
-        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+        #[cfg(not(unix))]
+        PathBuf::from(key)
     }
-    #[cfg(not(unix))]
-    PathBuf::from(key)
+
+    /// Whether the key names `dir` or a path below it (component-wise, so
+    /// /a/bc is not in /a/b).
+    pub fn is_in(&self, dir: &PathKey) -> bool {
+        Path::new(&self.0).starts_with(&dir.0)
+    }
+}
+
+impl std::fmt::Display for PathKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key is its stored text: `key == "/notes/a.md"`.
+impl PartialEq<str> for PathKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for PathKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::borrow::Borrow<str> for PathKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A regular file found by the walk, with the metadata that decides whether
@@ -243,21 +300,23 @@ mod tests {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let p = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
-        assert_eq!(path_key(Path::new("/home/me/notes/café.md")), "/home/me/notes/café.md");
+        let key = |p: &Path| PathKey::of(p).into_string();
+        assert_eq!(key(Path::new("/home/me/notes/café.md")), "/home/me/notes/café.md");
         let e9 = p(b"/docs/caf\xe9.txt");
         let e8 = p(b"/docs/caf\xe8.txt");
-        assert_eq!(path_key(&e9), "/docs/caf\u{FFFD}E9.txt");
-        assert_ne!(path_key(&e9), path_key(&e8));
+        assert_eq!(key(&e9), "/docs/caf\u{FFFD}E9.txt");
+        assert_ne!(key(&e9), key(&e8));
         // A name that holds the marker itself cannot pass for a byte.
         let lookalike = Path::new("/docs/caf\u{FFFD}E9.txt");
-        assert_ne!(path_key(lookalike), path_key(&e9));
+        assert_ne!(key(lookalike), key(&e9));
         for path in [e9, e8, lookalike.to_path_buf(), p(b"/\xff\xfe/\xc3"), p("/a/\u{FFFD}\u{FFFD}b".as_bytes())] {
-            assert_eq!(path_of_key(&path_key(&path)), path, "{}", path.display());
+            assert_eq!(PathKey::of(&path).to_path(), path, "{}", path.display());
         }
         // A key keeps the path's directories, so a file below a root has a
         // key below the root's key.
         let root = p(b"/d\xe9");
-        assert!(Path::new(&path_key(&root.join("x.txt"))).starts_with(path_key(&root)));
+        assert!(PathKey::of(&root.join("x.txt")).is_in(&PathKey::of(&root)));
+        assert!(!PathKey::of(Path::new("/a/bc")).is_in(&PathKey::of(Path::new("/a/b"))));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod extract;
 pub mod kind;
 
 pub use chunk::{Chunk, Chunker};
-pub use discover::{Candidate, WalkEvent, WalkOptions};
+pub use discover::{Candidate, PathKey, WalkEvent, WalkOptions};
 pub use extract::{Document, ExtractError, Mail, Section};
 pub use kind::Kind;
 

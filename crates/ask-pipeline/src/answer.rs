@@ -8,7 +8,7 @@ use crate::conversation::Exchange;
 use crate::prompt::{self, Excerpt, Layout};
 use ask_embed::Embedder;
 use ask_engine::{Generator, ModelError, SamplingParams, Timings};
-use ask_store::{Filter, Hit, Mode, Passage, Query, Request, Span, Store, StoreError};
+use ask_store::{Filter, Hit, Mode, Passage, PathKey, Query, Request, Span, Store, StoreError};
 use tokio::runtime::Runtime;
 
 /// The least cosine similarity to the question a passage needs to be
@@ -68,8 +68,8 @@ pub fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], sea
 /// order. Consecutive chunks overlap (`ask index --chunk-overlap`); their
 /// byte ranges tell how much, and the shared text is read once.
 pub fn widen(hits: Vec<Hit>, spans: Vec<Span>, n: u32) -> Vec<Hit> {
-    let spans: HashMap<(String, u32), Span> = spans.into_iter().map(|s| ((s.passage.path.clone(), s.passage.chunk), s)).collect();
-    let mut shown: HashSet<(String, u32)> = HashSet::new();
+    let spans: HashMap<(PathKey, u32), Span> = spans.into_iter().map(|s| ((s.passage.path.clone(), s.passage.chunk), s)).collect();
+    let mut shown: HashSet<(PathKey, u32)> = HashSet::new();
     let mut out = Vec::with_capacity(hits.len());
     for mut hit in hits {
         let (path, c) = (hit.passage.path.clone(), hit.passage.chunk);
@@ -134,6 +134,11 @@ fn join(text: &mut String, a: &Span, b: &Span) {
 /// formats; for mail, the message's subject, sender and date, then the file
 /// and the message's place in it.
 pub fn location(p: &Passage) -> String {
+    place(p.path.as_str(), p)
+}
+
+/// [`location`], the file named `file`.
+fn place(file: &str, p: &Passage) -> String {
     if let Some(m) = &p.message {
         let mut head = format!("\"{}\"", m.subject.as_deref().unwrap_or("(no subject)"));
         if let Some(from) = &m.from {
@@ -143,12 +148,12 @@ pub fn location(p: &Passage) -> String {
             head.push_str(&format!(", {}", short_date(date)));
         }
         let key = if m.key.starts_with('#') { format!("message {}", m.key) } else { format!("<{}>", m.key) };
-        return format!("{head} ({} {key})", p.path);
+        return format!("{head} ({file} {key})");
     }
     let lines = if p.line_start == p.line_end { format!("{}", p.line_start) } else { format!("{}-{}", p.line_start, p.line_end) };
     match p.page {
-        Some(page) => format!("{} (page {page}, lines {lines})", p.path),
-        None => format!("{}:{lines}", p.path),
+        Some(page) => format!("{file} (page {page}, lines {lines})"),
+        None => format!("{file}:{lines}"),
     }
 }
 
@@ -168,8 +173,8 @@ pub fn fold_whitespace(text: &str) -> String {
 /// wherever the files live, and a deep path costs the context no tokens;
 /// the sources printed after the answer keep the full path.
 fn prompt_location(p: &Passage) -> String {
-    let name = std::path::Path::new(&p.path).file_name().map(|n| n.to_string_lossy().into_owned());
-    location(&Passage { path: name.unwrap_or_else(|| p.path.clone()), ..p.clone() })
+    let name = std::path::Path::new(p.path.as_str()).file_name().map(|n| n.to_string_lossy());
+    place(name.as_deref().unwrap_or(p.path.as_str()), p)
 }
 
 /// The passages as the model reads them.
@@ -285,7 +290,7 @@ mod tests {
     use ask_store::{Kind, Mail};
 
     fn passage(page: Option<u32>, a: u32, b: u32) -> Passage {
-        Passage { path: "/d/f".into(), chunk: 0, kind: Kind::Text, text: String::new(), line_start: a, line_end: b, page, message: None }
+        Passage { path: PathKey::of("/d/f".as_ref()), chunk: 0, kind: Kind::Text, text: String::new(), line_start: a, line_end: b, page, message: None }
     }
 
     #[test]
@@ -361,7 +366,7 @@ mod tests {
 
     #[test]
     fn the_model_reads_file_names_not_folders() {
-        let hit = Hit { passage: Passage { path: "/home/me/deep/notes.md".into(), ..passage(None, 2, 3) }, score: 1.0, similarity: None };
+        let hit = Hit { passage: Passage { path: PathKey::of("/home/me/deep/notes.md".as_ref()), ..passage(None, 2, 3) }, score: 1.0, similarity: None };
         let shown = passages(&[hit]);
         assert_eq!(shown[0].heading, "notes.md:2-3");
     }

@@ -25,7 +25,8 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ask_ingest::chunk::ChunkError;
-use ask_ingest::discover::{self, path_key, WalkEvent, WalkOptions};
+use ask_ingest::discover::{self, WalkEvent, WalkOptions};
+use ask_ingest::PathKey;
 use ask_ingest::{content_hash, extract, kind, Candidate, Chunk, Chunker};
 use ask_embed::EncoderInfo;
 use ask_engine::ModelError;
@@ -43,7 +44,7 @@ mod scan;
 pub use encoder::{Encoder, LazyEncoder};
 pub use roots::{forget, roots, unindexed, walked, Forgotten};
 use pass::Pass;
-use roots::{excluded, is_below, record_roots};
+use roots::{excluded, record_roots};
 #[cfg(test)]
 use pass::slices;
 #[cfg(test)]
@@ -278,7 +279,7 @@ impl<'rt> Writer<'rt> {
     /// paths the user names, not for the recorded roots that `ask index`
     /// with no path walks (which would undo every forget).
     pub fn remember(&mut self, roots: &[Root]) {
-        self.meta.forgotten.retain(|f| !roots.iter().any(|r| is_below(f, &r.path) || is_below(&r.path, f)));
+        self.meta.forgotten.retain(|f| !roots.iter().any(|r| f.is_in(&r.path) || r.path.is_in(f)));
     }
 
     /// As [`Writer::update`], each root walked its own way: how `ask index`
@@ -322,7 +323,7 @@ impl<'rt> Writer<'rt> {
             self.rt.block_on(self.store.ensure_indexes())?;
         }
         self.meta.indexed_at_s = Some(now_secs());
-        let given: Vec<(Root, bool)> = roots.iter().map(|r| (r.clone(), discover::path_of_key(&r.path).exists())).collect();
+        let given: Vec<(Root, bool)> = roots.iter().map(|r| (r.clone(), r.path.to_path().exists())).collect();
         self.meta.roots = record_roots(&self.meta.roots, &given);
         self.meta.save(&self.dir)?;
         match std::fs::remove_file(&marker) {
@@ -343,11 +344,11 @@ impl<'rt> Writer<'rt> {
     /// matches the disk), and a file recorded twice is forgotten and read
     /// as new; either is removed if it is gone. True if anything was
     /// removed.
-    fn repair(&self, known: &mut HashMap<String, FileRecord>, summary: &mut Summary) -> Result<bool, IndexError> {
+    fn repair(&self, known: &mut HashMap<PathKey, FileRecord>, summary: &mut Summary) -> Result<bool, IndexError> {
         let check = self.rt.block_on(self.store.check(known))?;
-        let is_gone = |k: &String| matches!(std::fs::symlink_metadata(discover::path_of_key(k)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        let is_gone = |k: &PathKey| matches!(std::fs::symlink_metadata(k.to_path()), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         // Paths to forget, sorted, each with whether its file is gone.
-        let mut forget: std::collections::BTreeMap<String, bool> = check.duplicated.into_iter().map(|p| (p.clone(), is_gone(&p))).collect();
+        let mut forget: std::collections::BTreeMap<PathKey, bool> = check.duplicated.into_iter().map(|p| (p.clone(), is_gone(&p))).collect();
         for path in check.mismatched {
             let gone = is_gone(&path);
             match known.get_mut(&path) {
@@ -366,7 +367,7 @@ impl<'rt> Writer<'rt> {
         }
         // Files counted as removed: those gone, not those read again.
         summary.removed += forget.values().filter(|&&gone| gone).count();
-        let forget: Vec<String> = forget.into_keys().collect();
+        let forget: Vec<PathKey> = forget.into_keys().collect();
         self.rt.block_on(self.store.remove_files(&forget))?;
         Ok(true)
     }

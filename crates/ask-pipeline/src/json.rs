@@ -1,7 +1,7 @@
 //! The JSON that ask prints and serves: one shape per thing, whoever
 //! prints it (`ask search --json`, `ask query --json`, `ask mcp`).
 
-use ask_store::{Hit, Mail};
+use ask_store::{Hit, Mail, PathKey};
 use serde::Serialize;
 
 use crate::answer::location;
@@ -17,7 +17,7 @@ pub struct SearchHit<'a> {
     /// Cosine similarity to the query, where a vector was used.
     pub similarity: Option<f32>,
     /// The file.
-    pub path: &'a str,
+    pub path: &'a PathKey,
     /// The file's kind (`text`, `markdown`, `pdf`, `mail` …).
     pub kind: &'a str,
     /// The passage's number in its file.
@@ -96,7 +96,7 @@ pub struct Source<'a> {
     /// The number `[n]` in the answer names.
     pub n: usize,
     /// The file.
-    pub path: &'a str,
+    pub path: &'a PathKey,
     /// Where in the file, as a person reads it (see [`location`]).
     pub location: String,
     /// First line, from 1.

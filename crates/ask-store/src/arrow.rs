@@ -8,7 +8,7 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
-use crate::{ChunkRecord, FileRecord, FileStatus, Kind, Mail, Passage};
+use crate::{ChunkRecord, FileRecord, FileStatus, Kind, Mail, Passage, PathKey};
 
 pub(crate) const HIT_COLUMNS: [&str; 7] = ["path", "chunk", "kind", "text", "line_start", "line_end", "page"];
 
@@ -202,7 +202,7 @@ impl<'a> HitColumns<'a> {
     fn passage(&self, batch: &RecordBatch, i: usize) -> Result<Passage, String> {
         let kind = self.kind.value(i);
         Ok(Passage {
-            path: self.path.value(i).to_owned(),
+            path: PathKey::stored(self.path.value(i).to_owned()),
             chunk: self.chunk.value(i),
             kind: Kind::parse(kind).ok_or_else(|| format!("unknown kind '{kind}'"))?,
             text: self.text.value(i).to_owned(),
@@ -262,7 +262,7 @@ pub(crate) fn read_files(batch: &RecordBatch) -> Result<Vec<FileRecord>, String>
             let status_name = status.value(i);
             let kind_name = opt_str(kind, i);
             Ok(FileRecord {
-                path: path.value(i).to_owned(),
+                path: PathKey::stored(path.value(i).to_owned()),
                 size: size.value(i),
                 mtime_ns: mtime.value(i),
                 hash: hash.value(i).to_owned(),

@@ -64,7 +64,7 @@ impl Default for Caches {
         Caches::new()
     }
 }
-pub use ask_ingest::{Kind, Mail};
+pub use ask_ingest::{Kind, Mail, PathKey};
 
 const CHUNKS: &str = "chunks";
 const FILES: &str = "files";
@@ -190,7 +190,7 @@ impl Store {
     }
 
     /// Every file the index knows, by path.
-    pub async fn file_records(&self) -> Result<HashMap<String, FileRecord>> {
+    pub async fn file_records(&self) -> Result<HashMap<PathKey, FileRecord>> {
         let batches = self.rows(self.files.query()).await?;
         let mut out = HashMap::new();
         for batch in &batches {
@@ -203,14 +203,14 @@ impl Store {
 
     /// Compares every chunk's path and number with the file records
     /// (`records`, from [`Store::file_records`]); reads no text or vector.
-    pub async fn check(&self, records: &HashMap<String, FileRecord>) -> Result<Check> {
-        let mut numbers: HashMap<String, Vec<u32>> = HashMap::new();
+    pub async fn check(&self, records: &HashMap<PathKey, FileRecord>) -> Result<Check> {
+        let mut numbers: HashMap<PathKey, Vec<u32>> = HashMap::new();
         for batch in self.rows(self.chunks.query().select(Select::columns(&["path", "chunk"]))).await? {
             let paths = arrow::string_column(&batch, "path").map_err(|m| self.data(m))?;
             let chunks = arrow::u32_column(&batch, "chunk").map_err(|m| self.data(m))?;
             for (path, chunk) in paths.iter().zip(chunks.iter()) {
                 let (Some(path), Some(chunk)) = (path, chunk) else { return Err(self.data("a chunk without path or number".into())) };
-                numbers.entry(path.to_owned()).or_default().push(chunk);
+                numbers.entry(PathKey::stored(path.to_owned())).or_default().push(chunk);
             }
         }
         let mut check = Check::default();
@@ -233,7 +233,7 @@ impl Store {
             for batch in self.rows(self.files.query().select(Select::columns(&["path"]))).await? {
                 for path in arrow::string_column(&batch, "path").map_err(|m| self.data(m))?.iter().flatten() {
                     if !seen.insert(path.to_owned()) {
-                        check.duplicated.push(path.to_owned());
+                        check.duplicated.push(PathKey::stored(path.to_owned()));
                     }
                 }
             }
@@ -250,7 +250,7 @@ impl Store {
     /// chunk rows as the records count. Two counts from the tables'
     /// metadata, so every run can afford it; a disagreement is what
     /// [`Store::check`] then names.
-    pub async fn counts_agree(&self, records: &HashMap<String, FileRecord>) -> Result<bool> {
+    pub async fn counts_agree(&self, records: &HashMap<PathKey, FileRecord>) -> Result<bool> {
         let chunks: u64 = records.values().map(|r| u64::from(r.chunks)).sum();
         let chunk_rows = self.chunks.count_rows(None).await.map_err(|e| self.lance(e))?;
         let file_rows = self.files.count_rows(None).await.map_err(|e| self.lance(e))?;
@@ -277,7 +277,7 @@ impl Store {
     /// rather than merged, which spares a join with the whole table per
     /// commit (a first run over 100,000 files made 196 of them). Their
     /// chunks are replaced all the same: a killed run may have left some.
-    pub async fn write_files_known(&self, files: &[FileRecord], chunks: &[ChunkRecord], recorded: &dyn Fn(&str) -> bool) -> Result<()> {
+    pub async fn write_files_known(&self, files: &[FileRecord], chunks: &[ChunkRecord], recorded: &dyn Fn(&PathKey) -> bool) -> Result<()> {
         if files.is_empty() {
             return Ok(());
         }
@@ -309,11 +309,11 @@ impl Store {
     /// The content hashes of the documents stored for one file (the
     /// messages of a mailbox): a changed mailbox needs to chunk only the
     /// messages not among them.
-    pub async fn doc_hashes(&self, path: &str) -> Result<HashSet<String>> {
+    pub async fn doc_hashes(&self, path: &PathKey) -> Result<HashSet<String>> {
         if !self.doc_columns {
             return Ok(HashSet::new());
         }
-        let query = self.chunks.query().only_if(in_list("path", &[path])).select(Select::columns(&["doc_hash"]));
+        let query = self.chunks.query().only_if(in_list("path", &[path.as_str()])).select(Select::columns(&["doc_hash"]));
         let mut out = HashSet::new();
         for batch in self.rows(query).await? {
             let hashes = arrow::string_column(&batch, "doc_hash").map_err(|m| self.data(m))?;
@@ -362,8 +362,9 @@ impl Store {
         // The same document may be stored under two paths (a copy): keep
         // one path's chunks per hash.
         for chunks in out.values_mut() {
-            let first = chunks.iter().map(|c| c.passage.path.clone()).min().unwrap_or_default();
-            chunks.retain(|c| c.passage.path == first);
+            if let Some(first) = chunks.iter().map(|c| c.passage.path.clone()).min() {
+                chunks.retain(|c| c.passage.path == first);
+            }
             chunks.sort_by_key(|c| c.passage.chunk);
         }
         Ok(out)
@@ -384,8 +385,8 @@ impl Store {
     }
 
     /// Removes files and their chunks.
-    pub async fn remove_files(&self, paths: &[String]) -> Result<()> {
-        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    pub async fn remove_files(&self, paths: &[PathKey]) -> Result<()> {
+        let paths: Vec<&str> = paths.iter().map(PathKey::as_str).collect();
         for group in paths.chunks(500) {
             self.delete_chunks(group).await?;
             self.files.delete(&in_list("path", group)).await.map_err(|e| self.lance(e))?;

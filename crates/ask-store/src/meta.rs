@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use ask_ingest::PathKey;
 use ask_embed::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -41,14 +42,14 @@ pub struct IndexMeta {
     /// Paths inside a root that `ask forget` removed (path keys): the
     /// roots' walks pass over them until `ask index` names them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub forgotten: Vec<String>,
+    pub forgotten: Vec<PathKey>,
 }
 
 /// A folder or file an index holds, and how it is walked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Root {
-    /// Its absolute path, as a path key (see `ask_ingest::discover::path_key`).
-    pub path: String,
+    /// Its absolute path's key.
+    pub path: PathKey,
     /// Hidden files, symlinks, ignore files and the size limit.
     #[serde(flatten)]
     pub walk: ask_ingest::WalkOptions,
@@ -169,10 +170,10 @@ mod tests {
             created_at_s: 1,
             indexed_at_s: Some(2),
             roots: vec![Root {
-                path: "/home/me/notes".into(),
+                path: PathKey::of(Path::new("/home/me/notes")),
                 walk: ask_ingest::WalkOptions { hidden: true, max_file_size: 10, ..Default::default() },
             }],
-            forgotten: vec!["/home/me/notes/private".into()],
+            forgotten: vec![PathKey::of(Path::new("/home/me/notes/private"))],
         };
         meta.save(dir.path()).unwrap();
         assert_eq!(IndexMeta::load(dir.path()).unwrap(), Some(meta));
@@ -186,6 +187,6 @@ mod tests {
         assert_eq!(old.backend, Backend::Candle);
         // ... and recorded no roots, and forgot nothing.
         assert_eq!(old.roots, []);
-        assert_eq!(old.forgotten, Vec::<String>::new());
+        assert!(old.forgotten.is_empty());
     }
 }

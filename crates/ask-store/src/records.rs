@@ -1,7 +1,7 @@
 //! What the two tables hold, as Rust values: file records, passages,
 //! chunks to store, search hits, and what `ask status` counts and checks.
 
-use ask_ingest::{Kind, Mail};
+use ask_ingest::{Kind, Mail, PathKey};
 
 /// What became of a file the index knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ impl FileStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
     /// The file's path (absolute).
-    pub path: String,
+    pub path: PathKey,
     /// Size in bytes when indexed.
     pub size: u64,
     /// Modification time (ns since the epoch) when indexed.
@@ -58,7 +58,7 @@ pub struct FileRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passage {
     /// The file's path.
-    pub path: String,
+    pub path: PathKey,
     /// Position of the chunk in its file (0-based).
     pub chunk: u32,
     /// Document kind.
@@ -139,12 +139,12 @@ pub struct Counts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// Paths that have chunks but no file record.
-    pub unrecorded: Vec<String>,
+    pub unrecorded: Vec<PathKey>,
     /// Recorded files whose chunks are not exactly chunks 0..n of the
     /// record's n (some missing, repeated or beyond n).
-    pub mismatched: Vec<String>,
+    pub mismatched: Vec<PathKey>,
     /// Files recorded more than once.
-    pub duplicated: Vec<String>,
+    pub duplicated: Vec<PathKey>,
 }
 
 impl Check {

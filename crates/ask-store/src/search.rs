@@ -368,7 +368,7 @@ impl Store {
             .map(|c| match c.passage.or_else(|| passages.remove(&c.row)) {
                 // A row id names a row of the version searched; the check
                 // guards against ever printing another row's text.
-                Some(passage) if passage.path == c.path && passage.chunk == c.chunk => {
+                Some(passage) if passage.path.as_str() == c.path && passage.chunk == c.chunk => {
                     Ok(Hit { passage, score: c.score, similarity: c.similarity })
                 }
                 _ => Err(self.data(format!("row {} ({} chunk {}) changed during the search", c.row, c.path, c.chunk))),

@@ -2,9 +2,13 @@
 
 use super::*;
 
+fn key(path: &str) -> PathKey {
+    PathKey::of(Path::new(path))
+}
+
 fn file(path: &str, chunks: u32) -> FileRecord {
     FileRecord {
-        path: path.into(),
+        path: key(path),
         size: 1,
         mtime_ns: 1,
         hash: "h".into(),
@@ -18,7 +22,7 @@ fn file(path: &str, chunks: u32) -> FileRecord {
 
 fn chunk(path: &str, n: u32, vector: [f32; 3]) -> ChunkRecord {
     let passage = Passage {
-        path: path.into(),
+        path: key(path),
         chunk: n,
         kind: Kind::Text,
         text: format!("{path} {n}"),
@@ -43,7 +47,7 @@ async fn spans_are_the_asked_chunks_of_the_asked_files() {
         c.byte_end = c.byte_start + 12;
     }
     store.write_files(&[file("/a", 5), file("/it's", 3)], &chunks).await.unwrap();
-    let mut got: Vec<(String, u32, u64, u64)> = store
+    let mut got: Vec<(PathKey, u32, u64, u64)> = store
         .spans(&[("/a", 1, 2), ("/it's", 2, 9), ("/b", 0, 3)])
         .await
         .unwrap()
@@ -51,7 +55,7 @@ async fn spans_are_the_asked_chunks_of_the_asked_files() {
         .map(|s| (s.passage.path, s.passage.chunk, s.byte_start, s.byte_end))
         .collect();
     got.sort();
-    assert_eq!(got, [("/a".into(), 1, 10, 22), ("/a".into(), 2, 20, 32), ("/it's".into(), 2, 20, 32)]);
+    assert_eq!(got, [(key("/a"), 1, 10, 22), (key("/a"), 2, 20, 32), (key("/it's"), 2, 20, 32)]);
     assert!(store.spans(&[]).await.unwrap().is_empty());
 }
 
@@ -74,7 +78,7 @@ async fn write_search_replace_remove() {
     // Re-writing a file replaces its chunks rather than adding to them.
     store.write_files(&[file("/a", 1)], &[chunk("/a", 0, [1., 0., 0.])]).await.unwrap();
     assert_eq!(store.counts().await.unwrap(), Counts { files: 2, failed: 0, chunks: 2 });
-    store.remove_files(&["/it's".to_string()]).await.unwrap();
+    store.remove_files(&[key("/it's")]).await.unwrap();
     assert_eq!(store.counts().await.unwrap(), Counts { files: 1, failed: 0, chunks: 1 });
     assert_eq!(store.file_records().await.unwrap().keys().collect::<Vec<_>>(), vec!["/a"]);
     store.optimize(std::time::Duration::ZERO).await.unwrap();
@@ -110,7 +114,7 @@ async fn check_finds_chunks_and_records_that_disagree() {
     store.write_files_known(&[file("/a", 2)], &[chunk("/a", 0, [1., 0., 0.]), chunk("/a", 1, [0., 1., 0.])], &|_| false).await.unwrap();
     let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
     assert_eq!(check.duplicated, ["/a"]);
-    store.remove_files(&["/a".to_string()]).await.unwrap();
+    store.remove_files(&[key("/a")]).await.unwrap();
     // Writing the files again, as the next run does, makes it whole.
     store.write_files(&[file("/gap", 1), file("/none", 1), file("/twice", 1), file("/orphan", 1)], &[chunk("/gap", 0, [1., 0., 0.]), chunk("/none", 0, [1., 0., 0.]), chunk("/twice", 0, [1., 0., 0.]), chunk("/orphan", 0, [1., 0., 0.])]).await.unwrap();
     let check = store.check(&store.file_records().await.unwrap()).await.unwrap();
@@ -186,7 +190,7 @@ async fn bm25_scores_after_removals_equal_a_fresh_index() {
     write(&store, docs(0..60)).await;
     store.optimize(std::time::Duration::ZERO).await.unwrap();
     // Remove a few, add a few, as a run over a changed tree does.
-    let gone: Vec<String> = (0..60).step_by(30).map(|i| format!("/d{i:03}")).collect();
+    let gone: Vec<PathKey> = (0..60).step_by(30).map(|i| key(&format!("/d{i:03}"))).collect();
     store.remove_files(&gone).await.unwrap();
     write(&store, docs(60..66)).await;
     store.optimize(std::time::Duration::ZERO).await.unwrap();
@@ -272,7 +276,7 @@ async fn every_mode_returns_the_passage_written_for_each_hit() {
         let hits = store.search(&req).await.unwrap();
         assert_eq!(hits.len(), 12, "{mode:?}");
         for hit in &hits {
-            let i: usize = hit.passage.path["/tides/".len().."/tides/".len() + 2].parse().unwrap();
+            let i: usize = hit.passage.path.as_str()["/tides/".len().."/tides/".len() + 2].parse().unwrap();
             let version = if i % 3 == 0 { 2 } else { 1 };
             assert_eq!(hit.passage.text, text(i, version), "{mode:?}");
             assert_eq!((hit.passage.line_start, hit.passage.line_end), (10 * i as u32 + version, 10 * i as u32 + version + 2));
@@ -405,16 +409,16 @@ async fn lookups_by_path_and_hash_use_their_indexes_and_see_rows_written_since()
     // Rows written after the indexes were built, not yet folded in,
     // are found beside the indexed ones.
     store.write_files(&[file("/c", 1)], &[chunk("/c", 0, [1., 1., 0.])]).await.unwrap();
-    assert_eq!(store.doc_hashes("/c").await.unwrap(), HashSet::from(["hash of /c".to_string()]));
+    assert_eq!(store.doc_hashes(&key("/c")).await.unwrap(), HashSet::from(["hash of /c".to_string()]));
     let found = store.chunks_by_doc_hash(&["hash of /a", "hash of /c"]).await.unwrap();
     assert_eq!((found["hash of /a"].len(), found["hash of /c"].len()), (2, 1));
     // Rewriting and removing files through the indexes.
     store.write_files(&[file("/a", 1)], &[a0.clone()]).await.unwrap();
-    store.remove_files(&["/b".to_string()]).await.unwrap();
+    store.remove_files(&[key("/b")]).await.unwrap();
     assert_eq!(store.counts().await.unwrap(), Counts { files: 2, failed: 0, chunks: 2 });
     store.optimize(std::time::Duration::ZERO).await.unwrap();
     assert_eq!(store.chunks_by_doc_hash(&["hash of /a"]).await.unwrap()["hash of /a"], vec![a0]);
-    assert!(store.doc_hashes("/b").await.unwrap().is_empty());
+    assert!(store.doc_hashes(&key("/b")).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

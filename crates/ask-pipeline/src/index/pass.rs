@@ -16,7 +16,7 @@ pub(super) struct Pass<'a, 'rt> {
 }
 
 impl Pass<'_, '_> {
-    pub(super) fn process(&mut self, known: &HashMap<String, FileRecord>, work: Vec<Candidate>) -> Result<(), IndexError> {
+    pub(super) fn process(&mut self, known: &HashMap<PathKey, FileRecord>, work: Vec<Candidate>) -> Result<(), IndexError> {
         let opts = &self.writer.options;
         let chunker = Chunker::new(self.encoder.tokenizer()?, opts.chunk_tokens, opts.chunk_overlap)?;
         let mut batch = Batch { limit: opts.commit_every.max(1), ..Default::default() };
@@ -28,7 +28,7 @@ impl Pass<'_, '_> {
             let chunker = &chunker;
             // A changed mailbox chunks only the messages the index does not
             // hold for it yet (a failed lookup just chunks them all).
-            let stored_docs = |path: &str| rt.block_on(store.doc_hashes(path)).unwrap_or_default();
+            let stored_docs = |path: &PathKey| rt.block_on(store.doc_hashes(path)).unwrap_or_default();
             scope.spawn(move || {
                 for candidate in work {
                     let prepared = prepare(candidate, known, chunker, max_size, &stored_docs);
@@ -79,7 +79,7 @@ impl Pass<'_, '_> {
     }
 
     /// Embeds and commits what `batch` holds, and empties it.
-    fn flush(&mut self, batch: &mut Batch, known: &HashMap<String, FileRecord>) -> Result<(), IndexError> {
+    fn flush(&mut self, batch: &mut Batch, known: &HashMap<PathKey, FileRecord>) -> Result<(), IndexError> {
         let (rt, store) = (self.writer.rt, &self.writer.store);
         if !batch.touched.is_empty() {
             rt.block_on(store.upsert_files(&batch.touched))?;

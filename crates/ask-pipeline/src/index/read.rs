@@ -27,7 +27,7 @@ pub(super) enum Prepared {
     /// Recorded without chunks: failed (with its reason) or skipped (not a document).
     NoChunks { record: FileRecord },
     /// Could not even be read; nothing is recorded so the next run retries.
-    Unreadable { path: String, reason: String },
+    Unreadable { path: PathKey, reason: String },
 }
 
 /// A file's content as [`prepare`] reads it.
@@ -66,12 +66,12 @@ impl Content {
 /// `stored_docs(path)` gives the document hashes the index holds for a file.
 pub(super) fn prepare(
     c: Candidate,
-    known: &HashMap<String, FileRecord>,
+    known: &HashMap<PathKey, FileRecord>,
     chunker: &Chunker,
     max_size: u64,
-    stored_docs: &dyn Fn(&str) -> HashSet<String>,
+    stored_docs: &dyn Fn(&PathKey) -> HashSet<String>,
 ) -> Prepared {
-    let path = path_key(&c.path);
+    let path = PathKey::of(&c.path);
     // The mtime recorded is one from before the read: a write during or
     // after the read then makes the next run see another mtime and read
     // the file again. One taken after the read could belong to a write of

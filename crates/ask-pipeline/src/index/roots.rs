@@ -3,12 +3,6 @@
 
 use super::*;
 
-/// The file of key `key` is the one of `root` (a key too) or inside it
-/// (component-wise, so /a/bc is not below /a/b).
-pub(super) fn is_below(key: &str, root: &str) -> bool {
-    Path::new(key).starts_with(root)
-}
-
 /// Paths as roots to walk: absolute, and with symlinks resolved so that
 /// the same file always has the same key. A path that does not exist is
 /// kept as given (made absolute): an update then forgets what was indexed
@@ -25,7 +19,7 @@ pub fn roots(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
 
 /// Roots from paths (see [`roots`]), all walked the same way.
 pub fn walked(paths: &[PathBuf], walk: &WalkOptions) -> Vec<Root> {
-    paths.iter().map(|p| Root { path: path_key(p), walk: walk.clone() }).collect()
+    paths.iter().map(|p| Root { path: PathKey::of(p), walk: walk.clone() }).collect()
 }
 
 /// Folders with symlinks resolved, as the walk reports paths below them
@@ -39,13 +33,13 @@ fn canonical(dirs: &[PathBuf]) -> Vec<PathBuf> {
 /// of `exclude` (ask's own) and not below a forgotten path, as an update
 /// passes them over. Sorted; files over a root's size limit are not
 /// counted, as an update skips them.
-pub fn unindexed(meta: &IndexMeta, known: &HashMap<String, FileRecord>, exclude: &[PathBuf]) -> Vec<String> {
+pub fn unindexed(meta: &IndexMeta, known: &HashMap<PathKey, FileRecord>, exclude: &[PathBuf]) -> Vec<PathKey> {
     let exclude = excluded(exclude, meta);
     let mut new = std::collections::BTreeSet::new();
     for root in &meta.roots {
-        discover::walk(&[discover::path_of_key(&root.path)], &root.walk, |event| {
+        discover::walk(&[root.path.to_path()], &root.walk, |event| {
             if let WalkEvent::File(c) = event {
-                let key = path_key(&c.path);
+                let key = PathKey::of(&c.path);
                 if !known.contains_key(&key) && !exclude.iter().any(|d| c.path.starts_with(d)) {
                     new.insert(key);
                 }
@@ -60,7 +54,7 @@ pub fn unindexed(meta: &IndexMeta, known: &HashMap<String, FileRecord>, exclude:
 /// `meta` records as forgotten.
 pub(super) fn excluded(exclude: &[PathBuf], meta: &IndexMeta) -> Vec<PathBuf> {
     let mut out = canonical(exclude);
-    out.extend(meta.forgotten.iter().map(|k| discover::path_of_key(k)));
+    out.extend(meta.forgotten.iter().map(PathKey::to_path));
     out
 }
 
@@ -74,11 +68,11 @@ pub(super) fn excluded(exclude: &[PathBuf], meta: &IndexMeta) -> Vec<PathBuf> {
 pub(super) fn record_roots(recorded: &[Root], given: &[(Root, bool)]) -> Vec<Root> {
     let mut out = recorded.to_vec();
     for (root, exists) in given {
-        let covered = out.iter().any(|r| r.path != root.path && is_below(&root.path, &r.path) && r.walk == root.walk);
+        let covered = out.iter().any(|r| r.path != root.path && root.path.is_in(&r.path) && r.walk == root.walk);
         if *exists && covered {
             continue;
         }
-        out.retain(|r| !is_below(&r.path, &root.path));
+        out.retain(|r| !r.path.is_in(&root.path));
         if *exists {
             out.push(root.clone());
         }
@@ -95,9 +89,9 @@ pub struct Forgotten {
     /// Their chunks.
     pub chunks: usize,
     /// Recorded roots no longer recorded: the paths and those below them.
-    pub roots: Vec<String>,
+    pub roots: Vec<PathKey>,
     /// Paths inside a recorded root, which its walks now pass over.
-    pub passed_over: Vec<String>,
+    pub passed_over: Vec<PathKey>,
 }
 
 /// Removes `paths` (files or folders) and whatever is indexed below them
@@ -116,21 +110,21 @@ pub fn forget(rt: &Runtime, dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Re
     let store = rt.block_on(Store::open(dir))?;
     let known = rt.block_on(store.file_records())?;
     let resolved = roots(paths).map_err(|source| StoreError::Io { path: paths.first().cloned().unwrap_or_default(), source })?;
-    let keys: Vec<String> = resolved.iter().map(|p| path_key(p)).collect();
+    let keys: Vec<PathKey> = resolved.iter().map(|p| PathKey::of(p)).collect();
     let mut out = Forgotten::default();
     for ((key, path), resolved) in keys.iter().zip(paths).zip(&resolved) {
         // Inside a root, only what exists (else it is most likely a typo).
-        let inside = resolved.exists() && meta.roots.iter().any(|r| is_below(key, &r.path));
-        let holds = known.keys().any(|k| is_below(k, key))
-            || meta.roots.iter().any(|r| is_below(&r.path, key))
+        let inside = resolved.exists() && meta.roots.iter().any(|r| key.is_in(&r.path));
+        let holds = known.keys().any(|k| k.is_in(key))
+            || meta.roots.iter().any(|r| r.path.is_in(key))
             || inside
-            || meta.forgotten.iter().any(|f| is_below(key, f));
+            || meta.forgotten.iter().any(|f| key.is_in(f));
         if !holds {
             return Err(IndexError::NotIndexed(path.clone()));
         }
     }
-    let below = |k: &str| keys.iter().any(|p| is_below(k, p));
-    let mut gone: Vec<String> = known.keys().filter(|k| below(k)).cloned().collect();
+    let below = |k: &PathKey| keys.iter().any(|p| k.is_in(p));
+    let mut gone: Vec<PathKey> = known.keys().filter(|k| below(k)).cloned().collect();
     gone.sort();
     out.files = gone.len();
     out.chunks = gone.iter().map(|k| known[k].chunks as usize).sum();
@@ -143,8 +137,8 @@ pub fn forget(rt: &Runtime, dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Re
     // Forgotten paths below a path forgotten now are covered by it.
     meta.forgotten.retain(|f| !below(f) || keys.contains(f));
     for key in &keys {
-        let inside = meta.roots.iter().any(|r| is_below(key, &r.path));
-        let covered = meta.forgotten.iter().any(|f| is_below(key, f));
+        let inside = meta.roots.iter().any(|r| key.is_in(&r.path));
+        let covered = meta.forgotten.iter().any(|f| key.is_in(f));
         if inside && !covered {
             meta.forgotten.push(key.clone());
             out.passed_over.push(key.clone());

@@ -4,21 +4,21 @@ use super::*;
 
 impl Writer<'_> {
     /// Walks the roots: what to read, and what to remove.
-    pub(super) fn scan(&self, roots: &[Root], known: &HashMap<String, FileRecord>, progress: &mut dyn Progress, summary: &mut Summary) -> Scan {
+    pub(super) fn scan(&self, roots: &[Root], known: &HashMap<PathKey, FileRecord>, progress: &mut dyn Progress, summary: &mut Summary) -> Scan {
         let mut work: Vec<Candidate> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<PathKey> = HashSet::new();
         let mut unreadable_dirs: Vec<PathBuf> = Vec::new();
         let mut walk_roots = Vec::new();
-        let mut removed: Vec<String> = Vec::new();
+        let mut removed: Vec<PathKey> = Vec::new();
         let exclude = excluded(&self.options.exclude, &self.meta);
         for root in roots {
-            let path = discover::path_of_key(&root.path);
+            let path = root.path.to_path();
             if path.exists() {
                 walk_roots.push((path, root));
             } else {
                 // A root that is gone: forget what was indexed below it, or
                 // report it if nothing was (most likely a typo).
-                let below: Vec<String> = known.keys().filter(|k| is_below(k, &root.path)).cloned().collect();
+                let below: Vec<PathKey> = known.keys().filter(|k| k.is_in(&root.path)).cloned().collect();
                 if below.is_empty() {
                     progress.event(Event::Failed(&format!("{}: no such file or directory", path.display())));
                     summary.failed += 1;
@@ -34,7 +34,7 @@ impl Writer<'_> {
             discover::walk(std::slice::from_ref(path), &root.walk, |event| match event {
                 WalkEvent::File(c) if exclude.iter().any(|d| c.path.starts_with(d)) => {}
                 WalkEvent::File(c) => {
-                    let key = path_key(&c.path);
+                    let key = PathKey::of(&c.path);
                     let unchanged = known.get(&key).is_some_and(|r| r.size == c.size && r.mtime_ns == c.mtime_ns);
                     if !seen.insert(key) {
                         return;
@@ -62,14 +62,14 @@ impl Writer<'_> {
                 }
             });
         }
-        let walk_roots: Vec<&str> = walk_roots.iter().map(|(_, r)| r.path.as_str()).collect();
-        let unreadable_dirs: Vec<String> = unreadable_dirs.iter().map(|d| path_key(d)).collect();
+        let walk_roots: Vec<&PathKey> = walk_roots.iter().map(|(_, r)| &r.path).collect();
+        let unreadable_dirs: Vec<PathKey> = unreadable_dirs.iter().map(|d| PathKey::of(d)).collect();
         removed.extend(
             known
                 .keys()
                 .filter(|k| !seen.contains(*k))
-                .filter(|k| walk_roots.iter().any(|r| is_below(k, r)))
-                .filter(|k| !unreadable_dirs.iter().any(|d| is_below(k, d)))
+                .filter(|k| walk_roots.iter().any(|r| k.is_in(r)))
+                .filter(|k| !unreadable_dirs.iter().any(|d| k.is_in(d)))
                 .cloned(),
         );
         removed.sort();
@@ -84,5 +84,5 @@ pub(super) struct Scan {
     /// New or changed files, to read.
     pub(super) work: Vec<Candidate>,
     /// Known files gone from disk.
-    pub(super) removed: Vec<String>,
+    pub(super) removed: Vec<PathKey>,
 }

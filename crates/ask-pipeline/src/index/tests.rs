@@ -110,7 +110,7 @@ impl Env {
     }
 
     fn file_status(&self, path: &Path) -> Option<FileStatus> {
-        let key = roots(&[path.to_path_buf()]).unwrap()[0].to_string_lossy().into_owned();
+        let key = PathKey::of(&roots(&[path.to_path_buf()]).unwrap()[0]);
         self.rt.block_on(self.store().file_records()).unwrap().get(&key).map(|r| r.status)
     }
 }
@@ -281,7 +281,7 @@ fn a_file_grown_past_the_limit_since_the_walk_is_read_no_further_than_the_limit(
 
 #[test]
 fn recorded_roots_keep_the_widest_walk_and_forget_what_is_gone() {
-    let root = |path: &str, hidden: bool| Root { path: path.into(), walk: WalkOptions { hidden, ..Default::default() } };
+    let root = |path: &str, hidden: bool| Root { path: PathKey::of(Path::new(path)), walk: WalkOptions { hidden, ..Default::default() } };
     // A first root is recorded; one inside it walked the same way adds nothing.
     let r = record_roots(&[], &[(root("/n", false), true)]);
     assert_eq!(record_roots(&r, &[(root("/n/sub", false), true)]), [root("/n", false)]);
@@ -306,9 +306,9 @@ fn forgotten_paths_leave_the_index_and_stay_out_until_named_again() {
     env.write("private/deep/c.txt", "Gamma notes about ships.");
     env.update(&mut fake()).unwrap();
     let files = |env: &Env| {
-        let mut keys: Vec<String> = env.rt.block_on(env.store().file_records()).unwrap().into_keys().collect();
+        let mut keys: Vec<PathKey> = env.rt.block_on(env.store().file_records()).unwrap().into_keys().collect();
         keys.sort();
-        keys.iter().map(|k| Path::new(k).strip_prefix(roots(&[env.docs()]).unwrap()[0].as_path()).unwrap().display().to_string()).collect::<Vec<_>>()
+        keys.iter().map(|k| k.to_path().strip_prefix(roots(&[env.docs()]).unwrap()[0].as_path()).unwrap().display().to_string()).collect::<Vec<_>>()
     };
     assert_eq!(files(&env), ["a.md", "private/b.txt", "private/deep/c.txt"]);
     // What `ask index` with no path does: the recorded roots, walked again.
