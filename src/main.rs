@@ -138,10 +138,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     }
     let cfg = config::Config::resolve(&cli.global)?;
     let _tmp = PrivateTemp::new(&cfg.home);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = ask_store::runtime()?;
     cli.command.run(&cfg, &rt)
 }
 

@@ -134,7 +134,7 @@ impl Run for ChatArgs {
             let history = conv.turns.clone();
             let searched = searched_for(&history, question, self.talk.follow.follow_up, Some(&mut model))?;
             let vector = embedder.embed_query(&searched)?;
-            let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
+            let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
             let mut out = std::io::stdout().lock();
             if hits.is_empty() {
                 writeln!(out, "{}\n", answer::NOTHING)?;

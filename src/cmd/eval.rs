@@ -110,7 +110,7 @@ fn prepare(corpus: &Path, loaded: Option<&Dataset>, chunk_tokens: usize, cfg: &C
     let options = ask_pipeline::Options { exclude: vec![cfg.home.clone()], chunk_tokens, ..Default::default() };
     let ui = Ui::new(cfg.quiet, false);
     let roots = ask_pipeline::index::walked(&ask_pipeline::index::roots(std::slice::from_ref(&docs))?, &options.walk);
-    if let Err(exit) = super::index::update(rt, &cfg, options, &roots, true, ask_store::WhenBusy::Fail, &ui)? {
+    if let Err(exit) = super::index::update(&cfg, options, &roots, true, ask_store::WhenBusy::Fail, &ui)? {
         return Ok(Err(exit));
     }
     let mut prepared = Prepared { cfg, id_of, passages: 0 };

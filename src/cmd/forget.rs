@@ -24,13 +24,13 @@ struct Report<'a> {
 }
 
 impl Run for ForgetArgs {
-    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    fn run(&self, cfg: &Config, _: &Runtime) -> Result<Exit> {
         // The usual message for an index that does not exist.
         super::index_meta(cfg)?;
         let ui = Ui::new(cfg.quiet, false);
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let forgotten = match index::forget(rt, &cfg.index_dir, &self.paths, busy) {
+        let forgotten = match index::forget(&cfg.index_dir, &self.paths, busy) {
             Ok(f) => f,
             Err(IndexError::Lock(e @ LockError::Busy { .. })) => return Ok(super::index::held_elsewhere(&e, &ui)),
             Err(e @ IndexError::NotIndexed(_)) => {

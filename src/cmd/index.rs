@@ -66,7 +66,7 @@ impl IndexingArgs {
 }
 
 impl Run for IndexArgs {
-    fn run(&self, cfg: &Config, rt: &Runtime) -> Result<Exit> {
+    fn run(&self, cfg: &Config, _: &Runtime) -> Result<Exit> {
         let ui = Ui::new(cfg.quiet, self.verbose);
         let options = Options { rebuild: self.rebuild, ..self.what.options(cfg) };
         let paths = self.paths()?;
@@ -79,7 +79,7 @@ impl Run for IndexArgs {
         };
         let mut waiting = waiting_notice(cfg);
         let busy = if self.wait { WhenBusy::Wait(&mut waiting) } else { WhenBusy::Fail };
-        let summary = match update(rt, cfg, options, &roots, named, busy, &ui)? {
+        let summary = match update(cfg, options, &roots, named, busy, &ui)? {
             Ok(summary) => summary,
             Err(exit) => return Ok(exit),
         };
@@ -152,10 +152,10 @@ pub(crate) fn waiting_notice(cfg: &Config) -> impl FnMut(&str) + '_ {
 /// reported and gives [`Exit::Busy`].
 /// `named`: the roots are paths the user gave (which walks forgotten paths
 /// among them again), not the recorded ones.
-pub(crate) fn update(rt: &Runtime, cfg: &Config, options: Options, roots: &[Root], named: bool, busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
+pub(crate) fn update(cfg: &Config, options: Options, roots: &[Root], named: bool, busy: WhenBusy, ui: &Ui) -> Result<Result<Summary, Exit>> {
     let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
     let info = encoder.info().clone();
-    let result = Writer::open(rt, &cfg.index_dir, &info, options, busy).and_then(|mut writer| {
+    let result = Writer::open(&cfg.index_dir, &info, options, busy).and_then(|mut writer| {
         if named {
             writer.remember(roots);
         }

@@ -175,7 +175,7 @@ impl Server<'_> {
         let searched = conversation::joined(&history, &question);
         let vector = embedder.embed_query(&searched)?;
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
+        let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
         if hits.is_empty() {
             return Ok(json!({"answer": null, "sources": [], "note": answer::NOTHING}));
         }

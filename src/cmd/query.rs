@@ -123,7 +123,7 @@ impl Run for QueryArgs {
         }
         let searched = searched_for(&history, &question, self.talk.follow.follow_up, loaded.as_mut())?;
         let vector = embedder.embed_query(&searched)?;
-        let mut hits = retrieve(rt, &store, &searched, &vector, &search)?;
+        let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
         let shown = focus(&embedder, &vector, passages(&hits), self.passages.passage_tokens)?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);

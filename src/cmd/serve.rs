@@ -231,7 +231,7 @@ impl Server<'_> {
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
         let filter = Filter::default();
         match (answer, vector) {
-            (true, Some(v)) => retrieve(self.rt, &store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS }),
+            (true, Some(v)) => self.rt.block_on(retrieve(&store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS })),
             (_, v) => {
                 let query = ask_store::Query::of(mode, query, v.as_deref()).expect("the vector was computed for this mode");
                 self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &filter }))

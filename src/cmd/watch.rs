@@ -130,10 +130,10 @@ fn watch_error(e: notify::Error, path: &Path) -> anyhow::Error {
 impl WatchArgs {
     /// One incremental update of every root; prints it when it changed
     /// something (and, with --json, the first one always).
-    fn apply(&self, rt: &Runtime, cfg: &Config, roots: &[Root], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
+    fn apply(&self, cfg: &Config, roots: &[Root], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
         let mut waiting = waiting_notice(cfg);
         let info = encoder.info().clone();
-        let summary = Writer::open(rt, &cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
+        let summary = Writer::open(&cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
             .and_then(|mut writer| writer.update_roots(roots, encoder, &mut Errors(ui)))
             .map_err(|e| advise(e, cfg))?;
         let changed = summary.new + summary.changed + summary.removed + summary.failed > 0;
@@ -213,7 +213,7 @@ impl Run for WatchArgs {
         let own = cfg.home.canonicalize().unwrap_or_else(|_| cfg.home.clone());
         let mut encoder = LazyEncoder::new(&cfg.embed_model).context("cannot use the encoder")?;
         // First what changed while nobody watched, then each burst.
-        self.apply(rt, cfg, &targets, &mut encoder, &ui, true)?;
+        self.apply(cfg, &targets, &mut encoder, &ui, true)?;
         let unload_after = (!self.unload_after.is_zero()).then_some(self.unload_after);
         loop {
             // An idle spell ends a wait only while there is an encoder to free.
@@ -236,7 +236,7 @@ impl Run for WatchArgs {
                     if let Err(e) = rewatch(&mut watcher, &roots, &mut watched) {
                         ui.error(&format!("{e:#}"));
                     }
-                    self.apply(rt, cfg, &targets, &mut encoder, &ui, false)?;
+                    self.apply(cfg, &targets, &mut encoder, &ui, false)?;
                 }
             }
         }

@@ -9,7 +9,6 @@ use crate::prompt::{self, Excerpt, Layout};
 use ask_embed::Embedder;
 use ask_engine::{Generator, ModelError, SamplingParams, Timings};
 use ask_store::{Filter, Hit, Mode, Passage, PathKey, Query, Request, Span, Store, StoreError};
-use tokio::runtime::Runtime;
 
 /// The least cosine similarity to the question a passage needs to be
 /// answered from (`ask query --min-score`, and every other caller).
@@ -45,10 +44,10 @@ pub struct Search<'a> {
 /// question's embedding (`Embedder::embed_query`), used in every mode:
 /// BM25 hits get their cosine similarity from it, so `min_score` means the
 /// same thing whatever the mode.
-pub fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], search: &Search) -> Result<Vec<Hit>, StoreError> {
+pub async fn retrieve(store: &Store, question: &str, vector: &[f32], search: &Search<'_>) -> Result<Vec<Hit>, StoreError> {
     let query = Query::of(search.mode, question, Some(vector)).expect("every mode can rank with the vector given");
     let req = Request { query, k: search.k, filter: search.filter };
-    let mut hits = rt.block_on(store.search(&req))?;
+    let mut hits = store.search(&req).await?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
     if search.neighbours == 0 || hits.is_empty() {
         return Ok(hits);
@@ -56,7 +55,7 @@ pub fn retrieve(rt: &Runtime, store: &Store, question: &str, vector: &[f32], sea
     let n = search.neighbours;
     let wanted: Vec<(&str, u32, u32)> =
         hits.iter().map(|h| (h.passage.path.as_str(), h.passage.chunk.saturating_sub(n), h.passage.chunk.saturating_add(n))).collect();
-    let spans = rt.block_on(store.spans(&wanted))?;
+    let spans = store.spans(&wanted).await?;
     Ok(widen(hits, spans, n))
 }
 

@@ -203,9 +203,11 @@ pub enum IndexError {
     NotIndexed(PathBuf),
 }
 
-/// The one writer of an index, holding its lock until dropped.
-pub struct Writer<'rt> {
-    rt: &'rt Runtime,
+/// The one writer of an index, holding its lock until dropped. It owns the
+/// runtime its store calls run on, so a caller needs none: indexing is
+/// synchronous work (walking, reading, embedding) with store calls between.
+pub struct Writer {
+    rt: Runtime,
     dir: PathBuf,
     store: Store,
     meta: IndexMeta,
@@ -222,11 +224,11 @@ fn now_ms() -> i64 {
 }
 
 
-impl<'rt> Writer<'rt> {
+impl Writer {
     /// Opens the index in `dir` for writing, creating it (owner-only) for
     /// `encoder` if needed. `busy` says what to do when another writer
     /// holds the index.
-    pub fn open(rt: &'rt Runtime, dir: &Path, encoder: &EncoderInfo, mut options: Options, busy: WhenBusy) -> Result<Writer<'rt>, IndexError> {
+    pub fn open(dir: &Path, encoder: &EncoderInfo, mut options: Options, busy: WhenBusy) -> Result<Writer, IndexError> {
         options.chunk_tokens = options.chunk_tokens.min(encoder.max_tokens.saturating_sub(2)).max(1);
         if options.chunk_overlap >= options.chunk_tokens {
             return Err(ChunkError::Overlap { overlap: options.chunk_overlap, size: options.chunk_tokens }.into());
@@ -255,6 +257,7 @@ impl<'rt> Writer<'rt> {
                 forgotten: Vec::new(),
             },
         };
+        let rt = ask_store::runtime().map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         let store = rt.block_on(Store::open_or_create(dir, encoder.dim))?;
         if meta.indexed_at_s.is_none() {
             // A first run records its encoder now, not when it ends: what

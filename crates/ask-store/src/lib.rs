@@ -45,6 +45,13 @@ pub const INDEX_CACHE_BYTES: usize = 1 << 30;
 /// Bytes [`Caches`] keep of file metadata (LanceDB's default: 1 GiB).
 pub const METADATA_CACHE_BYTES: usize = 256 << 20;
 
+/// A runtime for the store's async calls, as ask runs them: two workers
+/// (LanceDB's reads and writes overlap their I/O on them), timers and I/O on.
+/// For a synchronous caller that owns its store; async callers bring their own.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}
+
 /// What a long-running process keeps of the indexes' files between the
 /// stores it opens with [`Store::open_shared`] (LanceDB's session, which
 /// stays inside this crate), bounded by [`INDEX_CACHE_BYTES`] and

@@ -94,7 +94,7 @@ impl Answerer<'_> {
         let started = Instant::now();
         let searched = searched_for(history, &q.question, follow, Some(&mut self.model))?;
         let vector = self.embedder.embed_query(&searched)?;
-        let mut hits = retrieve(self.rt, self.store, &searched, &vector, &self.search)?;
+        let mut hits = self.rt.block_on(retrieve(self.store, &searched, &vector, &self.search))?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         let mut said = answer::NOTHING.to_owned();
         if !hits.is_empty() {

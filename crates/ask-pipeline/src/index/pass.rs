@@ -6,8 +6,8 @@ use super::*;
 use super::read::{prepare, Part, Prepared};
 
 /// One update's reading and embedding of the files that need it.
-pub(super) struct Pass<'a, 'rt> {
-    pub(super) writer: &'a Writer<'rt>,
+pub(super) struct Pass<'a> {
+    pub(super) writer: &'a Writer,
     pub(super) encoder: &'a mut dyn Encoder,
     pub(super) progress: &'a mut dyn Progress,
     pub(super) summary: Summary,
@@ -15,13 +15,13 @@ pub(super) struct Pass<'a, 'rt> {
     pub(super) loaded: bool,
 }
 
-impl Pass<'_, '_> {
+impl Pass<'_> {
     pub(super) fn process(&mut self, known: &HashMap<PathKey, FileRecord>, work: Vec<Candidate>) -> Result<(), IndexError> {
         let opts = &self.writer.options;
         let chunker = Chunker::new(self.encoder.tokenizer()?, opts.chunk_tokens, opts.chunk_overlap)?;
         let mut batch = Batch { limit: opts.commit_every.max(1), ..Default::default() };
         let max_size = opts.walk.max_file_size;
-        let (rt, store) = (self.writer.rt, &self.writer.store);
+        let (rt, store) = (&self.writer.rt, &self.writer.store);
 
         std::thread::scope(|scope| -> Result<(), IndexError> {
             let (tx, rx) = sync_channel::<Prepared>(64);
@@ -80,7 +80,7 @@ impl Pass<'_, '_> {
 
     /// Embeds and commits what `batch` holds, and empties it.
     fn flush(&mut self, batch: &mut Batch, known: &HashMap<PathKey, FileRecord>) -> Result<(), IndexError> {
-        let (rt, store) = (self.writer.rt, &self.writer.store);
+        let (rt, store) = (&self.writer.rt, &self.writer.store);
         if !batch.touched.is_empty() {
             rt.block_on(store.upsert_files(&batch.touched))?;
             batch.touched.clear();

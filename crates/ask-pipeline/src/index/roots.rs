@@ -104,8 +104,9 @@ pub struct Forgotten {
 /// a run killed in between leaves the roots recorded, so that the next
 /// `ask index` brings the files back rather than losing track of them,
 /// and `forget` can be run again.
-pub fn forget(rt: &Runtime, dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Result<Forgotten, IndexError> {
+pub fn forget(dir: &Path, paths: &[PathBuf], busy: WhenBusy) -> Result<Forgotten, IndexError> {
     let _lock = IndexLock::acquire(dir, busy)?;
+    let rt = ask_store::runtime().map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
     let mut meta = IndexMeta::load(dir)?.ok_or_else(|| IndexError::NoIndex(dir.to_path_buf()))?;
     let store = rt.block_on(Store::open(dir))?;
     let known = rt.block_on(store.file_records())?;

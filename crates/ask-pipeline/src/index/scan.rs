@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Writer<'_> {
+impl Writer {
     /// Walks the roots: what to read, and what to remove.
     pub(super) fn scan(&self, roots: &[Root], known: &HashMap<PathKey, FileRecord>, progress: &mut dyn Progress, summary: &mut Summary) -> Scan {
         let mut work: Vec<Candidate> = Vec::new();

@@ -101,7 +101,7 @@ impl Env {
 
     fn update(&self, encoder: &mut Fake) -> Result<Summary, IndexError> {
         let info = encoder.info.clone();
-        let mut writer = Writer::open(&self.rt, &self.index_dir(), &info, self.options.clone(), WhenBusy::Fail)?;
+        let mut writer = Writer::open(&self.index_dir(), &info, self.options.clone(), WhenBusy::Fail)?;
         writer.update(&roots(&[self.docs()]).unwrap(), encoder, &mut ())
     }
 
@@ -236,7 +236,7 @@ fn another_encoder_and_a_second_writer_are_refused() {
     assert!(matches!(err, IndexError::EncoderMismatch { .. }), "{err}");
 
     let info = fake().info;
-    let _held = Writer::open(&env.rt, &env.index_dir(), &info, Options::default(), WhenBusy::Fail).unwrap();
+    let _held = Writer::open(&env.index_dir(), &info, Options::default(), WhenBusy::Fail).unwrap();
     let err = env.update(&mut fake()).err().unwrap();
     assert!(matches!(err, IndexError::Lock(ask_store::LockError::Busy { .. })), "{err}");
 }
@@ -315,23 +315,23 @@ fn forgotten_paths_leave_the_index_and_stay_out_until_named_again() {
     let recorded = |env: &Env| {
         let mut enc = fake();
         let info = enc.info.clone();
-        let mut writer = Writer::open(&env.rt, &env.index_dir(), &info, env.options.clone(), WhenBusy::Fail).unwrap();
+        let mut writer = Writer::open(&env.index_dir(), &info, env.options.clone(), WhenBusy::Fail).unwrap();
         let roots = IndexMeta::load(&env.index_dir()).unwrap().unwrap().roots;
         writer.update_roots(&roots, &mut enc, &mut ()).unwrap()
     };
 
     // A path nothing is indexed under is an error, and changes nothing.
     let stranger = env.tmp.path().join("elsewhere");
-    let err = forget(&env.rt, &env.index_dir(), &[env.docs().join("private"), stranger.clone()], WhenBusy::Fail).unwrap_err();
+    let err = forget(&env.index_dir(), &[env.docs().join("private"), stranger.clone()], WhenBusy::Fail).unwrap_err();
     assert!(matches!(&err, IndexError::NotIndexed(p) if *p == stranger), "{err}");
     assert_eq!(files(&env).len(), 3);
     // Inside the root, a path that does not exist is most likely a typo.
     let typo = env.docs().join("privat");
-    assert!(matches!(forget(&env.rt, &env.index_dir(), std::slice::from_ref(&typo), WhenBusy::Fail), Err(IndexError::NotIndexed(_))));
+    assert!(matches!(forget(&env.index_dir(), std::slice::from_ref(&typo), WhenBusy::Fail), Err(IndexError::NotIndexed(_))));
 
     // A folder inside the root: its files go, and the root's walk passes over it.
     let private = env.docs().join("private");
-    let done = forget(&env.rt, &env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
+    let done = forget(&env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
     assert_eq!((done.files, done.chunks), (2, 2));
     assert!(done.roots.is_empty());
     assert_eq!(done.passed_over.len(), 1);
@@ -340,7 +340,7 @@ fn forgotten_paths_leave_the_index_and_stay_out_until_named_again() {
     assert_eq!((s.new, s.removed, s.unchanged), (0, 0, 1), "{s:?}");
     assert_eq!(files(&env), ["a.md"]);
     // Forgetting it again is no error, and does nothing.
-    let again = forget(&env.rt, &env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
+    let again = forget(&env.index_dir(), std::slice::from_ref(&private), WhenBusy::Fail).unwrap();
     assert_eq!((again.files, again.passed_over.len()), (0, 0));
 
     // Naming the folder again (here, the root that holds it) brings it back.
@@ -349,7 +349,7 @@ fn forgotten_paths_leave_the_index_and_stay_out_until_named_again() {
     assert!(IndexMeta::load(&env.index_dir()).unwrap().unwrap().forgotten.is_empty());
 
     // The root itself: every file goes, and the root is no longer recorded.
-    let done = forget(&env.rt, &env.index_dir(), &[env.docs()], WhenBusy::Fail).unwrap();
+    let done = forget(&env.index_dir(), &[env.docs()], WhenBusy::Fail).unwrap();
     assert_eq!((done.files, done.roots.len(), done.passed_over.len()), (3, 1, 0));
     let meta = IndexMeta::load(&env.index_dir()).unwrap().unwrap();
     assert!(meta.roots.is_empty() && meta.forgotten.is_empty(), "{meta:?}");
