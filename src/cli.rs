@@ -406,10 +406,18 @@ pub struct PassageArgs {
 }
 
 impl PassageArgs {
-    /// The search these options ask for, ranked by `mode`, over the passages
-    /// `filter` lets through.
-    pub fn search<'a>(&self, mode: ask_store::Mode, filter: &'a ask_store::Filter) -> ask_pipeline::answer::Search<'a> {
-        ask_pipeline::answer::Search { k: self.limit, mode, filter, min_score: self.min_score, neighbours: self.neighbours }
+    /// How these options answer, ranked by `mode`, a follow-up searched
+    /// for as `follow_up` says (the prompt's layout the default).
+    pub fn answering(&self, mode: ask_store::Mode, follow_up: ask_pipeline::conversation::FollowUp) -> ask_pipeline::answer::Answering {
+        ask_pipeline::answer::Answering {
+            k: self.limit,
+            mode,
+            min_score: self.min_score,
+            neighbours: self.neighbours,
+            passage_tokens: self.passage_tokens,
+            follow_up,
+            ..Default::default()
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ask_engine::Generator;
-use ask_pipeline::answer::{self, focus, passages, retrieve, StreamError};
-use ask_pipeline::conversation::{searched_for, Exchange};
+use ask_pipeline::answer::{self, StreamError};
+use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::Source;
 use ask_pipeline::prompt;
 use ask_store::{Filter, Hit};
@@ -69,9 +69,9 @@ impl Run for ChatArgs {
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
         let mut model = loading.join().expect("the loading thread does not panic").context("cannot load the answer model")?;
-        model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
+        let answering = self.passages.answering(self.mode.into(), self.talk.follow.follow_up);
+        model.keep_opening(&prompt::opening(&model, answering.layout)?, &cfg.openings())?;
         let filter = Filter::default();
-        let search = self.passages.search(self.mode.into(), &filter);
         let params = self.gen.sampling();
 
         let terminal = std::io::stdin().is_terminal();
@@ -132,19 +132,16 @@ impl Run for ChatArgs {
             }
             stop.store(false, Ordering::SeqCst);
             let history = conv.turns.clone();
-            let searched = searched_for(&history, question, self.talk.follow.follow_up, Some(&mut model))?;
-            let vector = embedder.embed_query(&searched)?;
-            let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
+            let mut grounds = rt.block_on(answering.ground(&store, &embedder, &filter, &history, question, Some(&mut model)))?;
             let mut out = std::io::stdout().lock();
-            if hits.is_empty() {
+            if grounds.hits.is_empty() {
                 writeln!(out, "{}\n", answer::NOTHING)?;
                 conv.turns.push(Exchange { question: question.to_owned(), answer: answer::NOTHING.to_owned() });
                 conversations.save(&conv).context("cannot keep the conversation")?;
                 last.clear();
                 continue;
             }
-            let shown = focus(&embedder, &vector, passages(&hits), self.passages.passage_tokens)?;
-            let result = answer::answer(&mut model, &mut hits, &shown, &history, question, Default::default(), &params, &stop, &mut |piece| {
+            let result = answering.answer(&mut model, &mut grounds, &history, question, &params, &stop, &mut |piece| {
                 out.write_all(piece.as_bytes())?;
                 out.flush()
             });
@@ -160,14 +157,14 @@ impl Run for ChatArgs {
                 write!(out, " …(stopped)")?;
             }
             writeln!(out, "\n\nSources:")?;
-            for s in Source::all(&hits) {
+            for s in Source::all(&grounds.hits) {
                 writeln!(out, "[{}] {}", s.n, links.wrap(&s.location, s.path, s.line_start))?;
             }
             writeln!(out)?;
             out.flush()?;
             conv.turns.push(Exchange { question: question.to_owned(), answer: answer.cited() });
             conversations.save(&conv).context("cannot keep the conversation")?;
-            last = hits;
+            last = grounds.hits;
         }
         Ok(Exit::Success)
     }

@@ -15,8 +15,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use ask_embed::Embedder;
 use ask_engine::SamplingParams;
-use ask_pipeline::answer::{self, passages, retrieve, Search, ANSWER_TOKENS, MIN_SCORE, NEIGHBOURS};
-use ask_pipeline::conversation::{self, Exchange};
+use ask_pipeline::answer::{self, Answering, ANSWER_TOKENS};
+use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::{SearchHit, Source};
 use ask_pipeline::warm::{check_encoder, Warm};
 use ask_store::{Filter, Mode, Store};
@@ -169,22 +169,18 @@ impl Server<'_> {
         let cfg = self.config(args)?;
         let rt = self.rt;
         let filter = Filter::default();
-        let search = Search { k, mode: Mode::Hybrid, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS };
-        let embedder = self.encoder(&cfg)?;
-        // A follow-up is searched for with the questions before it.
-        let searched = conversation::joined(&history, &question);
-        let vector = embedder.embed_query(&searched)?;
+        let answering = Answering { k, ..Default::default() };
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
-        if hits.is_empty() {
+        let embedder = self.encoder(&cfg)?;
+        let mut grounds = rt.block_on(answering.ground(&store, embedder, &filter, &history, &question, None))?;
+        if grounds.hits.is_empty() {
             return Ok(json!({"answer": null, "sources": [], "note": answer::NOTHING}));
         }
         let path = cfg.answer_model(self.model.as_deref())?;
         let model = self.warm.generator(&path).context("cannot load the answer model")?;
         let params = SamplingParams { max_tokens, ..Default::default() };
-        let shown = passages(&hits);
-        let answer = answer::answer(model, &mut hits, &shown, &history, &question, Default::default(), &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
-        Ok(json!({"answer": answer.cited(), "sources": Source::all(&hits), "model": model.name}))
+        let answer = answering.answer(model, &mut grounds, &history, &question, &params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+        Ok(json!({"answer": answer.cited(), "sources": Source::all(&grounds.hits), "model": model.name}))
     }
 
     fn status(&mut self, args: &Value) -> Result<Value> {

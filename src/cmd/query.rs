@@ -10,8 +10,8 @@ use ask_store::Hit;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{self, focus, passages, retrieve, Answer};
-use ask_pipeline::conversation::{searched_for, Conversation, ConversationError, Conversations, Exchange, FollowUp};
+use ask_pipeline::answer::{self, Answer};
+use ask_pipeline::conversation::{Conversation, ConversationError, Conversations, Exchange, FollowUp};
 use ask_pipeline::json::Source;
 
 use super::search::open_for_query;
@@ -112,7 +112,7 @@ impl Run for QueryArgs {
         };
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        let search = self.passages.search(self.mode.into(), &filter);
+        let answering = self.passages.answering(self.mode.into(), self.talk.follow.follow_up);
         // A follow-up is searched for with what it refers to.
         let mut loaded = None;
         // Rewriting a follow-up needs the answer model first.
@@ -121,23 +121,20 @@ impl Run for QueryArgs {
             let model = loading.take().expect("started when the model was found").join().expect("the loading thread does not panic");
             loaded = Some(model.context("cannot load the answer model")?);
         }
-        let searched = searched_for(&history, &question, self.talk.follow.follow_up, loaded.as_mut())?;
-        let vector = embedder.embed_query(&searched)?;
-        let mut hits = rt.block_on(retrieve(&store, &searched, &vector, &search))?;
-        let shown = focus(&embedder, &vector, passages(&hits), self.passages.passage_tokens)?;
+        let mut grounds = rt.block_on(answering.ground(&store, &embedder, &filter, &history, &question, loaded.as_mut()))?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(embedder);
 
         if self.context_only {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", prompt::user_message(&shown, &question, Default::default()))?;
+            writeln!(out, "{}", prompt::user_message(&grounds.shown, &question, answering.layout))?;
             return Ok(Exit::Success);
         }
         let keep = |conversation: &mut Conversation, answer: String| -> Result<()> {
             conversation.turns.push(Exchange { question: question.clone(), answer });
             conversations.save(conversation).context("cannot keep the conversation")
         };
-        if hits.is_empty() {
+        if grounds.hits.is_empty() {
             // No model is needed, nor need it exist; --json still names
             // it as an answer would (its file name).
             let spec = self.gen.model.as_deref().unwrap_or(&cfg.model);
@@ -156,11 +153,11 @@ impl Run for QueryArgs {
         };
         // The prompt's opening (system message) is the same for every
         // question: its keys and values are kept between runs.
-        model.keep_opening(&prompt::opening(&model, Default::default())?, &cfg.openings())?;
+        model.keep_opening(&prompt::opening(&model, answering.layout)?, &cfg.openings())?;
         let interrupted = super::interrupt_flag(rt);
         let mut out = std::io::stdout().lock();
         let json = self.json;
-        let answer = answer::answer(&mut model, &mut hits, &shown, &history, &question, Default::default(), &self.gen.sampling(), &interrupted, &mut |piece| {
+        let answer = answering.answer(&mut model, &mut grounds, &history, &question, &self.gen.sampling(), &interrupted, &mut |piece| {
             if !json {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
@@ -169,7 +166,7 @@ impl Run for QueryArgs {
         })?;
         drop(out);
         keep(&mut conversation, answer.cited())?;
-        let exit = self.finish(Some(&answer), &hits, &model.name, retrieval_ms, &conversation.id)?;
+        let exit = self.finish(Some(&answer), &grounds.hits, &model.name, retrieval_ms, &conversation.id)?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!("ask: interrupted");
             return Ok(Exit::Interrupted);

@@ -17,7 +17,8 @@ use anyhow::{anyhow, bail, Result};
 use ask_models::stores::{Found, Role, Stores};
 use ask_embed::Embedder;
 use ask_engine::Generator;
-use ask_pipeline::answer::{retrieve, Search, MIN_SCORE, NEIGHBOURS};
+use ask_pipeline::answer::{Answering, Grounds};
+use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
 use ask_pipeline::warm::{check_encoder, Kept};
@@ -215,12 +216,10 @@ impl Server<'_> {
         Ok((cfg, meta))
     }
 
-    /// The passages for `query` in the index of `cfg` (built as `meta`
-    /// says): with `answer`, those an answer is written from (as `ask
-    /// query` finds them, the least similar dropped), else the ranking
-    /// `ask search` prints.
-    pub(super) fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode, answer: bool) -> Result<Vec<Hit>, ApiError> {
-        let vector = if answer || mode.needs_vector() {
+    /// The ranking `ask search` prints for `query` in the index of `cfg`
+    /// (built as `meta` says).
+    fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode) -> Result<Vec<Hit>, ApiError> {
+        let vector = if mode.needs_vector() {
             let mut kept = lock(&self.encoder);
             let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
             check_encoder(meta, encoder.info()).map_err(server_error)?;
@@ -229,15 +228,18 @@ impl Server<'_> {
             None
         };
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
-        let filter = Filter::default();
-        match (answer, vector) {
-            (true, Some(v)) => self.rt.block_on(retrieve(&store, query, &v, &Search { k, mode, filter: &filter, min_score: MIN_SCORE, neighbours: NEIGHBOURS })),
-            (_, v) => {
-                let query = ask_store::Query::of(mode, query, v.as_deref()).expect("the vector was computed for this mode");
-                self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &filter }))
-            }
-        }
-        .map_err(server_error)
+        let query = ask_store::Query::of(mode, query, vector.as_deref()).expect("the vector was computed for this mode");
+        self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &Filter::default() })).map_err(server_error)
+    }
+
+    /// The passages `question` (after the turns of `history`) is answered
+    /// from in the index of `cfg` (built as `meta` says).
+    pub(super) fn grounds(&self, (cfg, meta): &(Config, IndexMeta), answering: &Answering, history: &[Exchange], question: &str) -> Result<Grounds, ApiError> {
+        let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
+        let mut kept = lock(&self.encoder);
+        let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
+        check_encoder(meta, encoder.info()).map_err(server_error)?;
+        self.rt.block_on(answering.ground(&store, encoder, &Filter::default(), history, question, None)).map_err(server_error)
     }
 
     fn search(&self, body: &Value) -> Result<Value, ApiError> {
@@ -250,7 +252,7 @@ impl Server<'_> {
         let name = body["mode"].as_str().unwrap_or(Mode::Hybrid.as_str());
         let mode = Mode::from_name(name).ok_or_else(|| ApiError::invalid(format!("mode '{name}': use hybrid, dense or bm25"), Some("mode")))?;
         let index = self.config(body["index"].as_str())?;
-        let hits = self.hits(&index, query, k, mode, false)?;
+        let hits = self.hits(&index, query, k, mode)?;
         Ok(json!({"results": SearchHit::all(&hits)}))
     }
 

@@ -1,10 +1,13 @@
 //! Answering from an index: the passages for a question, as the model
 //! reads them, and a model's text streamed out as it is generated.
+//! [`Answering`] is the one way every surface (`ask query`, `ask chat`,
+//! `ask eval`, `ask serve`, `ask mcp`) does it: retrieve, focus, prompt,
+//! generate, cite.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::conversation::Exchange;
+use crate::conversation::{searched_for, Exchange, FollowUp};
 use crate::prompt::{self, Excerpt, Layout};
 use ask_embed::Embedder;
 use ask_engine::{Generator, ModelError, SamplingParams, Timings};
@@ -25,6 +28,111 @@ pub const NOTHING: &str = "No passage in the index is relevant to this question,
 /// Chunks on each side of a retrieved one that the model reads with it
 /// (`ask query --neighbours`, and every other caller).
 pub const NEIGHBOURS: u32 = 0;
+
+/// How a question is answered, with one set of defaults for every
+/// surface: which passages are retrieved, how much of them the model reads,
+/// how they are laid out, and what a follow-up is searched for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answering {
+    /// Passages to retrieve.
+    pub k: usize,
+    /// The ranking.
+    pub mode: Mode,
+    /// Passages less similar to the question than this are dropped.
+    pub min_score: f32,
+    /// Chunks on each side of each passage joined to it ([`widen`]).
+    pub neighbours: u32,
+    /// About how many tokens of the passages the model reads ([`focus`];
+    /// 0: whole passages).
+    pub passage_tokens: usize,
+    /// How the prompt lays out the passages and the question.
+    pub layout: Layout,
+    /// What a follow-up is searched for.
+    pub follow_up: FollowUp,
+}
+
+impl Default for Answering {
+    fn default() -> Answering {
+        Answering {
+            k: 5,
+            mode: Mode::Hybrid,
+            min_score: MIN_SCORE,
+            neighbours: NEIGHBOURS,
+            passage_tokens: prompt::PASSAGE_TOKENS,
+            layout: Layout::default(),
+            follow_up: FollowUp::default(),
+        }
+    }
+}
+
+/// The passages a question is answered from.
+#[derive(Debug, Clone)]
+pub struct Grounds {
+    /// What was searched for: the question, or a follow-up with what it
+    /// refers to.
+    pub searched: String,
+    /// The passages found, best first; none means nothing to answer from
+    /// ([`NOTHING`]).
+    pub hits: Vec<Hit>,
+    /// The passages as the model reads them.
+    pub shown: Vec<Excerpt>,
+}
+
+/// Why the passages for a question could not be found. Each keeps the
+/// error below it as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum GroundError {
+    /// The encoder failed, or the answer model rewriting a follow-up.
+    #[error("cannot read the question")]
+    Model(#[from] ModelError),
+    /// The index could not be searched.
+    #[error("cannot search the index")]
+    Store(#[from] StoreError),
+}
+
+impl Answering {
+    /// The search this asks for, over the passages `filter` lets through.
+    pub fn search<'a>(&self, filter: &'a Filter) -> Search<'a> {
+        Search { k: self.k, mode: self.mode, filter, min_score: self.min_score, neighbours: self.neighbours }
+    }
+
+    /// The passages to answer `question` from, after the earlier turns of
+    /// its conversation (`history`, oldest first): what it is searched for
+    /// ([`searched_for`]; `model` rewrites a follow-up when [`FollowUp::Rewrite`]
+    /// is asked for), the passages retrieved for that, and the sentences
+    /// of them that bear most on it.
+    pub async fn ground(
+        &self,
+        store: &Store,
+        embedder: &Embedder,
+        filter: &Filter,
+        history: &[Exchange],
+        question: &str,
+        model: Option<&mut Generator>,
+    ) -> Result<Grounds, GroundError> {
+        let searched = searched_for(history, question, self.follow_up, model)?;
+        let vector = embedder.embed_query(&searched)?;
+        let hits = retrieve(store, &searched, &vector, &self.search(filter)).await?;
+        let shown = focus(embedder, &vector, passages(&hits), self.passage_tokens)?;
+        Ok(Grounds { searched, hits, shown })
+    }
+
+    /// The answer to `question` from `grounds` ([`answer`]): the passages
+    /// that did not fit the model's context are dropped from them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer(
+        &self,
+        model: &mut Generator,
+        grounds: &mut Grounds,
+        history: &[Exchange],
+        question: &str,
+        params: &SamplingParams,
+        stop: &AtomicBool,
+        out: &mut dyn FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Answer, StreamError> {
+        answer(model, &mut grounds.hits, &grounds.shown, history, question, self.layout, params, stop, out)
+    }
+}
 
 /// How passages are chosen for a question.
 pub struct Search<'a> {

@@ -257,8 +257,9 @@ fn context(text: &str, ss: &[&str], i: usize) -> Vec<usize> {
     out
 }
 
-/// The default budget of [`select`], in the encoder's tokens, for `ask
-/// query` and `ask eval` (`--passage-tokens`); 0 gives whole passages.
+/// The default budget of [`select`], in the encoder's tokens, on every
+/// surface (`--passage-tokens` of `ask query`, `chat` and `eval`); 0 gives
+/// whole passages.
 pub const PASSAGE_TOKENS: usize = 0;
 
 /// Where sentences of a passage were left out.

@@ -18,8 +18,8 @@ use ask_store::Filter;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use ask_pipeline::answer::{self, focus, passages, retrieve, Search};
-use ask_pipeline::conversation::{searched_for, Exchange, FollowUp};
+use ask_pipeline::answer::{self, Answering};
+use ask_pipeline::conversation::Exchange;
 use super::super::search::open_for_query;
 use crate::cli::EvalArgs;
 use crate::config::Config;
@@ -80,27 +80,26 @@ struct Answerer<'a> {
     store: &'a ask_store::Store,
     embedder: &'a ask_embed::Embedder,
     model: Generator,
-    search: Search<'a>,
+    answering: Answering,
+    filter: Filter,
     params: ask_engine::SamplingParams,
-    args: &'a EvalArgs,
     prepared: &'a super::Prepared,
     qrels: Option<&'a std::collections::HashMap<String, std::collections::HashMap<String, i32>>>,
 }
 
 impl Answerer<'_> {
-    /// Answers `q` after the turns of `history` (a follow-up searched for by
-    /// `follow`), scores the answer, and returns it with its text.
-    fn ask(&mut self, history: &[Exchange], q: &qa::Question, follow: FollowUp) -> Result<(Outcome, String)> {
+    /// Answers `q` after the turns of `history`, scores the answer, and
+    /// returns it with its text.
+    fn ask(&mut self, history: &[Exchange], q: &qa::Question) -> Result<(Outcome, String)> {
         let started = Instant::now();
-        let searched = searched_for(history, &q.question, follow, Some(&mut self.model))?;
-        let vector = self.embedder.embed_query(&searched)?;
-        let mut hits = self.rt.block_on(retrieve(self.store, &searched, &vector, &self.search))?;
+        let grounds = self.answering.ground(self.store, self.embedder, &self.filter, history, &q.question, Some(&mut self.model));
+        let mut grounds = self.rt.block_on(grounds)?;
         let mut outcome = Outcome { id: q.id.clone(), ..Default::default() };
         let mut said = answer::NOTHING.to_owned();
-        if !hits.is_empty() {
-            let shown = focus(self.embedder, &vector, passages(&hits), self.args.passages.passage_tokens)?;
+        if !grounds.hits.is_empty() {
             let before_model = started.elapsed().as_secs_f64() * 1000.0;
-            let a = answer::answer(&mut self.model, &mut hits, &shown, history, &q.question, self.args.layout, &self.params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            let a = self.answering.answer(&mut self.model, &mut grounds, history, &q.question, &self.params, &AtomicBool::new(false), &mut |_| Ok(()))?;
+            let (hits, shown) = (&grounds.hits, &grounds.shown);
             said = a.cited();
             let (text, t) = (a.text, a.timings);
             // Each passage's id in the set, by its number `[n]` - 1.
@@ -175,10 +174,8 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
     // from the cache, the others find it in memory.
     model.keep_opening(&prompt::opening(&model, args.layout)?, &cfg.openings())?;
     spinner.finish_and_clear();
-    let filter = Filter::default();
-    let search = args.passages.search(mode, &filter);
-    let mut answerer = Answerer { rt, store: &store, embedder: &embedder, model, search, params: args.gen.sampling(), args, prepared: &prepared, qrels };
-    let follow = args.follow.follow_up;
+    let answering = Answering { layout: args.layout, ..args.passages.answering(mode, args.follow.follow_up) };
+    let mut answerer = Answerer { rt, store: &store, embedder: &embedder, model, answering, filter: Filter::default(), params: args.gen.sampling(), prepared: &prepared, qrels };
 
     let mut outcomes = Vec::with_capacity(questions.len());
     let mut compared: Option<(Vec<Outcome>, Vec<Outcome>)> = None;
@@ -186,7 +183,7 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         None => {
             let bar = ui.bar(questions.len() as u64, "questions");
             for q in &questions {
-                outcomes.push(answerer.ask(&[], q, follow)?.0);
+                outcomes.push(answerer.ask(&[], q)?.0);
                 bar.inc(1);
             }
             bar.finish_and_clear();
@@ -201,13 +198,13 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
                 let mut history = Vec::new();
                 for turn in &c.turns[..c.turns.len() - 1] {
                     let unscored = qa::Question { id: c.id.clone(), question: turn.user.clone(), answers: Vec::new(), source: c.source.clone() };
-                    let (_, said) = answerer.ask(&history, &unscored, follow)?;
+                    let (_, said) = answerer.ask(&history, &unscored)?;
                     history.push(Exchange { question: turn.user.clone(), answer: said });
                 }
-                outcomes.push(answerer.ask(&history, q, follow)?.0);
-                alone.push(answerer.ask(&[], q, follow)?.0);
+                outcomes.push(answerer.ask(&history, q)?.0);
+                alone.push(answerer.ask(&[], q)?.0);
                 let written = qa::Question { question: c.full.clone().unwrap_or_else(|| q.question.clone()), ..q.clone() };
-                full.push(answerer.ask(&[], &written, follow)?.0);
+                full.push(answerer.ask(&[], &written)?.0);
                 bar.inc(1);
             }
             bar.finish_and_clear();
@@ -221,12 +218,12 @@ pub(super) fn run(args: &EvalArgs, cfg: &Config, rt: &Runtime) -> Result<Exit> {
         passages: prepared.passages,
         model: &answerer.model.name,
         k: args.passages.limit,
-        mode: answerer.search.mode.as_str(),
+        mode: answerer.answering.mode.as_str(),
         passage_tokens: args.passages.passage_tokens,
         chunk_tokens: args.chunk_tokens,
         neighbours: args.passages.neighbours,
         layout: args.layout.to_string(),
-        follow_up: conversations.as_ref().map(|_| follow.to_string()),
+        follow_up: conversations.as_ref().map(|_| answerer.answering.follow_up.to_string()),
         scores: AnswerScores::from(&outcomes),
         alone: compared.as_ref().map(|(a, _)| AnswerScores::from(a)),
         full: compared.as_ref().map(|(_, f)| AnswerScores::from(f)),

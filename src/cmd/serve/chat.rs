@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ask_engine::{Generator, ModelError};
-use ask_pipeline::answer::{self, passages, StreamError};
-use ask_pipeline::conversation::{self, Exchange};
+use ask_pipeline::answer::{self, Answering, Grounds, StreamError};
+use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::Source;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
-use ask_store::{Hit, Mode};
 use serde_json::json;
 use tiny_http::Request;
 
@@ -21,7 +20,7 @@ use super::{lock, now, server_error, Server};
 enum Prompt {
     /// An index-backed answer: the conversation before the question, the
     /// passages found (or none).
-    Rag { question: String, history: Vec<Exchange>, hits: Vec<Hit> },
+    Rag { question: String, history: Vec<Exchange>, answering: Answering, grounds: Grounds },
     /// Plain chat: the conversation through the model's template.
     Chat,
 }
@@ -33,9 +32,9 @@ impl Server<'_> {
             let question = chat.question()?.to_owned();
             let history = chat.history();
             let index = self.config(index)?;
-            // A follow-up is searched for with the questions before it.
-            let hits = self.hits(&index, &conversation::joined(&history, &question), chat.k, Mode::Hybrid, true)?;
-            return Ok((self.answer()?, Prompt::Rag { question, history, hits }));
+            let answering = Answering { k: chat.k, ..Default::default() };
+            let grounds = self.grounds(&index, &answering, &history, &question)?;
+            return Ok((self.answer()?, Prompt::Rag { question, history, answering, grounds }));
         }
         match self.answer_model_named(&chat.model) {
             Some(path) => Ok((path, Prompt::Chat)),
@@ -51,10 +50,10 @@ impl Server<'_> {
         };
         let id = format!("chatcmpl-{}-{}", self.started, self.requests.fetch_add(1, Ordering::Relaxed));
         let mut out = Reply::new(req, chat, id, now());
-        let (question, history, mut hits) = match prompt {
-            Prompt::Rag { hits, .. } if hits.is_empty() => return out.finish(answer::NOTHING, "", &Default::default(), Some(json!([]))),
-            Prompt::Rag { question, history, hits } => (Some(question), history, hits),
-            Prompt::Chat => (None, Vec::new(), Vec::new()),
+        let (mut rag, history) = match prompt {
+            Prompt::Rag { grounds, .. } if grounds.hits.is_empty() => return out.finish(answer::NOTHING, "", &Default::default(), Some(json!([]))),
+            Prompt::Rag { question, history, answering, grounds } => (Some((question, answering, grounds)), history),
+            Prompt::Chat => (None, Vec::new()),
         };
         let mut kept = lock(&self.generator);
         let model = match kept.get(&path, Generator::load) {
@@ -62,12 +61,10 @@ impl Server<'_> {
             Err(e) => return out.fail(server_error(e)),
         };
         let stop = AtomicBool::new(false);
-        let result = match &question {
-            Some(q) => {
-                let shown = passages(&hits);
-                answer::answer(model, &mut hits, &shown, &history, q, Default::default(), &chat.params, &stop, &mut |piece| out.piece(piece))
-                    .map(|a| (a.cited(), a.attributed.map(|n| format!(" [{n}]")).unwrap_or_default(), a.timings))
-            }
+        let result = match rag.as_mut() {
+            Some((q, answering, grounds)) => answering
+                .answer(model, grounds, &history, q, &chat.params, &stop, &mut |piece| out.piece(piece))
+                .map(|a| (a.cited(), a.attributed.map(|n| format!(" [{n}]")).unwrap_or_default(), a.timings)),
             None => model
                 .conversation_prompt(&chat.conversation())
                 .map_err(StreamError::from)
@@ -75,7 +72,7 @@ impl Server<'_> {
                 .map(|(text, t)| (text.trim().to_owned(), String::new(), t)),
         };
         drop(kept);
-        let sources = question.is_some().then(|| json!(Source::all(&hits)));
+        let sources = rag.map(|(_, _, g)| json!(Source::all(&g.hits)));
         match result {
             Ok((whole, tail, timings)) => out.finish(&whole, &tail, &timings, sources),
             Err(StreamError::Write(_)) => out.gone(),
