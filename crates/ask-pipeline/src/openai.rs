@@ -264,7 +264,15 @@ pub fn finish_reason(stop: Stop) -> &'static str {
 
 /// Token counts.
 pub fn usage(t: &Timings) -> Value {
-    json!({"prompt_tokens": t.prompt_tokens, "completion_tokens": t.generated_tokens, "total_tokens": t.prompt_tokens + t.generated_tokens})
+    json!({
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.generated_tokens,
+        "total_tokens": t.prompt_tokens + t.generated_tokens,
+        // As OpenAI reports them: the prompt's tokens whose keys and values
+        // were already computed (the opening, and what a follow-up shares
+        // with the turn before it).
+        "prompt_tokens_details": {"cached_tokens": t.cached_tokens},
+    })
 }
 
 /// The reply to a whole (not streamed) chat request. `sources` (ask's
@@ -445,10 +453,11 @@ mod tests {
         assert_eq!(c["choices"][0]["delta"]["content"], "Hi");
         assert!(c["choices"][0]["finish_reason"].is_null());
         assert_eq!(event(&json!({"a": 1})), "data: {\"a\":1}\n\n");
-        let t = Timings { prompt_tokens: 10, generated_tokens: 3, stop: Stop::Limit, ..Default::default() };
+        let t = Timings { prompt_tokens: 10, generated_tokens: 3, cached_tokens: 4, stop: Stop::Limit, ..Default::default() };
         let whole = completion("x", 7, "ask", "Hi", &t, Some(json!([])));
         assert_eq!(whole["choices"][0]["finish_reason"], "length");
         assert_eq!(whole["usage"]["total_tokens"], 13);
+        assert_eq!(whole["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
         assert!(whole["sources"].is_array());
     }
 }
