@@ -222,6 +222,25 @@ fn with_no_path_ask_watch_watches_the_recorded_folders_each_walked_as_recorded()
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
+/// `ask watch PATH`, like `ask index PATH`, walks a path forgotten below
+/// PATH again; `ask watch` with no path keeps it forgotten.
+#[test]
+fn watching_a_named_folder_brings_back_what_was_forgotten_in_it() {
+    let env = Env::new();
+    env.write("notes/wren.txt", "The wren sings from the bramble.");
+    env.write("notes/private/heron.txt", "The heron stands in the shallows.");
+    env.index(&["notes"]);
+    env.ok(&["forget", "notes/private"]);
+    let watch = Watch::start_with(&env, &[]);
+    env.write("notes/robin.txt", "The robin follows the spade.");
+    eventually("a new file in the recorded folder", || text_of(&env, "robin.txt").is_some());
+    assert!(text_of(&env, "heron.txt").is_none(), "forgotten, and the recorded roots' walk passes over it");
+    assert!(watch.stop().success());
+    let watch = Watch::start_with(&env, &["notes"]);
+    eventually("the forgotten folder named again", || text_of(&env, "heron.txt").is_some());
+    assert!(watch.stop().success());
+}
+
 #[test]
 fn an_encoder_freed_when_idle_is_loaded_again_by_the_next_change() {
     let env = Env::new();

@@ -129,12 +129,19 @@ fn watch_error(e: notify::Error, path: &Path) -> anyhow::Error {
 
 impl WatchArgs {
     /// One incremental update of every root; prints it when it changed
-    /// something (and, with --json, the first one always).
+    /// something (and, with --json, the first one always). The first
+    /// update of paths the user named walks forgotten paths among them
+    /// again, as `ask index PATH` does.
     fn apply(&self, cfg: &Config, roots: &[Root], encoder: &mut LazyEncoder, ui: &Ui, first: bool) -> Result<()> {
         let mut waiting = waiting_notice(cfg);
         let info = encoder.info().clone();
         let summary = Writer::open(&cfg.index_dir, &info, self.what.options(cfg), WhenBusy::Wait(&mut waiting))
-            .and_then(|mut writer| writer.update_roots(roots, encoder, &mut Errors(ui)))
+            .and_then(|mut writer| {
+                if first && !self.paths.is_empty() {
+                    writer.remember(roots);
+                }
+                writer.update_roots(roots, encoder, &mut Errors(ui))
+            })
             .map_err(|e| advise(e, cfg))?;
         let changed = summary.new + summary.changed + summary.removed + summary.failed > 0;
         if self.json && (first || changed) {
