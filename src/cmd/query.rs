@@ -88,6 +88,9 @@ pub(super) fn conversation(cfg: &Config, id: Option<&str>, latest: bool) -> Resu
             return Err(Usage(format!("conversation '{}' is with index '{}', not '{}': add --index {}", c.id, c.index, cfg.index_name, c.index)).into());
         }
     }
+    if latest && found.is_none() && !cfg.quiet && std::io::stderr().is_terminal() {
+        eprintln!("ask: no earlier conversation with index '{}' to continue: this question starts one", cfg.index_name);
+    }
     let now = super::rfc3339(jiff::Timestamp::now().as_second());
     let conversation = found.unwrap_or_else(|| all.start(&cfg.index_name, &now));
     Ok((all, conversation))
