@@ -192,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let t = Instant::now();
                 let v = embedder.embed_query(text)?;
                 embed_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                let req = Request { query: Query::Hybrid { text, vector: &v }, k: 10, filter: &filter };
+                let req = Request { query: Query::Hybrid { text, vector: &v, reading: 1.0 }, k: 10, filter: &filter };
                 rt.block_on(store.search(&req))?;
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
             }

@@ -157,8 +157,11 @@ impl Run for EvalArgs {
             let mut latencies = Vec::with_capacity(queries.len());
             for q in &queries {
                 let t = Instant::now();
-                let vector = embedder.map(|e| e.embed_query(&q.text)).transpose()?;
-                let query = Query::of(mode, &q.text, vector.as_deref()).expect("the vector was computed for this mode");
+                let (vector, reading) = match embedder {
+                    Some(e) => (Some(e.embed_query(&q.text)?), e.reading(&q.text)),
+                    None => (None, 1.0),
+                };
+                let query = Query::of(mode, &q.text, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
                 let req = Request { query, k: CHUNKS_PER_QUERY, filter: &filter };
                 let hits = rt.block_on(store.search(&req))?;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);

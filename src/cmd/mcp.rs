@@ -153,9 +153,14 @@ impl Server<'_> {
         };
         let cfg = self.config(args)?;
         let (rt, filter) = (self.rt, Filter::default());
-        let vector = if mode.needs_vector() { Some(self.encoder(&cfg)?.embed_query(&query)?) } else { None };
+        let (vector, reading) = if mode.needs_vector() {
+            let e = self.encoder(&cfg)?;
+            (Some(e.embed_query(&query)?), e.reading(&query))
+        } else {
+            (None, 1.0)
+        };
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let query = ask_store::Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode");
+        let query = ask_store::Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
         let req = ask_store::Request { query, k, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         Ok(json!({"results": SearchHit::all(&hits)}))

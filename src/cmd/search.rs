@@ -62,8 +62,11 @@ impl Run for SearchArgs {
         let filter = self.filter.resolve_now()?;
         let mode: Mode = self.mode.into();
         let (store, embedder) = open_for_query(cfg, rt, mode.needs_vector())?;
-        let vector = embedder.map(|e| e.embed_query(&query)).transpose()?;
-        let query = Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode");
+        let (vector, reading) = match &embedder {
+            Some(e) => (Some(e.embed_query(&query)?), e.reading(&query)),
+            None => (None, 1.0),
+        };
+        let query = Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
         let req = Request { query, k: self.limit, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         let links = crate::hyperlink::Links::for_stdout();

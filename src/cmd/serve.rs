@@ -219,16 +219,16 @@ impl Server<'_> {
     /// The ranking `ask search` prints for `query` in the index of `cfg`
     /// (built as `meta` says).
     fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode) -> Result<Vec<Hit>, ApiError> {
-        let vector = if mode.needs_vector() {
+        let (vector, reading) = if mode.needs_vector() {
             let mut kept = lock(&self.encoder);
             let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
             check_encoder(meta, encoder.info()).map_err(server_error)?;
-            Some(encoder.embed_query(query).map_err(server_error)?)
+            (Some(encoder.embed_query(query).map_err(server_error)?), encoder.reading(query))
         } else {
-            None
+            (None, 1.0)
         };
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
-        let query = ask_store::Query::of(mode, query, vector.as_deref()).expect("the vector was computed for this mode");
+        let query = ask_store::Query::of(mode, query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
         self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &Filter::default() })).map_err(server_error)
     }
 

@@ -208,6 +208,16 @@ impl Embedder {
         &self.tokenizer
     }
 
+    /// How much of `text` the encoder reads as words, from 0 to 1: the
+    /// share of its words that the tokenizer does not spell out one
+    /// character at a time. An encoder whose vocabulary lacks a script (the
+    /// English MiniLM and Arabic) spells its words letter by letter, and
+    /// its vectors for them mean little; hybrid search then leans on the
+    /// exact words instead (`ask_store::Query::reading`).
+    pub fn reading(&self, text: &str) -> f32 {
+        reading(&self.tokenizer, text)
+    }
+
     /// Embeds one search query (with the model's query prompt).
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>, ModelError> {
         let text = format!("{}{}", self.info.query_prefix, query);
@@ -344,6 +354,33 @@ pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     x.broadcast_div(&norm)
 }
 
+/// [`Embedder::reading`] with `tokenizer`: 1 minus the share of the
+/// text's letters that the tokenizer cut off one at a time, as a piece of
+/// a longer word (a one-letter word such as "a" is read). Word-piece
+/// (`##`), SentencePiece (`▁`) and byte-level (`Ġ`) markers are not
+/// letters.
+fn reading(tokenizer: &Tokenizer, text: &str) -> f32 {
+    let Ok(e) = tokenizer.encode(text, false) else { return 1.0 };
+    let ids = e.get_word_ids();
+    let pieces_of = |w: Option<u32>| ids.iter().filter(|&&x| x.is_some() && x == w).count();
+    let (mut letters, mut spelled) = (0usize, 0usize);
+    for (token, &word) in e.get_tokens().iter().zip(ids) {
+        if word.is_none() {
+            continue;
+        }
+        let piece = token.trim_start_matches("##").trim_start_matches('▁').trim_start_matches('Ġ');
+        let n = piece.chars().filter(|c| c.is_alphabetic()).count();
+        letters += n;
+        if n == 1 && piece.chars().count() == 1 && pieces_of(word) > 1 {
+            spelled += 1;
+        }
+    }
+    if letters == 0 {
+        return 1.0;
+    }
+    1.0 - spelled as f32 / letters as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +462,21 @@ mod tests {
         let alone = embedder.embed_raw(&texts[2..]).unwrap();
         let diff = alone[0].iter().zip(&got[2]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-4, "padding changed the vector by {diff}");
+    }
+
+    #[test]
+    fn the_english_encoder_reads_english_words_and_spells_out_arabic_ones() {
+        let tokenizer = load_tokenizer(&ask_engine::fetched_model("all-MiniLM-L6-v2-int8")).unwrap();
+        // English, identifiers and numbers are read as words.
+        assert_eq!(reading(&tokenizer, "When is the tenancy deposit returned?"), 1.0);
+        assert_eq!(reading(&tokenizer, "I have a cat"), 1.0);
+        assert!(reading(&tokenizer, "asn1_get_length_ber --persistent 9102") > 0.9);
+        // Arabic, which its vocabulary has only letters of, is spelled out.
+        assert_eq!(reading(&tokenizer, "من هو حمزة بن عبد المطلب"), 0.0);
+        // Fifteen letters read, ten spelled out.
+        let mixed = reading(&tokenizer, "deposit returned حمزة المطلب");
+        assert!((mixed - 0.6).abs() < 1e-6, "{mixed}");
+        assert_eq!(reading(&tokenizer, ""), 1.0);
     }
 
     #[test]

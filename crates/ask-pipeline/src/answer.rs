@@ -112,7 +112,7 @@ impl Answering {
     ) -> Result<Grounds, GroundError> {
         let searched = searched_for(history, question, self.follow_up, model)?;
         let vector = embedder.embed_query(&searched)?;
-        let hits = retrieve(store, &searched, &vector, &self.search(filter)).await?;
+        let hits = retrieve(store, &searched, &vector, embedder.reading(&searched), &self.search(filter)).await?;
         let shown = focus(embedder, &vector, passages(&hits), self.passage_tokens)?;
         Ok(Grounds { searched, hits, shown })
     }
@@ -151,9 +151,11 @@ pub struct Search<'a> {
 /// The passages to answer `question` from, best first. `vector` is the
 /// question's embedding (`Embedder::embed_query`), used in every mode:
 /// BM25 hits get their cosine similarity from it, so `min_score` means the
-/// same thing whatever the mode.
-pub async fn retrieve(store: &Store, question: &str, vector: &[f32], search: &Search<'_>) -> Result<Vec<Hit>, StoreError> {
-    let query = Query::of(search.mode, question, Some(vector)).expect("every mode can rank with the vector given");
+/// same thing whatever the mode. `reading` is how much of the question the
+/// encoder reads as words (`Embedder::reading`; hybrid weighs its dense
+/// list by it).
+pub async fn retrieve(store: &Store, question: &str, vector: &[f32], reading: f32, search: &Search<'_>) -> Result<Vec<Hit>, StoreError> {
+    let query = Query::of(search.mode, question, Some(vector)).expect("every mode can rank with the vector given").reading(reading);
     let req = Request { query, k: search.k, filter: search.filter };
     let mut hits = store.search(&req).await?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));

@@ -480,3 +480,29 @@ fn private_dirs_are_owner_only() {
 fn quotes_are_doubled_in_predicates() {
     assert_eq!(in_list("path", &["/a/it's", "/b"]), "path IN ('/a/it''s', '/b')");
 }
+
+/// A hybrid query the encoder cannot read (`Query::reading` below
+/// `READS`) is ranked by its exact words alone; one it reads is fused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_ranks_by_words_alone_what_the_encoder_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_or_create(dir.path(), 3).await.unwrap();
+    // BM25 ranks /words (both words) over /weak (one); the vectors put
+    // /weak first and /words last.
+    let docs = vec![
+        doc("/weak", Kind::Text, 1, "the harbour was quiet", [1., 0., 0.]),
+        doc("/near", Kind::Text, 1, "nothing of the kind here", [0.99, 0.1, 0.]),
+        doc("/words", Kind::Text, 1, "harbour wall mended", [0., 0., 1.]),
+    ];
+    write(&store, docs).await;
+    store.ensure_indexes().await.unwrap();
+    let filter = Filter::default();
+    let search = |reading: f32| {
+        let query = Query::of(Mode::Hybrid, "harbour wall", Some(&[1., 0., 0.])).unwrap().reading(reading);
+        let store = &store;
+        let filter = &filter;
+        async move { paths(&store.search(&Request { query, k: 3, filter }).await.unwrap()).into_iter().map(String::from).collect::<Vec<_>>() }
+    };
+    assert_eq!(search(0.2).await, ["/words", "/weak", "/near"], "BM25's order, then the vectors'");
+    assert_eq!(search(1.0).await[..2], ["/weak", "/words"], "read: fused, the dense list weighing twice");
+}
