@@ -209,8 +209,8 @@ impl Embedder {
     }
 
     /// How much of `text` the encoder reads as words, from 0 to 1: the
-    /// share of its words that the tokenizer does not spell out one
-    /// character at a time. An encoder whose vocabulary lacks a script (the
+    /// share of its letters that the tokenizer does not cut off one at a
+    /// time inside a longer word. An encoder whose vocabulary lacks a script (the
     /// English MiniLM and Arabic) spells its words letter by letter, and
     /// its vectors for them mean little; hybrid search then leans on the
     /// exact words instead (`ask_store::Query::reading`).
@@ -362,16 +362,17 @@ pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 fn reading(tokenizer: &Tokenizer, text: &str) -> f32 {
     let Ok(e) = tokenizer.encode(text, false) else { return 1.0 };
     let ids = e.get_word_ids();
-    let pieces_of = |w: Option<u32>| ids.iter().filter(|&&x| x.is_some() && x == w).count();
+    let mut pieces: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for word in ids.iter().flatten() {
+        *pieces.entry(*word).or_default() += 1;
+    }
     let (mut letters, mut spelled) = (0usize, 0usize);
-    for (token, &word) in e.get_tokens().iter().zip(ids) {
-        if word.is_none() {
-            continue;
-        }
+    for (token, word) in e.get_tokens().iter().zip(ids) {
+        let Some(word) = word else { continue };
         let piece = token.trim_start_matches("##").trim_start_matches('▁').trim_start_matches('Ġ');
         let n = piece.chars().filter(|c| c.is_alphabetic()).count();
         letters += n;
-        if n == 1 && piece.chars().count() == 1 && pieces_of(word) > 1 {
+        if n == 1 && piece.chars().count() == 1 && pieces[word] > 1 {
             spelled += 1;
         }
     }

@@ -68,9 +68,6 @@ impl Default for Answering {
 /// The passages a question is answered from.
 #[derive(Debug, Clone)]
 pub struct Grounds {
-    /// What was searched for: the question, or a follow-up with what it
-    /// refers to.
-    pub searched: String,
     /// The passages found, best first; none means nothing to answer from
     /// ([`NOTHING`]).
     pub hits: Vec<Hit>,
@@ -92,7 +89,7 @@ pub enum GroundError {
 
 impl Answering {
     /// The search this asks for, over the passages `filter` lets through.
-    pub fn search<'a>(&self, filter: &'a Filter) -> Search<'a> {
+    fn search<'a>(&self, filter: &'a Filter) -> Search<'a> {
         Search { k: self.k, mode: self.mode, filter, min_score: self.min_score, neighbours: self.neighbours }
     }
 
@@ -114,7 +111,7 @@ impl Answering {
         let vector = embedder.embed_query(&searched)?;
         let hits = retrieve(store, &searched, &vector, embedder.reading(&searched), &self.search(filter)).await?;
         let shown = focus(embedder, &vector, passages(&hits), self.passage_tokens)?;
-        Ok(Grounds { searched, hits, shown })
+        Ok(Grounds { hits, shown })
     }
 
     /// The answer to `question` from `grounds` ([`answer`]): the passages

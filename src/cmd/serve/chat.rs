@@ -15,7 +15,6 @@ use tiny_http::Request;
 use super::http::{respond, Reply};
 use super::{lock, now, server_error, Server};
 
-
 /// What a chat request is answered from.
 enum Prompt {
     /// An index-backed answer: the conversation before the question, the
