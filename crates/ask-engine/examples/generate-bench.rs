@@ -3,7 +3,8 @@
 //! (real text from msmarco-5k) and decode tokens/s over 128 greedy tokens
 //! from an empty context (tg128). Each figure is the mean tokens/s of
 //! `RUNS` runs after a warm-up, the statistic llama-bench reports (its
-//! `avg_ts`), so that the two compare like for like.
+//! `avg_ts`), so that the two compare like for like; the warm-up's own
+//! prefill rate is printed beside it (what a fresh `ask query` gets).
 //!
 //!     generate-bench MODEL.gguf CORPUS.jsonl [RUNS] [TESTS]
 //!
@@ -51,22 +52,22 @@ fn main() {
             model.forget();
             model.generate(prompt, &params, |_| true).unwrap()
         };
-        run(model); // warm-up
+        let first = rate(&run(model)); // warm-up
         let all: Vec<_> = (0..runs).map(|_| run(model)).collect();
-        (all.iter().map(rate).sum::<f64>() / all.len() as f64, all.into_iter().last().unwrap())
+        (all.iter().map(rate).sum::<f64>() / all.len() as f64, first, all.into_iter().last().unwrap())
     };
     for target in [512usize, 2048] {
         if !wanted(&format!("pp{target}")) {
             continue;
         }
         let prompt = prompt_of(&model, target);
-        let (rate, t) = mean(&mut model, &prompt, 1, |t| t.prefill_tokens_per_s);
-        println!("pp{target}: {rate:.1} tokens/s ({} tokens)", t.prompt_tokens);
+        let (rate, first, t) = mean(&mut model, &prompt, 1, |t| t.prefill_tokens_per_s);
+        println!("pp{target}: {rate:.1} tokens/s ({} tokens; the process's first run {first:.1})", t.prompt_tokens);
     }
     // tg128: 128 tokens after a one-token prompt (the count is printed, in
     // case the model ends its text sooner).
     if wanted("tg128") {
-        let (rate, t) = mean(&mut model, "The", 128, |t| t.decode_tokens_per_s);
+        let (rate, _, t) = mean(&mut model, "The", 128, |t| t.decode_tokens_per_s);
         println!("tg128: {rate:.1} tokens/s ({} tokens)", t.generated_tokens);
     }
     if !wanted("chat") {

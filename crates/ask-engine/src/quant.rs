@@ -186,14 +186,25 @@ impl Linear {
         Ok(Linear { weight, bias, out_features, in_features, tiled })
     }
 
-    /// Has candle repack the weight into its tiles now rather than on the
-    /// first token (a scalar pass over the weight, single-threaded in
-    /// candle; callers warm several layers at once).
+    /// Lays out the weight's prompt tiles now rather than in the first
+    /// prompt (a scalar pass over the weight, single-threaded in candle,
+    /// that writes as many bytes as it reads; callers warm several layers
+    /// at once). Candle packs on its first multiplication, which
+    /// [`forward`](Self::forward) only sends it for a prompt's
+    /// [`SGEMM_MIN_ROWS`] rows or more: asked directly here, with two rows
+    /// (candle tiles Q6_K for more than one).
     pub fn warm(&self) -> Result<()> {
-        if let Weight::Own { tiles, blocks } = &self.weight {
-            own_tiles_of(tiles, blocks);
-        } else if self.tiled {
-            self.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
+        match &self.weight {
+            Weight::Own { tiles, blocks } => {
+                own_tiles_of(tiles, blocks);
+            }
+            Weight::Tiled { tiles, .. } => {
+                tiles.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
+            }
+            Weight::Candle(m) if self.tiled => {
+                m.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
+            }
+            Weight::Blocks(_) | Weight::Candle(_) => {}
         }
         Ok(())
     }
