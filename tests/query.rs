@@ -229,23 +229,31 @@ fn flags_beat_the_environment_which_beats_the_config_file() {
 
 #[test]
 fn the_prompt_opening_is_prefilled_once_and_read_from_the_cache_after() {
+    use std::os::unix::fs::MetadataExt;
     let env = indexed();
     let ask = || json(&env.ok(&["query", "--json", "--max-tokens", "8", "-k", "2", "when will the security deposit be returned"]).stdout);
     let openings = env.home.join("openings");
+    // The answer's prefill starts after the system message (over 60 tokens
+    // of SmolLM2's) and the passages' heading: read while the question was
+    // searched, by the first run from the model, and kept in a file.
     let first = ask();
-    assert_eq!(first["timings"]["cached_tokens"], 0, "{first}");
+    let (cached, prompt) = (first["timings"]["cached_tokens"].as_u64().unwrap(), first["timings"]["prompt_tokens"].as_u64().unwrap());
+    assert!(cached > 60 && cached < prompt, "{first}");
     let files: Vec<_> = std::fs::read_dir(&openings).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    // The second run prefills only what follows the system message (over
-    // 60 tokens of SmolLM2's) and the passages' heading.
+    let written = std::fs::metadata(&files[0]).unwrap().ino();
+    // Later runs read the file (one they could not read, they would write
+    // again, through a new file renamed over it).
     let second = ask();
-    let (cached, prompt) = (second["timings"]["cached_tokens"].as_u64().unwrap(), second["timings"]["prompt_tokens"].as_u64().unwrap());
-    assert!(cached > 60 && cached < prompt, "{second}");
+    assert_eq!(second["timings"]["cached_tokens"].as_u64(), Some(cached), "{second}");
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().ino(), written);
     // A damaged file is a miss, not an error, and is written again.
     std::fs::write(&files[0], b"not safetensors").unwrap();
-    let third = ask();
-    assert_eq!(third["timings"]["cached_tokens"], 0, "{third}");
     assert_eq!(ask()["timings"]["cached_tokens"].as_u64(), Some(cached));
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+    let rewritten = std::fs::metadata(&files[0]).unwrap().ino();
+    ask();
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().ino(), rewritten);
 }
 
 /// On a terminal (a pseudo-terminal from util-linux's `script`), each
@@ -301,6 +309,11 @@ fn a_follow_up_continues_the_last_conversation() {
     args.insert(1, "-c");
     let next = json(&env.ok(&args).stdout);
     assert_eq!(first_source(&next), "otter.md", "{next}");
+    // The earlier turn was read while the follow-up was searched: its
+    // prefill starts after it, not after the system message alone.
+    let opening = first["timings"]["cached_tokens"].as_u64().unwrap();
+    let cached = next["timings"]["cached_tokens"].as_u64().unwrap();
+    assert!(opening > 0 && cached > opening + 10, "{first}\n{next}");
     assert_eq!(next["conversation"].as_str(), Some(id.as_str()));
     // The conversation holds both turns, in a file of the user's own.
     let kept = json(&env.ok(&["conversations", "show", "--json", &id]).stdout);

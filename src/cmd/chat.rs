@@ -2,15 +2,15 @@
 //! answer model loaded once.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ask_engine::Generator;
-use ask_pipeline::answer::{self, StreamError};
+use ask_pipeline::answer::{self, Answering, StreamError};
 use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::Source;
-use ask_pipeline::prompt;
 use ask_store::{Filter, Hit};
 use tokio::runtime::Runtime;
 
@@ -68,9 +68,10 @@ impl Run for ChatArgs {
         let loading = std::thread::spawn(move || Generator::load(&model_path));
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        let mut model = loading.join().expect("the loading thread does not panic").context("cannot load the answer model")?;
+        let model = loading.join().expect("the loading thread does not panic").context("cannot load the answer model")?;
+        let model_name = model.name.clone();
         let answering = self.passages.answering(self.mode.into(), self.talk.follow.follow_up);
-        model.keep_opening(&prompt::opening(&model, answering.layout)?, &cfg.openings())?;
+        let mut model = Readied::new(model, &answering, &conv.turns, &cfg.openings());
         let filter = Filter::default();
         let params = self.gen.sampling();
 
@@ -101,7 +102,7 @@ impl Run for ChatArgs {
         if terminal && !cfg.quiet {
             let turns = conv.turns.len();
             let resumed = if turns > 0 { format!(", continuing conversation {} ({turns} turns)", conv.id) } else { String::new() };
-            eprintln!("ask chat: index '{}', model {}{resumed}. /help lists the commands; Ctrl-D ends.", cfg.index_name, model.name);
+            eprintln!("ask chat: index '{}', model {}{resumed}. /help lists the commands; Ctrl-D ends.", cfg.index_name, model_name);
         }
         let links = crate::hyperlink::Links::for_stdout();
         let mut last: Vec<Hit> = Vec::new();
@@ -116,6 +117,7 @@ impl Run for ChatArgs {
                     "/new" => {
                         let now = super::rfc3339(jiff::Timestamp::now().as_second());
                         conv = conversations.start(&cfg.index_name, &now);
+                        model.ready(&answering, &conv.turns, &cfg.openings());
                         last.clear();
                         println!("(a new conversation)");
                     }
@@ -132,16 +134,18 @@ impl Run for ChatArgs {
             }
             stop.store(false, Ordering::SeqCst);
             let history = conv.turns.clone();
-            let mut grounds = rt.block_on(answering.ground(&store, &embedder, &filter, &history, question, Some(&mut model)))?;
+            let generator = model.get();
+            let mut grounds = rt.block_on(answering.ground(&store, &embedder, &filter, &history, question, Some(&mut *generator)))?;
             let mut out = std::io::stdout().lock();
             if grounds.hits.is_empty() {
                 writeln!(out, "{}\n", answer::NOTHING)?;
                 conv.turns.push(Exchange { question: question.to_owned(), answer: answer::NOTHING.to_owned() });
                 conversations.save(&conv).context("cannot keep the conversation")?;
+                model.ready(&answering, &conv.turns, &cfg.openings());
                 last.clear();
                 continue;
             }
-            let result = answering.answer(&mut model, &mut grounds, &history, question, &params, &stop, &mut |piece| {
+            let result = answering.answer(generator, &mut grounds, &history, question, &params, &stop, &mut |piece| {
                 out.write_all(piece.as_bytes())?;
                 out.flush()
             });
@@ -165,7 +169,60 @@ impl Run for ChatArgs {
             conv.turns.push(Exchange { question: question.to_owned(), answer: answer.cited() });
             conversations.save(&conv).context("cannot keep the conversation")?;
             last = grounds.hits;
+            // The next question's prompt begins with this conversation:
+            // read while the question is typed.
+            model.ready(&answering, &conv.turns, &cfg.openings());
         }
         Ok(Exit::Success)
+    }
+}
+
+/// The answer model, or the thread that has it while it reads the next
+/// prompt's opening ([`Answering::ready`]).
+struct Readied {
+    model: Option<Generator>,
+    reading: Option<std::thread::JoinHandle<Generator>>,
+}
+
+impl Readied {
+    fn new(model: Generator, answering: &Answering, history: &[Exchange], openings: &Path) -> Readied {
+        let mut readied = Readied { model: Some(model), reading: None };
+        readied.ready(answering, history, openings);
+        readied
+    }
+
+    /// Starts reading the opening of the prompt that follows `history`.
+    fn ready(&mut self, answering: &Answering, history: &[Exchange], openings: &Path) {
+        let mut model = self.get_owned();
+        let (answering, history, openings) = (answering.clone(), history.to_vec(), openings.to_path_buf());
+        self.reading = Some(std::thread::spawn(move || {
+            // What fails here fails again, and is said, when the prompt
+            // is read in whole.
+            let _ = answering.ready(&mut model, &history, &openings);
+            model
+        }));
+    }
+
+    /// The model, once it has read what it was reading.
+    fn get(&mut self) -> &mut Generator {
+        let model = self.get_owned();
+        self.model.insert(model)
+    }
+
+    fn get_owned(&mut self) -> Generator {
+        match self.reading.take() {
+            Some(reading) => reading.join().expect("reading an opening does not panic"),
+            None => self.model.take().expect("the model is held or being read into"),
+        }
+    }
+}
+
+impl Drop for Readied {
+    /// A session that ends while the model reads waits for it, so that no
+    /// thread is still at work as the process exits.
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            let _ = reading.join();
+        }
     }
 }

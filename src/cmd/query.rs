@@ -104,18 +104,27 @@ impl Run for QueryArgs {
         let started = Instant::now();
         let filter = self.filter.resolve_now()?;
         let model_path = cfg.answer_model(self.gen.model.as_deref());
+        let answering = self.passages.answering(self.mode.into(), self.talk.follow.follow_up);
         // The answer model loads (reads its file, lays out its kernels'
-        // tiles) while the question is embedded and searched.
+        // tiles) and reads the prompt's opening with the conversation's
+        // earlier turns while the question is embedded and searched.
         let mut loading = match (&model_path, self.context_only) {
             (Ok(path), false) => {
-                let path = path.clone();
-                Some(std::thread::spawn(move || Generator::load(&path)))
+                let (path, answering, openings) = (path.clone(), answering.clone(), cfg.openings());
+                // A rewritten follow-up's prompt shares none of them.
+                let earlier = if self.talk.follow.follow_up == FollowUp::Rewrite { Vec::new() } else { history.clone() };
+                Some(std::thread::spawn(move || {
+                    let mut model = Generator::load(&path)?;
+                    // What fails here fails again, and is said, when the
+                    // prompt is read in whole.
+                    let _ = answering.ready(&mut model, &earlier, &openings);
+                    Ok::<_, ask_engine::ModelError>(model)
+                }))
             }
             _ => None,
         };
         let (store, embedder) = open_for_query(cfg, rt, true)?;
         let embedder = embedder.expect("the encoder was asked for");
-        let answering = self.passages.answering(self.mode.into(), self.talk.follow.follow_up);
         // A follow-up is searched for with what it refers to.
         let mut loaded = None;
         // Rewriting a follow-up needs the answer model first.
@@ -154,9 +163,6 @@ impl Run for QueryArgs {
                 loaded.context("cannot load the answer model")?
             }
         };
-        // The prompt's opening (system message) is the same for every
-        // question: its keys and values are kept between runs.
-        model.keep_opening(&prompt::opening(&model, answering.layout)?, &cfg.openings())?;
         let interrupted = super::interrupt_flag(rt);
         let mut out = std::io::stdout().lock();
         let json = self.json;

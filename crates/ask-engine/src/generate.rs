@@ -279,13 +279,46 @@ impl Generator {
     /// first prompt that begins with it writes the file, and in a later
     /// process, the first prompt that begins with it reads it instead of
     /// prefilling those tokens. A file that cannot be read or written only
-    /// costs the prefill it would have saved.
+    /// costs the prefill it would have saved. Kept again, the same opening
+    /// is neither read nor written again.
     pub fn keep_opening(&mut self, text: &str, dir: &Path) -> Result<(), ModelError> {
         let ids = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.get_ids().to_vec();
         let key = format!("ask {} | {} | {} | {:?}", env!("CARGO_PKG_VERSION"), self.source, crate::quant::kernel_path(), ids);
         let file = dir.join(format!("{:016x}.safetensors", fnv1a(self.source.as_bytes())));
+        // The same opening again (each turn of a session) is kept as it is.
+        if self.opening.as_ref().is_some_and(|o| o.key == key && o.file == file) {
+            return Ok(());
+        }
         self.opening = Some(Opening { ids, key, file, done: false });
         Ok(())
+    }
+
+    /// Reads `text`, the beginning of a prompt still to come, into the KV
+    /// cache after what the cache holds of it already (the kept opening
+    /// first), so that the prompt's prefill starts where `text` ends: for a
+    /// caller that knows a prompt's beginning before its end (the earlier
+    /// turns of a conversation, while the next question is searched or
+    /// typed). Returns how many tokens it read; none when `text` would not
+    /// leave room in the context.
+    pub fn prefill(&mut self, text: &str) -> Result<usize, ModelError> {
+        let ids = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?.get_ids().to_vec();
+        if ids.len() + 1 >= self.context {
+            return Ok(0);
+        }
+        if self.cached.is_empty() {
+            self.read_opening();
+        }
+        let reuse = common_prefix(&self.cached, &ids);
+        if reuse == ids.len() {
+            return Ok(0);
+        }
+        self.cached.clear();
+        self.weights.truncate(reuse);
+        let input = Tensor::new(&ids[reuse..], &self.device)?.unsqueeze(0)?;
+        self.weights.forward(&input, reuse)?;
+        self.cached = ids;
+        self.write_opening();
+        Ok(self.cached.len() - reuse)
     }
 
     /// Forgets what the KV cache holds: the next prompt is prefilled whole

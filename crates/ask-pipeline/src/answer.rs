@@ -5,6 +5,7 @@
 //! generate, cite.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::conversation::{searched_for, Exchange, FollowUp};
@@ -112,6 +113,22 @@ impl Answering {
         let hits = retrieve(store, &searched, &vector, embedder.reading(&searched), &self.search(filter)).await?;
         let shown = focus(embedder, &vector, passages(&hits), self.passage_tokens)?;
         Ok(Grounds { hits, shown })
+    }
+
+    /// Makes `model` ready for the next question after `history` (its
+    /// conversation's earlier turns, oldest first): the prompt's opening
+    /// kept in the folder `openings` ([`Generator::keep_opening`]), and the
+    /// earlier turns read into the KV cache ([`Generator::prefill`]), so
+    /// that the question's prefill starts at its passages. Worth calling
+    /// while the question is searched, or typed. A history over a quarter
+    /// of the context, which the prompt may not keep whole, is left to it.
+    pub fn ready(&self, model: &mut Generator, history: &[Exchange], openings: &Path) -> Result<(), ModelError> {
+        model.keep_opening(&prompt::opening(model, self.layout)?, openings)?;
+        let opening = prompt::opening_after(model, history, self.layout)?;
+        if history.is_empty() || model.count_tokens(&opening)? <= model.context_length() / 4 {
+            model.prefill(&opening)?;
+        }
+        Ok(())
     }
 
     /// The answer to `question` from `grounds` ([`answer`]): the passages

@@ -102,14 +102,43 @@ pub fn user_message(passages: &[Excerpt], question: &str, layout: Layout) -> Str
 
 /// What every prompt [`fit`] makes for `model` in `layout` begins with: the
 /// chat template's opening, the system message and the user message's
-/// first words, for [`Generator::keep_opening`]. Found as what two prompts
-/// with nothing else in common share.
+/// first words, for [`Generator::keep_opening`].
 pub fn opening(model: &Generator, layout: Layout) -> Result<String, ModelError> {
+    opening_after(model, &[], layout)
+}
+
+/// What the prompt [`fit`] makes for the next question of a conversation
+/// begins with when it keeps all of `history` (its earlier turns, oldest
+/// first): [`opening`]'s text with those turns inside, for
+/// [`Generator::prefill`] before the question's passages are known. Found
+/// as what two such prompts with nothing else in common share.
+pub fn opening_after(model: &Generator, history: &[Exchange], layout: Layout) -> Result<String, ModelError> {
     let one = Excerpt { heading: "a".into(), text: "b".into() };
-    let a = model.chat_prompt(layout.system(), &user_message(std::slice::from_ref(&one), "c", layout))?;
-    let b = model.chat_prompt(layout.system(), &user_message(&[], "d", layout))?;
+    let a = conversation(model, history, std::slice::from_ref(&one), "c", layout)?;
+    let b = conversation(model, history, &[], "d", layout)?;
     let n = a.char_indices().zip(b.chars()).take_while(|((_, x), y)| x == y).last().map_or(0, |((i, x), _)| i + x.len_utf8());
     Ok(a[..n].to_owned())
+}
+
+/// The chat prompt for `question` over `passages` after the earlier turns
+/// `turns` (oldest first, each as the user asked it and the answer without
+/// its passage numbers).
+fn conversation(model: &Generator, turns: &[Exchange], passages: &[Excerpt], question: &str, layout: Layout) -> Result<String, ModelError> {
+    // A small model reads "it" in the question by the passages' words
+    // unless the question itself says what came before.
+    let asked = match turns.last() {
+        Some(e) => format!("{question} (following up on: {})", e.question.trim()),
+        None => question.to_owned(),
+    };
+    let user = user_message(passages, &asked, layout);
+    let answers: Vec<String> = turns.iter().map(|e| strip_citations(&e.answer)).collect();
+    let mut messages = vec![Turn { role: "system", content: layout.system() }];
+    for (e, answer) in turns.iter().zip(&answers) {
+        messages.push(Turn { role: "user", content: &e.question });
+        messages.push(Turn { role: "assistant", content: answer });
+    }
+    messages.push(Turn { role: "user", content: &user });
+    model.conversation_prompt(&messages)
 }
 
 /// The chat prompt for `question` over as many of `passages` (best first)
@@ -129,23 +158,9 @@ pub fn fit(
 ) -> Result<(String, usize), ModelError> {
     let context = model.context_length();
     let budget = context.saturating_sub(answer_tokens.min(context / 2));
-    let answers: Vec<String> = history.iter().map(|e| strip_citations(&e.answer)).collect();
     let (mut turns, mut n) = (history.len(), passages.len());
     loop {
-        // A small model reads "it" in the question by the passages' words
-        // unless the question itself says what came before.
-        let asked = match history.last() {
-            Some(e) if turns > 0 => format!("{question} (following up on: {})", e.question.trim()),
-            _ => question.to_owned(),
-        };
-        let user = user_message(&passages[..n], &asked, layout);
-        let mut messages = vec![Turn { role: "system", content: layout.system() }];
-        for (e, answer) in history.iter().zip(&answers).skip(history.len() - turns) {
-            messages.push(Turn { role: "user", content: &e.question });
-            messages.push(Turn { role: "assistant", content: answer });
-        }
-        messages.push(Turn { role: "user", content: &user });
-        let prompt = model.conversation_prompt(&messages)?;
+        let prompt = conversation(model, &history[history.len() - turns..], &passages[..n], question, layout)?;
         if (turns == 0 && n <= 1) || model.count_tokens(&prompt)? < budget {
             return Ok((prompt, n));
         }
