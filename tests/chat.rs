@@ -120,7 +120,10 @@ fn chat_on_a_terminal_survives_ctrl_c_and_ends_with_ctrl_d() {
     while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(10)) {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(status.success(), "{status}: {text}");
+    let mut errors = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut errors);
+    // The status last: a long failure message is cut at its start.
+    assert!(status.success(), "{text}\nscript(1) wrote: {errors}\nended with {status}");
     // Both turns are kept, the stopped one with the text it had.
     let list = json_lines(&env.ok(&["conversations", "--json"]).stdout);
     let turns = list[0]["turns"].as_array().unwrap();
