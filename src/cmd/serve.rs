@@ -9,9 +9,9 @@
 //! decoded; a write that fails (the client left) stops the generation.
 //! The shapes of requests and replies are [`ask_pipeline::openai`]'s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, bail, Result};
 use ask_models::stores::{Found, Role, Stores};
@@ -51,7 +51,9 @@ pub(super) struct Server<'a> {
     /// again only when a request names one not among them (a model fetched
     /// since), so `/v1/models` does not read every GGUF header each time.
     answer_models: Mutex<Vec<(String, PathBuf)>>,
-    encoder: Mutex<Kept<Embedder>>,
+    /// Shared out to each request, so that none holds the lock while it
+    /// embeds or searches.
+    encoder: Mutex<Kept<Arc<Embedder>>>,
     generator: Mutex<Kept<Generator>>,
     /// LanceDB's caches of the indexes' files, kept across requests: each
     /// request opens its index afresh (to see what a running `ask index`
@@ -220,8 +222,7 @@ impl Server<'_> {
     /// (built as `meta` says).
     fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode) -> Result<Vec<Hit>, ApiError> {
         let (vector, reading) = if mode.needs_vector() {
-            let mut kept = lock(&self.encoder);
-            let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
+            let encoder = self.encoder(&cfg.embed_model)?;
             check_encoder(meta, encoder.info()).map_err(server_error)?;
             (Some(encoder.embed_query(query).map_err(server_error)?), encoder.reading(query))
         } else {
@@ -236,10 +237,17 @@ impl Server<'_> {
     /// from in the index of `cfg` (built as `meta` says).
     pub(super) fn grounds(&self, (cfg, meta): &(Config, IndexMeta), answering: &Answering, history: &[Exchange], question: &str) -> Result<Grounds, ApiError> {
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
-        let mut kept = lock(&self.encoder);
-        let encoder = kept.get(&cfg.embed_model, Embedder::load).map_err(server_error)?;
+        let encoder = self.encoder(&cfg.embed_model)?;
         check_encoder(meta, encoder.info()).map_err(server_error)?;
-        self.rt.block_on(answering.ground(&store, encoder, &Filter::default(), history, question, None)).map_err(server_error)
+        self.rt.block_on(answering.ground(&store, &encoder, &Filter::default(), history, question, None)).map_err(server_error)
+    }
+
+    /// The encoder in `dir`, loaded on first use and kept (another
+    /// directory's replaces it; a request still using the one before keeps
+    /// it until it ends).
+    fn encoder(&self, dir: &Path) -> Result<Arc<Embedder>, ApiError> {
+        let mut kept = lock(&self.encoder);
+        kept.get(dir, |dir| Embedder::load(dir).map(Arc::new)).cloned().map_err(server_error)
     }
 
     fn search(&self, body: &Value) -> Result<Value, ApiError> {
@@ -268,8 +276,7 @@ impl Server<'_> {
                 None => return Err(ApiError::no_model(name, &encoders.iter().map(|f| f.name.clone()).chain(["ask".into()]).collect::<Vec<_>>())),
             }
         };
-        let mut kept = lock(&self.encoder);
-        let encoder = kept.get(&dir, Embedder::load).map_err(server_error)?;
+        let encoder = self.encoder(&dir)?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (vectors, _) = encoder.embed_passages(&refs).map_err(server_error)?;
         let tokens: usize = refs.iter().map(|t| encoder.tokenizer().encode(*t, true).map_or(0, |e| e.len())).sum();
