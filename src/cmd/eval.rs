@@ -17,7 +17,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ask_eval::{Dataset, Scores};
 use ask_embed::probe;
-use ask_store::{Filter, PathKey, Query, Request};
+use ask_pipeline::answer::Embedded;
+use ask_store::{Filter, PathKey, Request};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
@@ -157,11 +158,8 @@ impl Run for EvalArgs {
             let mut latencies = Vec::with_capacity(queries.len());
             for q in &queries {
                 let t = Instant::now();
-                let (vector, reading) = match embedder {
-                    Some(e) => (Some(e.embed_query(&q.text)?), e.reading(&q.text)),
-                    None => (None, 1.0),
-                };
-                let query = Query::of(mode, &q.text, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
+                let searched = Embedded::new(embedder, &q.text)?;
+                let query = searched.query(mode).expect("the vector was computed for this mode");
                 let req = Request { query, k: CHUNKS_PER_QUERY, filter: &filter };
                 let hits = rt.block_on(store.search(&req))?;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use ask_embed::Embedder;
 use ask_engine::SamplingParams;
-use ask_pipeline::answer::{self, Answering, ANSWER_TOKENS};
+use ask_pipeline::answer::{self, Answering, Embedded, ANSWER_TOKENS};
 use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::{SearchHit, Source};
 use ask_pipeline::warm::{check_encoder, Warm};
@@ -153,14 +153,10 @@ impl Server<'_> {
         };
         let cfg = self.config(args)?;
         let (rt, filter) = (self.rt, Filter::default());
-        let (vector, reading) = if mode.needs_vector() {
-            let e = self.encoder(&cfg)?;
-            (Some(e.embed_query(&query)?), e.reading(&query))
-        } else {
-            (None, 1.0)
-        };
+        let encoder = if mode.needs_vector() { Some(self.encoder(&cfg)?) } else { None };
+        let searched = Embedded::new(encoder.as_deref(), &query)?;
         let store = rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches))?;
-        let query = ask_store::Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
+        let query = searched.query(mode).expect("the vector was computed for this mode");
         let req = ask_store::Request { query, k, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         Ok(json!({"results": SearchHit::all(&hits)}))

@@ -4,10 +4,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use ask_embed::Embedder;
-use ask_pipeline::answer::{fold_whitespace, location};
+use ask_pipeline::answer::{fold_whitespace, location, Embedded};
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::warm::check_encoder;
-use ask_store::{Mode, Query, Request, Store};
+use ask_store::{Mode, Request, Store};
 use tokio::runtime::Runtime;
 
 use super::Run;
@@ -62,11 +62,8 @@ impl Run for SearchArgs {
         let filter = self.filter.resolve_now()?;
         let mode: Mode = self.mode.into();
         let (store, embedder) = open_for_query(cfg, rt, mode.needs_vector())?;
-        let (vector, reading) = match &embedder {
-            Some(e) => (Some(e.embed_query(&query)?), e.reading(&query)),
-            None => (None, 1.0),
-        };
-        let query = Query::of(mode, &query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
+        let searched = Embedded::new(embedder.as_ref(), &query)?;
+        let query = searched.query(mode).expect("the vector was computed for this mode");
         let req = Request { query, k: self.limit, filter: &filter };
         let hits = rt.block_on(store.search(&req))?;
         let links = crate::hyperlink::Links::for_stdout();

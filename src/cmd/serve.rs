@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Result};
 use ask_models::stores::{Found, Role, Stores};
 use ask_embed::Embedder;
 use ask_engine::Generator;
-use ask_pipeline::answer::{Answering, Grounds};
+use ask_pipeline::answer::{Answering, Embedded, Grounds};
 use ask_pipeline::conversation::Exchange;
 use ask_pipeline::json::SearchHit;
 use ask_pipeline::openai::{self as api, ApiError, ChatRequest};
@@ -221,15 +221,13 @@ impl Server<'_> {
     /// The ranking `ask search` prints for `query` in the index of `cfg`
     /// (built as `meta` says).
     fn hits(&self, (cfg, meta): &(Config, IndexMeta), query: &str, k: usize, mode: Mode) -> Result<Vec<Hit>, ApiError> {
-        let (vector, reading) = if mode.needs_vector() {
-            let encoder = self.encoder(&cfg.embed_model)?;
+        let encoder = if mode.needs_vector() { Some(self.encoder(&cfg.embed_model)?) } else { None };
+        if let Some(encoder) = &encoder {
             check_encoder(meta, encoder.info()).map_err(server_error)?;
-            (Some(encoder.embed_query(query).map_err(server_error)?), encoder.reading(query))
-        } else {
-            (None, 1.0)
-        };
+        }
+        let searched = Embedded::new(encoder.as_deref(), query).map_err(server_error)?;
         let store = self.rt.block_on(Store::open_shared(&cfg.index_dir, &self.caches)).map_err(server_error)?;
-        let query = ask_store::Query::of(mode, query, vector.as_deref()).expect("the vector was computed for this mode").reading(reading);
+        let query = searched.query(mode).expect("the vector was computed for this mode");
         self.rt.block_on(store.search(&ask_store::Request { query, k, filter: &Filter::default() })).map_err(server_error)
     }
 

@@ -108,10 +108,10 @@ impl Answering {
         question: &str,
         model: Option<&mut Generator>,
     ) -> Result<Grounds, GroundError> {
-        let searched = searched_for(history, question, self.follow_up, model)?;
-        let vector = embedder.embed_query(&searched)?;
-        let hits = retrieve(store, &searched, &vector, embedder.reading(&searched), &self.search(filter)).await?;
-        let shown = focus(embedder, &vector, passages(&hits), self.passage_tokens)?;
+        let searched = Embedded::new(Some(embedder), &searched_for(history, question, self.follow_up, model)?)?;
+        let hits = retrieve(store, &searched, &self.search(filter)).await?;
+        let vector = searched.vector.as_deref().expect("embedded by the encoder given");
+        let shown = focus(embedder, vector, passages(&hits), self.passage_tokens)?;
         Ok(Grounds { hits, shown })
     }
 
@@ -162,14 +162,44 @@ pub struct Search<'a> {
     pub neighbours: u32,
 }
 
-/// The passages to answer `question` from, best first. `vector` is the
-/// question's embedding (`Embedder::embed_query`), used in every mode:
-/// BM25 hits get their cosine similarity from it, so `min_score` means the
-/// same thing whatever the mode. `reading` is how much of the question the
-/// encoder reads as words (`Embedder::reading`; hybrid weighs its dense
-/// list by it).
-pub async fn retrieve(store: &Store, question: &str, vector: &[f32], reading: f32, search: &Search<'_>) -> Result<Vec<Hit>, StoreError> {
-    let query = Query::of(search.mode, question, Some(vector)).expect("every mode can rank with the vector given").reading(reading);
+/// A query's text with what an encoder made of it: its embedding and how
+/// much of it the encoder reads as words ([`Embedder::reading`], which
+/// hybrid search weighs the dense list by), which travel together into
+/// the store's [`Query`].
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// What is searched for.
+    pub text: String,
+    /// Its embedding, when an encoder was given.
+    pub vector: Option<Vec<f32>>,
+    /// The share of it the encoder reads (1 without one).
+    pub reading: f32,
+}
+
+impl Embedded {
+    /// `text` as a query, embedded by `encoder` when one is given (a caller
+    /// whose ranking needs no vector may give none).
+    pub fn new(encoder: Option<&Embedder>, text: &str) -> Result<Embedded, ModelError> {
+        let (vector, reading) = match encoder {
+            Some(e) => (Some(e.embed_query(text)?), e.reading(text)),
+            None => (None, 1.0),
+        };
+        Ok(Embedded { text: text.to_owned(), vector, reading })
+    }
+
+    /// The store's query ranking it by `mode`; None when the mode needs
+    /// the vector and there is none.
+    pub fn query(&self, mode: Mode) -> Option<Query<'_>> {
+        Some(Query::of(mode, &self.text, self.vector.as_deref())?.reading(self.reading))
+    }
+}
+
+/// The passages to answer a question from, best first, searched for as
+/// `searched` (which an encoder embedded: the vector is used in every
+/// mode, since BM25 hits get their cosine similarity from it, so
+/// `min_score` means the same thing whatever the mode).
+pub async fn retrieve(store: &Store, searched: &Embedded, search: &Search<'_>) -> Result<Vec<Hit>, StoreError> {
+    let query = searched.query(search.mode).filter(|_| searched.vector.is_some()).expect("retrieve is given an embedded question");
     let req = Request { query, k: search.k, filter: search.filter };
     let mut hits = store.search(&req).await?;
     hits.retain(|h| h.similarity.is_none_or(|s| s >= search.min_score));
@@ -411,6 +441,18 @@ impl Answer {
 mod tests {
     use super::*;
     use ask_store::{Kind, Mail};
+
+    #[test]
+    fn an_embedded_query_carries_the_encoders_reading_into_hybrid_search_only() {
+        let searched = Embedded { text: "السلام".into(), vector: Some(vec![1.0, 0.0]), reading: 0.25 };
+        assert!(matches!(searched.query(Mode::Hybrid), Some(Query::Hybrid { reading, .. }) if reading == 0.25));
+        assert!(matches!(searched.query(Mode::Dense), Some(Query::Meaning { .. })));
+        assert!(matches!(searched.query(Mode::Bm25), Some(Query::Words { text: "السلام", vector: Some(_) })));
+        // Without an encoder, only the words can rank it.
+        let words = Embedded::new(None, "deposit").unwrap();
+        assert_eq!(words.reading, 1.0);
+        assert!(words.query(Mode::Bm25).is_some() && words.query(Mode::Dense).is_none() && words.query(Mode::Hybrid).is_none());
+    }
 
     fn passage(page: Option<u32>, a: u32, b: u32) -> Passage {
         Passage { path: PathKey::of("/d/f".as_ref()), chunk: 0, kind: Kind::Text, text: String::new(), line_start: a, line_end: b, page, message: None }
