@@ -30,6 +30,21 @@ fn default_encoder(models_dir: &Path) -> PathBuf {
 /// The encoder folder: the one named, else the one the index in
 /// `index_dir` was built with if it is in the models directory (an index
 /// keeps working when the default changes), else the default.
+/// The encoder called `name` in `models_dir`: the folder of that name, or
+/// the one GGUF file that is that name, a type and `.gguf`.
+fn named_encoder(models_dir: &Path, name: &Path) -> Option<PathBuf> {
+    let dir = models_dir.join(name);
+    if dir.exists() {
+        return Some(dir);
+    }
+    let stem = format!("{}.", name.to_str()?);
+    let mut files = std::fs::read_dir(models_dir).ok()?.flatten().map(|e| e.path()).filter(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&stem) && n.ends_with(".gguf") && n[stem.len()..].matches('.').count() == 1)
+    });
+    let found = files.next()?;
+    files.next().is_none().then_some(found)
+}
+
 fn encoder(named: Option<&Path>, index_dir: &Path, models_dir: &Path) -> PathBuf {
     if let Some(p) = named {
         return p.to_path_buf();
@@ -38,7 +53,8 @@ fn encoder(named: Option<&Path>, index_dir: &Path, models_dir: &Path) -> PathBuf
         .ok()
         .flatten()
         .map(|m| models_dir.join(m.encoder))
-        .filter(|d| d.is_dir())
+        // A folder, or one GGUF file.
+        .filter(|d| d.exists())
         .unwrap_or_else(|| default_encoder(models_dir))
 }
 
@@ -154,8 +170,10 @@ impl Config {
         let index_dir = home.join("indexes").join(&index_name);
         let models_dir = home.join("models");
         let embed_named = global.embed_model.clone().or(file.embed_model).map(|p| match p {
-            // A bare name that is no folder here is one in the models directory.
-            p if !p.exists() && p.components().count() == 1 && models_dir.join(&p).is_dir() => models_dir.join(p),
+            // A bare name that is nothing here is an encoder in the models
+            // directory: a folder, or a GGUF file with its name and type
+            // ("nomic-embed-text-v1.5" for nomic-embed-text-v1.5.f16.gguf).
+            p if !p.exists() && p.components().count() == 1 => named_encoder(&models_dir, &p).unwrap_or(p),
             p => p,
         });
         let embed_model = encoder(embed_named.as_deref(), &index_dir, &models_dir);
@@ -190,6 +208,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoder_is_named_by_its_folder_or_its_gguf_files_name() {
+        let models = tempfile::tempdir().unwrap();
+        let touch = |name: &str| std::fs::write(models.path().join(name), b"").unwrap();
+        touch("nomic-embed-text-v1.5.f16.gguf");
+        touch("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+        std::fs::create_dir(models.path().join("all-MiniLM-L6-v2")).unwrap();
+        let named = |name: &str| named_encoder(models.path(), Path::new(name)).map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
+        assert_eq!(named("nomic-embed-text-v1.5").as_deref(), Some("nomic-embed-text-v1.5.f16.gguf"));
+        assert_eq!(named("nomic-embed-text-v1.5.f16.gguf").as_deref(), Some("nomic-embed-text-v1.5.f16.gguf"));
+        assert_eq!(named("all-MiniLM-L6-v2").as_deref(), Some("all-MiniLM-L6-v2"));
+        // Not a name and one type: "qwen2.5-coder-1.5b-instruct" would be
+        // "q4_k_m" and more.
+        assert_eq!(named("qwen2.5-coder-1.5b"), None);
+        assert_eq!(named("nomic"), None);
+        // Two types of one name: neither is guessed.
+        touch("nomic-embed-text-v1.5.q8_0.gguf");
+        assert_eq!(named("nomic-embed-text-v1.5"), None);
+    }
 
     #[test]
     fn index_names_cannot_escape_the_indexes_dir() {

@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::bert::{Bert, Config as EncoderConfig, Family};
+use candle_transformers::models::nomic_bert::NomicBertModel;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -40,7 +41,20 @@ pub struct Embedder {
 
 enum Model {
     Candle { model: Bert, device: Device },
+    /// A nomic-bert GGUF file ([`crate::gguf`]).
+    Nomic { model: NomicBertModel, device: Device },
     Onnx(crate::onnx::Session),
+}
+
+impl Model {
+    /// One padded batch through a candle model: pooled, unit-length vectors.
+    fn candle_batch(&self, pooling: Pooling, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Model::Candle { model, device } => forward_batch(device, pooling, seqs, |input, mask, padded| model.forward(input, padded.then_some(mask))),
+            Model::Nomic { model, device } => forward_batch(device, pooling, seqs, |input, mask, _| model.forward(input, None, Some(mask))),
+            Model::Onnx(_) => unreachable!("ONNX Runtime is given text"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,6 +102,9 @@ fn optional_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &'static str) 
 /// Chunking needs only this, so an incremental run that finds nothing to
 /// embed never pays for the model.
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
+    if crate::gguf::is_gguf(dir) {
+        return crate::gguf::tokenizer(dir);
+    }
     let path = dir.join("tokenizer.json");
     if !path.exists() {
         return Err(ModelError::Missing { path, what: "encoder tokenizer" });
@@ -98,6 +115,9 @@ pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
 /// Reads what an encoder directory says about the model (its name,
 /// dimensions and token limit), without loading weights.
 pub fn probe(dir: &Path) -> Result<EncoderInfo, ModelError> {
+    if crate::gguf::is_gguf(dir) {
+        return crate::gguf::probe(dir);
+    }
     read_config(dir).map(|(info, ..)| info)
 }
 
@@ -165,13 +185,14 @@ fn read_config(dir: &Path) -> Result<(EncoderInfo, Option<(EncoderConfig, Family
 impl Embedder {
     /// Loads an encoder directory on the CPU.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let (info, arch) = read_config(dir)?;
+        let (info, arch) = if crate::gguf::is_gguf(dir) { (crate::gguf::probe(dir)?, None) } else { read_config(dir)? };
         let mut tokenizer = load_tokenizer(dir)?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: info.max_tokens, ..Default::default() }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
         let model = match (info.backend, arch) {
+            _ if crate::gguf::is_gguf(dir) => Model::Nomic { model: crate::gguf::load(dir)?, device: Device::Cpu },
             (Backend::Onnx, _) => {
                 let graph = crate::onnx::graph(dir).expect("read_config found it");
                 Model::Onnx(crate::onnx::Session::load(dir, &graph, &info, rayon::current_num_threads())?)
@@ -253,8 +274,8 @@ impl Embedder {
         let tokens = ids.iter().map(Vec::len).sum();
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let vectors = match &self.model {
-            Model::Candle { model, device } => batched(&lengths, BATCH_TOKENS, |batch| {
-                forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
+            Model::Candle { .. } | Model::Nomic { .. } => batched(&lengths, BATCH_TOKENS, |batch| {
+                self.model.candle_batch(self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
             })?,
             // ONNX Runtime tokenizes again (fastembed takes text).
             Model::Onnx(session) => {
@@ -269,8 +290,8 @@ impl Embedder {
     pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         match &self.model {
-            Model::Candle { model, device } => batched(&lengths, BATCH_TOKENS, |batch| {
-                forward_batch(model, device, self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
+            Model::Candle { .. } | Model::Nomic { .. } => batched(&lengths, BATCH_TOKENS, |batch| {
+                self.model.candle_batch(self.info.pooling, &batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>())
             }),
             Model::Onnx(session) => {
                 let texts: Vec<String> = ids
@@ -316,8 +337,14 @@ fn batched(
     Ok(out)
 }
 
-/// One padded batch through ask's candle model: pooled, unit-length vectors.
-fn forward_batch(model: &Bert, device: &Device, pooling: Pooling, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+/// One padded batch through a candle model (`run` of the input ids, the
+/// mask, and whether any row is padded): pooled, unit-length vectors.
+fn forward_batch(
+    device: &Device,
+    pooling: Pooling,
+    seqs: &[&[u32]],
+    run: impl Fn(&Tensor, &Tensor, bool) -> candle_core::Result<Tensor>,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
     let n = seqs.len();
     let mut input = vec![0u32; n * len];
@@ -329,7 +356,7 @@ fn forward_batch(model: &Bert, device: &Device, pooling: Pooling, seqs: &[&[u32]
     let padded = seqs.iter().any(|s| s.len() != len);
     let input = Tensor::from_vec(input, (n, len), device)?;
     let mask = Tensor::from_vec(mask, (n, len), device)?;
-    let hidden = model.forward(&input, padded.then_some(&mask))?;
+    let hidden = run(&input, &mask, padded)?;
     let pooled = pool(&hidden, &mask, pooling)?;
     Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
 }

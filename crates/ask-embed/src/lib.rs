@@ -5,7 +5,9 @@
 //! one (all-mpnet-base-v2) from `model.safetensors` + `tokenizer.json` +
 //! `config.json` runs on ask's own candle model; any encoder exported to
 //! ONNX (`model.onnx`, int8 or f32, of any architecture) runs on ONNX
-//! Runtime through fastembed ([`onnx`]). [`probe`] reads what an encoder
+//! Runtime through fastembed ([`onnx`]); a nomic-bert GGUF file
+//! (nomic-embed-text, as llama.cpp and Ollama keep it) runs on
+//! candle-transformers' model of it. [`probe`] reads what an encoder
 //! folder holds without loading it; [`Embedder`] loads and runs it.
 //!
 //! Errors are ask-engine's [`ModelError`], shared by every model crate.
@@ -18,6 +20,7 @@
 mod bert;
 mod embed;
 mod encoder;
+mod gguf;
 pub mod onnx;
 
 pub use ask_engine::ModelError;
