@@ -31,11 +31,16 @@ fn default_encoder(models_dir: &Path) -> PathBuf {
 /// `index_dir` was built with if it is in the models directory (an index
 /// keeps working when the default changes), else the default.
 /// The encoder called `name` in `models_dir`: the folder of that name, or
-/// the one GGUF file that is that name, a type and `.gguf`.
+/// the GGUF file that is that name and `.gguf`, or else the one that is
+/// that name, a type and `.gguf`.
 fn named_encoder(models_dir: &Path, name: &Path) -> Option<PathBuf> {
     let dir = models_dir.join(name);
     if dir.exists() {
         return Some(dir);
+    }
+    let file = models_dir.join(format!("{}.gguf", name.to_str()?));
+    if file.is_file() {
+        return Some(file);
     }
     let stem = format!("{}.", name.to_str()?);
     let mut files = std::fs::read_dir(models_dir).ok()?.flatten().map(|e| e.path()).filter(|p| {
@@ -219,6 +224,7 @@ mod tests {
         let named = |name: &str| named_encoder(models.path(), Path::new(name)).map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
         assert_eq!(named("nomic-embed-text-v1.5").as_deref(), Some("nomic-embed-text-v1.5.f16.gguf"));
         assert_eq!(named("nomic-embed-text-v1.5.f16.gguf").as_deref(), Some("nomic-embed-text-v1.5.f16.gguf"));
+        assert_eq!(named("nomic-embed-text-v1.5.f16").as_deref(), Some("nomic-embed-text-v1.5.f16.gguf"));
         assert_eq!(named("all-MiniLM-L6-v2").as_deref(), Some("all-MiniLM-L6-v2"));
         // Not a name and one type: "qwen2.5-coder-1.5b-instruct" would be
         // "q4_k_m" and more.

@@ -21,7 +21,10 @@ use tokenizers::Tokenizer;
 use crate::encoder::{Backend, EncoderInfo, Pooling};
 use crate::ModelError;
 
-/// The architectures ask runs from a GGUF encoder.
+/// The architectures of GGUF encoders ask runs (`general.architecture`).
+pub const ARCHITECTURES: [&str; 1] = ["nomic-bert"];
+
+/// The architectures ask runs from a GGUF encoder, said in an error.
 const SUPPORTED: &str = "ask runs nomic-bert GGUF encoders (nomic-embed-text); other encoders run from model.safetensors or model.onnx";
 
 /// Whether `path` names a GGUF file (rather than an encoder folder).
@@ -52,7 +55,7 @@ fn meta_u32(ct: &Content, path: &Path, key: &str) -> Result<u32, ModelError> {
 /// The architecture, refused unless ask runs it.
 fn architecture(ct: &Content, path: &Path) -> Result<String, ModelError> {
     let arch = meta(ct, path, "general.architecture")?.to_string().map_err(|e| invalid(path, e))?.clone();
-    if arch != "nomic-bert" {
+    if !ARCHITECTURES.contains(&arch.as_str()) {
         return Err(ModelError::Unsupported { path: path.to_path_buf(), arch, supported: SUPPORTED });
     }
     Ok(arch)

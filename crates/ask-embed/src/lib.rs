@@ -25,4 +25,5 @@ pub mod onnx;
 
 pub use ask_engine::ModelError;
 pub use embed::{load_tokenizer, probe, Embedder};
+pub use gguf::ARCHITECTURES as GGUF_ARCHITECTURES;
 pub use encoder::{Backend, EncoderInfo, Pooling};

@@ -359,6 +359,16 @@ impl GgufFile {
             return Err(skip("one part of a split GGUF file; ask reads single-file models (join the parts with llama.cpp's gguf-split --merge)".into()));
         }
         let (architecture, quantization) = gguf_header(&self.path).map_err(skip)?;
+        if ask_embed::GGUF_ARCHITECTURES.contains(&architecture.as_str()) {
+            // Named as --embed-model takes it: without the type after the
+            // name ("nomic-embed-text-v1.5" for nomic-embed-text-v1.5.f16).
+            let name = match (self.source, &quantization) {
+                (Origin::Ask, Some(q)) => self.name.rsplit_once('.').filter(|(_, t)| t.eq_ignore_ascii_case(q)).map_or(self.name.clone(), |(n, _)| n.to_owned()),
+                _ => self.name.clone(),
+            };
+            let backend = ask_embed::probe(&self.path).map_err(|e| skip(e.to_string()))?.backend;
+            return Ok(Found { name, role: Role::Encoder, source: self.source, architecture, quantization, backend: Some(backend), bytes: size_of(&self.path), path: self.path.clone() });
+        }
         if !ask_engine::ARCHITECTURES.contains(&architecture.as_str()) {
             return Err(skip(format!(
                 "architecture '{architecture}' is not one ask runs ({})",
