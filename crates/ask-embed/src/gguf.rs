@@ -226,6 +226,156 @@ mod tests {
         assert_eq!(tok.encode("kestrel", true).unwrap().get_ids(), [2, 1, 3]);
     }
 
+    /// Numbers from a fixed seed, from -0.5 to 0.5.
+    fn draws(seed: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// nomic-bert as the checkpoint defines it, written out apart from the
+    /// model under test: post-norm layers, rotary positions on the two
+    /// halves of each head, up · silu(gate), mean pooling, unit length.
+    fn reference(w: &HashMap<&str, (Vec<f32>, usize)>, ids: &[usize], e: usize, heads: usize, layers: usize) -> Vec<f64> {
+        let m = |name: &str| &w[name];
+        let matvec = |name: &str, x: &[f64]| -> Vec<f64> {
+            let (data, cols) = m(name);
+            data.chunks(*cols).map(|row| row.iter().zip(x).map(|(a, b)| *a as f64 * b).sum()).collect()
+        };
+        let norm = |x: &[f64], name: &str| -> Vec<f64> {
+            let mean = x.iter().sum::<f64>() / x.len() as f64;
+            let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
+            let (g, b) = (&m(&format!("{name}.weight")).0, &m(&format!("{name}.bias")).0);
+            x.iter().enumerate().map(|(i, v)| (v - mean) / (var + 1e-12).sqrt() * g[i] as f64 + b[i] as f64).collect()
+        };
+        let (tok, types) = (&m("token_embd.weight").0, &m("token_types.weight").0);
+        let mut x: Vec<Vec<f64>> = ids.iter().map(|&id| (0..e).map(|j| (tok[id * e + j] + types[j]) as f64).collect()).collect();
+        x = x.iter().map(|t| norm(t, "token_embd_norm")).collect();
+        let d = e / heads;
+        let rotate = |v: &mut [f64], pos: usize| {
+            for i in 0..d / 2 {
+                let theta = pos as f64 * 1000f64.powf(-2.0 * i as f64 / d as f64);
+                let (a, b) = (v[i], v[i + d / 2]);
+                v[i] = a * theta.cos() - b * theta.sin();
+                v[i + d / 2] = b * theta.cos() + a * theta.sin();
+            }
+        };
+        for l in 0..layers {
+            let name = |n: &str| format!("blk.{l}.{n}");
+            let qkv: Vec<Vec<f64>> = x.iter().map(|t| matvec(&name("attn_qkv.weight"), t)).collect();
+            let mut q: Vec<Vec<f64>> = qkv.iter().map(|r| r[..e].to_vec()).collect();
+            let mut k: Vec<Vec<f64>> = qkv.iter().map(|r| r[e..2 * e].to_vec()).collect();
+            for (pos, (qr, kr)) in q.iter_mut().zip(k.iter_mut()).enumerate() {
+                for h in 0..heads {
+                    rotate(&mut qr[h * d..(h + 1) * d], pos);
+                    rotate(&mut kr[h * d..(h + 1) * d], pos);
+                }
+            }
+            let mut attended = vec![vec![0.0; e]; x.len()];
+            for (t, out) in attended.iter_mut().enumerate() {
+                for h in 0..heads {
+                    let r = h * d..(h + 1) * d;
+                    let scores: Vec<f64> = k.iter().map(|kr| q[t][r.clone()].iter().zip(&kr[r.clone()]).map(|(a, b)| a * b).sum::<f64>() / (d as f64).sqrt()).collect();
+                    let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let exp: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
+                    let sum: f64 = exp.iter().sum();
+                    for (u, p) in exp.iter().enumerate() {
+                        for j in r.clone() {
+                            out[j] += p / sum * qkv[u][2 * e + j];
+                        }
+                    }
+                }
+            }
+            x = x.iter().zip(&attended).map(|(t, a)| {
+                let o = matvec(&name("attn_output.weight"), a);
+                norm(&t.iter().zip(&o).map(|(p, q)| p + q).collect::<Vec<_>>(), &name("attn_output_norm"))
+            }).collect();
+            x = x.iter().map(|t| {
+                let (up, gate) = (matvec(&name("ffn_up.weight"), t), matvec(&name("ffn_gate.weight"), t));
+                let h: Vec<f64> = up.iter().zip(&gate).map(|(u, g)| u * g / (1.0 + (-g).exp())).collect();
+                let down = matvec(&name("ffn_down.weight"), &h);
+                norm(&t.iter().zip(&down).map(|(p, q)| p + q).collect::<Vec<_>>(), &name("layer_output_norm"))
+            }).collect();
+        }
+        let mean: Vec<f64> = (0..e).map(|j| x.iter().map(|t| t[j]).sum::<f64>() / x.len() as f64).collect();
+        let len = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        mean.iter().map(|v| v / len).collect()
+    }
+
+    /// A small nomic-bert of random weights, written as llama.cpp writes
+    /// one, embeds as the reference does.
+    #[test]
+    fn a_small_gguf_encoder_embeds_as_nomic_bert_is_defined() {
+        let (e, heads, layers, ffn, vocab_size) = (16, 2, 2, 24, 9);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            ("token_embd.weight".into(), vec![vocab_size, e]),
+            ("token_types.weight".into(), vec![2, e]),
+            ("token_embd_norm.weight".into(), vec![e]),
+            ("token_embd_norm.bias".into(), vec![e]),
+        ];
+        for l in 0..layers {
+            for (n, s) in [
+                ("attn_qkv.weight", vec![3 * e, e]),
+                ("attn_output.weight", vec![e, e]),
+                ("attn_output_norm.weight", vec![e]),
+                ("attn_output_norm.bias", vec![e]),
+                ("ffn_up.weight", vec![ffn, e]),
+                ("ffn_gate.weight", vec![ffn, e]),
+                ("ffn_down.weight", vec![e, ffn]),
+                ("layer_output_norm.weight", vec![e]),
+                ("layer_output_norm.bias", vec![e]),
+            ] {
+                shapes.push((format!("blk.{l}.{n}"), s));
+            }
+        }
+        let mut seed = 7;
+        let mut weights = HashMap::new();
+        let mut tensors = Vec::new();
+        for (name, shape) in &shapes {
+            let n: usize = shape.iter().product();
+            // Norms near 1, so that each layer passes its input on.
+            let values: Vec<f32> = draws(&mut seed, n).into_iter().map(|v| if shape.len() == 1 && name.ends_with("weight") { 1.0 + v } else { v }).collect();
+            let t = Tensor::from_vec(values.clone(), shape.as_slice(), &Device::Cpu).unwrap();
+            tensors.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+            weights.insert(name.as_str(), (values, *shape.last().unwrap()));
+        }
+        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u{2581}otter", "s", "\u{2581}backup", "\u{2581}.", "\u{2581}tool"];
+        let metadata = [
+            ("general.architecture", Value::String("nomic-bert".into())),
+            ("nomic-bert.block_count", Value::U32(layers as u32)),
+            ("nomic-bert.context_length", Value::U32(64)),
+            ("nomic-bert.embedding_length", Value::U32(e as u32)),
+            ("nomic-bert.feed_forward_length", Value::U32(ffn as u32)),
+            ("nomic-bert.attention.head_count", Value::U32(heads as u32)),
+            ("nomic-bert.attention.layer_norm_epsilon", Value::F32(1e-12)),
+            ("nomic-bert.rope.freq_base", Value::F32(1000.0)),
+            ("tokenizer.ggml.model", Value::String("bert".into())),
+            ("tokenizer.ggml.tokens", vocab(&tokens)),
+            ("tokenizer.ggml.unknown_token_id", Value::U32(1)),
+            ("tokenizer.ggml.bos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.seperator_token_id", Value::U32(3)),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny-nomic.f32.gguf");
+        let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &meta, &ts).unwrap();
+
+        let embedder = crate::Embedder::load(&path).unwrap();
+        assert_eq!((embedder.info().dim, embedder.info().query_prefix.as_str()), (e, "search_query: "));
+        // [CLS] otter ##s backup tool . [SEP], and a shorter input padded beside it.
+        let inputs = [vec![2u32, 4, 5, 6, 8, 7, 3], vec![2, 6, 3]];
+        let got = embedder.embed_token_ids(&inputs).unwrap();
+        for (ids, v) in inputs.iter().zip(&got) {
+            let want = reference(&weights, &ids.iter().map(|&i| i as usize).collect::<Vec<_>>(), e, heads, layers);
+            let cos: f64 = want.iter().zip(v).map(|(a, b)| a * *b as f64).sum();
+            assert!(cos > 0.9999, "cosine {cos} for {ids:?}");
+        }
+    }
+
     #[test]
     fn unusable_files_are_errors_that_name_them() {
         // An architecture ask does not run.
