@@ -29,8 +29,8 @@ pub struct GlobalArgs {
     pub index: Option<String>,
 
     /// Encoder model directory (config.json, tokenizer.json, and
-    /// model.safetensors or model.onnx), or the name of one in
-    /// $ASK_HOME/models [default: the one an existing index was built with,
+    /// model.safetensors or model.onnx), a GGUF encoder file (nomic-bert),
+    /// or the name of one in $ASK_HOME/models [default: the one an existing index was built with,
     /// else all-MiniLM-L6-v2-int8 (ONNX), else all-MiniLM-L6-v2]
     #[arg(long, global = true, env = "ASK_EMBED_MODEL", value_name = "DIR")]
     pub embed_model: Option<PathBuf>,
