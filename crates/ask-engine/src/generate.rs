@@ -305,20 +305,31 @@ impl Generator {
         if ids.len() + 1 >= self.context {
             return Ok(0);
         }
+        let Some((reuse, _)) = self.extend(&ids, 0)? else { return Ok(0) };
+        self.write_opening();
+        Ok(ids.len() - reuse)
+    }
+
+    /// Runs `ids` through the model after what the KV cache holds of them
+    /// already (the kept opening read first into an empty cache), and at
+    /// least their last `fresh` tokens; from position 0, the decoder starts
+    /// its KV cache anew. Returns how many tokens were reused and the last
+    /// position's logits; None when nothing was to run (`fresh` 0 and the
+    /// cache held them all).
+    fn extend(&mut self, ids: &[u32], fresh: usize) -> Result<Option<(usize, Tensor)>, ModelError> {
         if self.cached.is_empty() {
             self.read_opening();
         }
-        let reuse = common_prefix(&self.cached, &ids);
-        if reuse == ids.len() {
-            return Ok(0);
+        let reuse = common_prefix(&self.cached, ids).min(ids.len().saturating_sub(fresh));
+        if fresh == 0 && reuse == ids.len() {
+            return Ok(None);
         }
         self.cached.clear();
         self.weights.truncate(reuse);
         let input = Tensor::new(&ids[reuse..], &self.device)?.unsqueeze(0)?;
-        self.weights.forward(&input, reuse)?;
-        self.cached = ids;
-        self.write_opening();
-        Ok(self.cached.len() - reuse)
+        let logits = self.weights.forward(&input, reuse)?;
+        self.cached = ids.to_vec();
+        Ok(Some((reuse, logits)))
     }
 
     /// Forgets what the KV cache holds: the next prompt is prefilled whole
@@ -436,18 +447,9 @@ impl Generator {
         let mut timings = Timings { prompt_tokens: prompt_ids.len(), ..Default::default() };
 
         // Prefill what the cache does not hold already (at least the last
-        // token, whose logits come next); from position 0, the decoder
-        // starts its KV cache anew.
+        // token, whose logits come next).
         let start = Instant::now();
-        if self.cached.is_empty() {
-            self.read_opening();
-        }
-        let reuse = common_prefix(&self.cached, &prompt_ids).min(prompt_ids.len().saturating_sub(1));
-        self.cached.clear();
-        self.weights.truncate(reuse);
-        let input = Tensor::new(&prompt_ids[reuse..], &self.device)?.unsqueeze(0)?;
-        let logits = self.weights.forward(&input, reuse)?;
-        self.cached.clone_from(&prompt_ids);
+        let (reuse, logits) = self.extend(&prompt_ids, 1)?.expect("fresh tokens always run");
         timings.cached_tokens = reuse;
         timings.prefill_tokens_per_s = (prompt_ids.len() - reuse) as f64 / start.elapsed().as_secs_f64();
         self.write_opening();

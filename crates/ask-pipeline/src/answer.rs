@@ -123,9 +123,14 @@ impl Answering {
     /// while the question is searched, or typed. A history over a quarter
     /// of the context, which the prompt may not keep whole, is left to it.
     pub fn ready(&self, model: &mut Generator, history: &[Exchange], openings: &Path) -> Result<(), ModelError> {
-        model.keep_opening(&prompt::opening(model, self.layout)?, openings)?;
+        let first = prompt::opening(model, self.layout)?;
+        model.keep_opening(&first, openings)?;
+        if history.is_empty() {
+            model.prefill(&first)?;
+            return Ok(());
+        }
         let opening = prompt::opening_after(model, history, self.layout)?;
-        if history.is_empty() || model.count_tokens(&opening)? <= model.context_length() / 4 {
+        if model.count_tokens(&opening)? <= model.context_length() / 4 {
             model.prefill(&opening)?;
         }
         Ok(())
