@@ -185,14 +185,13 @@ fn read_config(dir: &Path) -> Result<(EncoderInfo, Option<(EncoderConfig, Family
 impl Embedder {
     /// Loads an encoder directory on the CPU.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let (info, arch) = if crate::gguf::is_gguf(dir) { (crate::gguf::probe(dir)?, None) } else { read_config(dir)? };
-        let mut tokenizer = load_tokenizer(dir)?;
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: info.max_tokens, ..Default::default() }))
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        tokenizer.with_padding(None);
+        if crate::gguf::is_gguf(dir) {
+            let (info, tokenizer, model) = crate::gguf::load(dir)?;
+            return Embedder::new(Model::Nomic { model, device: Device::Cpu }, tokenizer, info);
+        }
+        let (info, arch) = read_config(dir)?;
+        let tokenizer = load_tokenizer(dir)?;
         let model = match (info.backend, arch) {
-            _ if crate::gguf::is_gguf(dir) => Model::Nomic { model: crate::gguf::load(dir)?, device: Device::Cpu },
             (Backend::Onnx, _) => {
                 let graph = crate::onnx::graph(dir).expect("read_config found it");
                 Model::Onnx(crate::onnx::Session::load(dir, &graph, &info, rayon::current_num_threads())?)
@@ -216,6 +215,15 @@ impl Embedder {
             }
             (Backend::Candle, None) => unreachable!("read_config refuses an unknown architecture for candle"),
         };
+        Embedder::new(model, tokenizer, info)
+    }
+
+    /// The encoder of `model`, its inputs cut at the model's length.
+    fn new(model: Model, mut tokenizer: Tokenizer, info: EncoderInfo) -> Result<Self, ModelError> {
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: info.max_tokens, ..Default::default() }))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
         Ok(Embedder { model, tokenizer, info })
     }
 

@@ -65,13 +65,18 @@ fn architecture(ct: &Content, path: &Path) -> Result<String, ModelError> {
 /// task prefixes, which ask adds to every query and passage.
 pub fn probe(path: &Path) -> Result<EncoderInfo, ModelError> {
     let (ct, _) = open(path)?;
-    let arch = architecture(&ct, path)?;
+    info(&ct, path)
+}
+
+/// [`probe`] of an opened file.
+fn info(ct: &Content, path: &Path) -> Result<EncoderInfo, ModelError> {
+    let arch = architecture(ct, path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into());
     Ok(EncoderInfo {
         name,
         backend: Backend::Candle,
-        dim: meta_u32(&ct, path, &format!("{arch}.embedding_length"))? as usize,
-        max_tokens: meta_u32(&ct, path, &format!("{arch}.context_length"))? as usize,
+        dim: meta_u32(ct, path, &format!("{arch}.embedding_length"))? as usize,
+        max_tokens: meta_u32(ct, path, &format!("{arch}.context_length"))? as usize,
         pooling: Pooling::Mean,
         query_prefix: "search_query: ".into(),
         passage_prefix: "search_document: ".into(),
@@ -83,18 +88,23 @@ pub fn probe(path: &Path) -> Result<EncoderInfo, ModelError> {
 /// `[CLS] … [SEP]` around each input.
 pub fn tokenizer(path: &Path) -> Result<Tokenizer, ModelError> {
     let (ct, _) = open(path)?;
-    let model = meta(&ct, path, "tokenizer.ggml.model")?.to_string().map_err(|e| invalid(path, e))?;
+    tokenizer_of(&ct, path)
+}
+
+/// [`tokenizer`] of an opened file.
+fn tokenizer_of(ct: &Content, path: &Path) -> Result<Tokenizer, ModelError> {
+    let model = meta(ct, path, "tokenizer.ggml.model")?.to_string().map_err(|e| invalid(path, e))?;
     if model != "bert" {
         return Err(invalid(path, format!("its tokenizer is '{model}', not the WordPiece ('bert') vocabulary an encoder needs")));
     }
-    let tokens: Vec<String> = meta(&ct, path, "tokenizer.ggml.tokens")?
+    let tokens: Vec<String> = meta(ct, path, "tokenizer.ggml.tokens")?
         .to_vec()
         .map_err(|e| invalid(path, e))?
         .iter()
         .map(|v| v.to_string().cloned().map_err(|e| invalid(path, e)))
         .collect::<Result<_, _>>()?;
     let token = |key: &str| -> Result<(String, u32), ModelError> {
-        let id = meta_u32(&ct, path, key)?;
+        let id = meta_u32(ct, path, key)?;
         let text = tokens.get(id as usize).ok_or_else(|| invalid(path, format!("{key} {id} is past the vocabulary")))?;
         Ok((text.trim_start_matches('\u{2581}').to_owned(), id))
     };
@@ -152,9 +162,13 @@ fn hf_name(gguf: &str) -> Option<String> {
     Some(format!("encoder.layers.{layer}.{hf}.{kind}"))
 }
 
-/// A nomic-bert GGUF encoder's weights, in f32 on the CPU.
-pub fn load(path: &Path) -> Result<NomicBertModel, ModelError> {
+/// A nomic-bert GGUF encoder, the file read once: what it is
+/// ([`probe`]), its tokenizer ([`tokenizer`]) and its weights, in f32 on
+/// the CPU.
+pub fn load(path: &Path) -> Result<(EncoderInfo, Tokenizer, NomicBertModel), ModelError> {
     let (ct, mut reader) = open(path)?;
+    let info = info(&ct, path)?;
+    let tokenizer = tokenizer_of(&ct, path)?;
     let arch = architecture(&ct, path)?;
     let device = Device::Cpu;
     let mut tensors = HashMap::new();
@@ -181,7 +195,8 @@ pub fn load(path: &Path) -> Result<NomicBertModel, ModelError> {
         ..Default::default()
     };
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-    NomicBertModel::load(vb, &config).map_err(|e| invalid(path, format!("cannot load nomic-bert weights: {e}")))
+    let model = NomicBertModel::load(vb, &config).map_err(|e| invalid(path, format!("cannot load nomic-bert weights: {e}")))?;
+    Ok((info, tokenizer, model))
 }
 
 #[cfg(test)]
