@@ -70,10 +70,14 @@ fn ended(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[test]
 fn chat_on_a_terminal_survives_ctrl_c_and_ends_with_ctrl_d() {
     let env = two_tools();
-    let command = format!("{ASK} chat -k 1 --ignore-eos --max-tokens 400");
+    // script(1) runs the command with `$SHELL -c`. Without `exec`, a shell
+    // that stays (dash does) is in the terminal's foreground group beside
+    // ask, so Ctrl-C killed it and script(1) ended 130 while ask went on.
+    let command = format!("exec {ASK} chat -k 1 --ignore-eos --max-tokens 400");
     let mut child = env
         .command("script")
         .args(["-qfec", &command, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .env("TERM", "xterm-256color")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
