@@ -3,6 +3,7 @@
 //! strings ([`qa`]). No model and no database: `ask eval` runs the searches
 //! and the model and hands the results here to be scored.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod beir;
 pub mod metrics;

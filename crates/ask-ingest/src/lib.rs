@@ -6,6 +6,7 @@
 //! tests in seconds and the binary can decide, per file, whether the heavy
 //! stages are needed at all.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod chunk;
 pub mod discover;

@@ -11,6 +11,7 @@
 //! chunk, embed, commit, incrementally and crash-safely). The binary adds
 //! arguments, progress bars and advice; nothing here prints or reads flags.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod conversation;

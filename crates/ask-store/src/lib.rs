@@ -8,6 +8,7 @@
 //! missing or stale; the next run re-indexes it, replacing whatever chunks
 //! the dead run left. Nothing already committed is lost.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod arrow;
 mod error;
