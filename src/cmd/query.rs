@@ -135,7 +135,12 @@ impl Run for QueryArgs {
         }
         let mut grounds = rt.block_on(answering.ground(&store, &embedder, &filter, &history, &question, loaded.as_mut()))?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The encoder and the index are done with: their memory goes back
+        // before the answer's prefill asks for its own (ONNX Runtime's
+        // arenas stay in the C heap until handed back).
         drop(embedder);
+        drop(store);
+        ask_engine::memory::release_freed();
 
         if self.context_only {
             let mut out = std::io::stdout().lock();

@@ -7,13 +7,16 @@
 //! K-quants on x86 are the exception: candle repacks them into tiles whose
 //! integer dot products (VNNI, or AVX2 `maddubs`) beat sgemm
 //! ([`candle_tiles`]), and on CPUs without VNNI ask's own tiles
-//! ([`PromptTiles`]) beat candle's AVX2 tier. Decode
+//! ([`QMatrix::tiled_matmul`], packed from the blocks as each product
+//! runs) beat candle's AVX2 tier. Decode
 //! multiplies one row, so it is memory-bound: there the weight stays in
 //! its blocks and ask's own kernels
 //! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
-//! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load); a K-quant weight
-//! keeps one copy of its blocks, which candle's tiles and ask's kernels
-//! both read from. Other types (Q2_K, Q3_K, Q5_K, floats) go through
+//! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load). On CPUs without
+//! VNNI a K-quant weight is read where the mapped GGUF file holds it, by
+//! decode and prefill alike ([`Linear::mapped`]): the model is in memory
+//! once, as the file's pages. With VNNI, candle's tiles for prefill are
+//! made from one copy of the blocks, which ask's decode kernels also read. Other types (Q2_K, Q3_K, Q5_K, floats) go through
 //! candle's `QMatMul`, which has SIMD kernels for them.
 
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::matvec::{Acts, PromptTiles, QMatrix};
+use crate::matvec::{Acts, QMatrix};
 
 /// Rows at or above which a matmul goes through f32 sgemm.
 pub const SGEMM_MIN_ROWS: usize = 16;
@@ -36,9 +39,9 @@ enum Weight {
     /// ask's kernels on the same bytes for one.
     Tiled { tiles: QMatMul, blocks: Arc<QMatrix> },
     /// A K-quant weight on a CPU without VNNI: ask's prompt tiles
-    /// ([`PromptTiles`], packed on first use) for many rows, ask's kernels
-    /// on the blocks for one.
-    Own { tiles: Arc<std::sync::OnceLock<PromptTiles>>, blocks: Arc<QMatrix> },
+    /// ([`QMatrix::tiled_matmul`]) for many rows, ask's kernels on the
+    /// same blocks for one.
+    Own { blocks: Arc<QMatrix> },
     /// `QMatMul::QTensor` for other quantized types, `Tensor` for floats.
     Candle(QMatMul),
 }
@@ -71,7 +74,7 @@ fn candle_tiles(dtype: GgmlDType, out_features: usize, in_features: usize) -> bo
 
 /// Whether candle's tiles would run on their AVX2 tier (no AVX-512 VNNI,
 /// no AVX-VNNI, or candle's `MISTRALRS_FORCE_AVX2=1`), where ask's own
-/// prompt tiles ([`PromptTiles`]) are faster: they add `maddubs` pairs in
+/// prompt tiles ([`QMatrix::tiled_matmul`]) are faster: they add `maddubs` pairs in
 /// 16 bits and widen once per run, where candle's tier spends a `madd` and
 /// an add on every 4 values (figures in docs/design.md, Generation).
 fn own_tiles() -> bool {
@@ -112,9 +115,10 @@ pub(crate) fn kernel_path() -> String {
     features.chain(forced).collect::<Vec<_>>().join(",")
 }
 
-/// A weight's prompt tiles, packed on first use.
-fn own_tiles_of<'a>(tiles: &'a std::sync::OnceLock<PromptTiles>, blocks: &QMatrix) -> &'a PromptTiles {
-    tiles.get_or_init(|| PromptTiles::new(blocks).expect("made only for matrices that fit"))
+/// Whether K-quant weights are read where the mapped GGUF file holds them
+/// ([`Linear::mapped`]) on this CPU.
+pub(crate) fn reads_mapped_weights() -> bool {
+    OWN_KERNELS && own_tiles()
 }
 
 /// Which kernels a layer's decode runs on.
@@ -148,14 +152,29 @@ impl Linear {
         Self::with_kernels(weight, bias, kernels)
     }
 
+    /// A K-quant weight read where the mapped GGUF file holds it (`offset`
+    /// into `map`), on CPUs where ask's prompt tiles run its prefill
+    /// ([`own_tiles`]): decode reads the blocks in place and prefill packs
+    /// its tiles as it goes ([`QMatrix::tiled_matmul`]), so the
+    /// weight is in memory once, as the file's pages. None where another
+    /// path runs this weight, or the bytes do not fit its shape.
+    pub fn mapped(map: &Arc<memmap2::Mmap>, offset: usize, dtype: GgmlDType, shape: (usize, usize), bias: Option<Tensor>, fast: bool) -> Option<Linear> {
+        if !(fast && reads_mapped_weights()) {
+            return None;
+        }
+        let (out_features, in_features) = shape;
+        let blocks = QMatrix::mapped(map.clone(), offset, dtype, out_features, in_features).filter(QMatrix::tiles_fit)?;
+        Some(Linear { weight: Weight::Own { blocks: Arc::new(blocks) }, bias, out_features, in_features, tiled: false })
+    }
+
     fn with_kernels(weight: Arc<QTensor>, bias: Option<Tensor>, kernels: Kernels) -> Result<Linear> {
         let (out_features, in_features) = weight.shape().dims2()?;
         let tiled = kernels != Kernels::Exact && candle_tiles(weight.dtype(), out_features, in_features);
         let slow_in_candle = matches!(weight.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
         let to_q8 = || QTensor::quantize(&dequantize(&weight)?, GgmlDType::Q8_0);
         if kernels == Kernels::Blocks && own_tiles() {
-            if let Some(blocks) = QMatrix::shared(weight.clone()).filter(PromptTiles::fits) {
-                let weight = Weight::Own { tiles: Arc::default(), blocks: Arc::new(blocks) };
+            if let Some(blocks) = QMatrix::shared(weight.clone()).filter(QMatrix::tiles_fit) {
+                let weight = Weight::Own { blocks: Arc::new(blocks) };
                 return Ok(Linear { weight, bias, out_features, in_features, tiled: false });
             }
         }
@@ -195,16 +214,13 @@ impl Linear {
     /// (candle tiles Q6_K for more than one).
     pub fn warm(&self) -> Result<()> {
         match &self.weight {
-            Weight::Own { tiles, blocks } => {
-                own_tiles_of(tiles, blocks);
-            }
             Weight::Tiled { tiles, .. } => {
                 tiles.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
             }
             Weight::Candle(m) if self.tiled => {
                 m.forward(&Tensor::zeros((2, self.in_features), candle_core::DType::F32, &Device::Cpu)?)?;
             }
-            Weight::Blocks(_) | Weight::Candle(_) => {}
+            Weight::Blocks(_) | Weight::Own { .. } | Weight::Candle(_) => {}
         }
         Ok(())
     }
@@ -315,11 +331,10 @@ impl Linear {
                 by_rows(x, &[blocks])?.remove(0).reshape(out_dims)?
             }
             Weight::Tiled { tiles, .. } => tiles.forward(x)?,
-            Weight::Own { tiles, blocks } => {
-                let tiles = own_tiles_of(tiles, blocks);
+            Weight::Own { blocks } => {
                 let x = x.flatten_all()?.to_vec1::<f32>()?;
                 let mut y = vec![0f32; rows * self.out_features];
-                tiles.matmul(&x, rows, &mut y);
+                blocks.tiled_matmul(&x, rows, &mut y);
                 Tensor::from_vec(y, out_dims, &Device::Cpu)?
             }
             Weight::Candle(QMatMul::QTensor(w)) if rows >= SGEMM_MIN_ROWS && !self.tiled => {

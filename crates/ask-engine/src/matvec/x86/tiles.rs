@@ -13,11 +13,14 @@
 //! multiply per block. The offsets (Q4_K's minimums, Q6_K's 32) go in
 //! through the activations' sums per run, by `madd` as well.
 //!
-//! The weights are repacked once, eight rows to a tile: an AVX2 register
-//! holds 4 values of each of 8 rows, against 4 values of one activation
-//! row broadcast, so no horizontal sums are needed. Each kernel call
-//! takes [`MT`] activation rows, and [`GROUP`] tiles share each pass over
-//! them, so that they are read from cache, not memory.
+//! The weights are repacked eight rows to a tile: an AVX2 register holds 4
+//! values of each of 8 rows, against 4 values of one activation row
+//! broadcast, so no horizontal sums are needed. Each kernel call takes
+//! [`MT`] activation rows, and [`GROUP`] tile columns share each pass over
+//! them, so that they are read from cache, not memory. The tiles are not
+//! kept: each task packs its group from the blocks just before it runs it
+//! (a pass over the weight per product, where keeping them held the weight
+//! twice), so decode and prefill read one copy of the weight.
 
 use rayon::prelude::*;
 
@@ -58,19 +61,6 @@ struct TileQ6K {
     d: [f32; ROWS],
 }
 
-enum Packed {
-    Q4K(Vec<TileQ4K>),
-    Q6K(Vec<TileQ6K>),
-}
-
-/// A Q4_K or Q6_K weight (rows × cols) repacked for prompt products.
-pub struct PromptTiles {
-    rows: usize,
-    cols: usize,
-    /// Tiles in `[row tile][block]` order.
-    packed: Packed,
-}
-
 /// One activation row's block with its sums per run pair, for `madd`.
 struct Act {
     k: ActK,
@@ -79,74 +69,110 @@ struct Act {
     pairs32: [i32; 4],
 }
 
-impl PromptTiles {
-    /// Whether a matrix can have tiles: Q4_K or Q6_K, its rows in eights,
-    /// on a build with AVX2.
-    pub fn fits(m: &QMatrix) -> bool {
+impl QMatrix {
+    /// Whether prompt products can run on tiles ([`tiled_matmul`]):
+    /// Q4_K or Q6_K, the rows in eights, on a build with AVX2.
+    ///
+    /// [`tiled_matmul`]: QMatrix::tiled_matmul
+    pub fn tiles_fit(&self) -> bool {
         cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))
-            && matches!(m.blocks, Blocks::Q4K(_) | Blocks::Q6K(_))
-            && m.rows.is_multiple_of(ROWS)
-            && m.cols.is_multiple_of(QK_K)
-    }
-
-    /// The tiles of a matrix that [`fits`](Self::fits), or None.
-    pub fn new(m: &QMatrix) -> Option<PromptTiles> {
-        if !Self::fits(m) {
-            return None;
-        }
-        let kb = m.cols / QK_K;
-        let tiles = m.rows / ROWS;
-        let packed = match &m.blocks {
-            Blocks::Q4K(s) => {
-                let blocks = s.get();
-                Packed::Q4K((0..tiles * kb).into_par_iter().map(|i| pack_q4k(blocks, kb, i / kb, i % kb)).collect())
-            }
-            Blocks::Q6K(s) => {
-                let blocks = s.get();
-                Packed::Q6K((0..tiles * kb).into_par_iter().map(|i| pack_q6k(blocks, kb, i / kb, i % kb)).collect())
-            }
-            _ => return None,
-        };
-        Some(PromptTiles { rows: m.rows, cols: m.cols, packed })
+            && matches!(self.blocks, Blocks::Q4K(_) | Blocks::Q6K(_))
+            && self.rows.is_multiple_of(ROWS)
+            && self.cols.is_multiple_of(QK_K)
     }
 
     /// `y = x · Wᵀ` for `x` of `n` rows (row-major, `cols` wide) into `y`
-    /// (`n` rows of `rows`). Each activation row is quantized to 8 bits
-    /// per 256 values, as for decode.
-    pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32]) {
-        assert_eq!(x.len(), n * self.cols, "activation length");
-        assert_eq!(y.len(), n * self.rows, "output length");
-        let kb = self.cols / QK_K;
-        let mut acts: Vec<Act> = Vec::with_capacity(n * kb);
-        x.par_chunks_exact(QK_K)
-            .map(|xs| {
-                let k = ActK::quantize(xs);
-                let run = |s: usize| (k.sums[2 * s] as i32 + k.sums[2 * s + 1] as i32) as i16 as u16 as u32;
-                let pairs32 = std::array::from_fn(|p| (run(2 * p) | (run(2 * p + 1) << 16)) as i32);
-                Act { k, pairs32 }
-            })
-            .collect_into_vec(&mut acts);
-        let tiles = self.rows / ROWS;
-        let dst = y.as_mut_ptr() as usize;
-        let rows = self.rows;
-        (0..tiles.div_ceil(GROUP)).into_par_iter().for_each(|g| {
+    /// (`n` rows of `rows`), for a matrix whose [`tiles_fit`]. Each
+    /// activation row is quantized to 8 bits per 256 values, as for decode.
+    /// No tiles are kept: each task packs the few it multiplies (a group,
+    /// some hundred kilobytes) into a buffer of its thread's, where every
+    /// activation row then reads them. So the weight is held once, as its
+    /// blocks, for the price of packing it once per product (a few percent
+    /// of a 512-token prefill; docs/benchmarks.md, Memory).
+    ///
+    /// [`tiles_fit`]: QMatrix::tiles_fit
+    pub fn tiled_matmul(&self, x: &[f32], n: usize, y: &mut [f32]) {
+        assert!(self.tiles_fit(), "a matrix with tiles");
+        match &self.blocks {
+            Blocks::Q4K(s) => {
+                let blocks = s.get();
+                product(self.rows, self.cols, x, n, y, |t0, t1, kb, f| packed(&SCRATCH_Q4K, t0..t1, kb, |t, b| pack_q4k(blocks, kb, t, b), f))
+            }
+            Blocks::Q6K(s) => {
+                let blocks = s.get();
+                product(self.rows, self.cols, x, n, y, |t0, t1, kb, f| packed(&SCRATCH_Q6K, t0..t1, kb, |t, b| pack_q6k(blocks, kb, t, b), f))
+            }
+            _ => unreachable!("tiles_fit() holds only for Q4_K and Q6_K"),
+        }
+    }
+}
+
+thread_local! {
+    /// The tiles a task packs for [`QMatrix::tiled_matmul`], kept for
+    /// the thread's next task so their memory is not asked for again.
+    static SCRATCH_Q4K: std::cell::RefCell<Vec<TileQ4K>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_Q6K: std::cell::RefCell<Vec<TileQ6K>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The `kb` tiles of each tile column in `columns`, packed by
+/// `pack(t, b)` into the thread's buffer, given to `f`.
+fn packed<T>(
+    scratch: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    columns: std::ops::Range<usize>,
+    kb: usize,
+    pack: impl Fn(usize, usize) -> T,
+    f: &mut dyn FnMut(&[T]),
+) {
+    scratch.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.extend(columns.flat_map(|t| (0..kb).map(move |b| (t, b))).map(|(t, b)| pack(t, b)));
+        f(&buf);
+    })
+}
+
+/// `y = x · Wᵀ` for a weight of `rows` × `cols` whose tiles the caller
+/// gives (`tiles(t0, t1, kb, f)` calls `f` with tile columns t0..t1, `kb`
+/// tiles each, in order): the activations quantized once, then each task
+/// takes [`GROUP`] tile columns through every activation row.
+fn product<T: Tile>(
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    tiles: impl Fn(usize, usize, usize, &mut dyn FnMut(&[T])) + Sync,
+) {
+    assert_eq!(x.len(), n * cols, "activation length");
+    assert_eq!(y.len(), n * rows, "output length");
+    let kb = cols / QK_K;
+    let mut acts: Vec<Act> = Vec::with_capacity(n * kb);
+    x.par_chunks_exact(QK_K)
+        .map(|xs| {
+            let k = ActK::quantize(xs);
+            let run = |s: usize| (k.sums[2 * s] as i32 + k.sums[2 * s + 1] as i32) as i16 as u16 as u32;
+            let pairs32 = std::array::from_fn(|p| (run(2 * p) | (run(2 * p + 1) << 16)) as i32);
+            Act { k, pairs32 }
+        })
+        .collect_into_vec(&mut acts);
+    let columns = rows / ROWS;
+    let dst = y.as_mut_ptr() as usize;
+    (0..columns.div_ceil(GROUP)).into_par_iter().for_each(|g| {
+        let (t0, t1) = (g * GROUP, columns.min((g + 1) * GROUP));
+        tiles(t0, t1, kb, &mut |group| {
             for m0 in (0..n).step_by(MT) {
                 let mt = MT.min(n - m0);
-                for t in g * GROUP..tiles.min((g + 1) * GROUP) {
+                for t in t0..t1 {
+                    let column = &group[(t - t0) * kb..(t - t0 + 1) * kb];
                     // SAFETY: the kernel writes 8 floats at row m0 + i,
                     // column t·8 of y (n × rows, asserted), which only
                     // this task writes, and reads kb tiles and kb blocks
                     // of each of its activation rows, as sliced.
-                    unsafe {
-                        match &self.packed {
-                            Packed::Q4K(p) => run(&p[t * kb..(t + 1) * kb], &acts[m0 * kb..(m0 + mt) * kb], dst as *mut f32, rows, m0, t),
-                            Packed::Q6K(p) => run(&p[t * kb..(t + 1) * kb], &acts[m0 * kb..(m0 + mt) * kb], dst as *mut f32, rows, m0, t),
-                        }
-                    }
+                    unsafe { run(column, &acts[m0 * kb..(m0 + mt) * kb], dst as *mut f32, rows, m0, t) }
                 }
             }
         });
-    }
+    });
 }
 
 /// A tile type's kernel: eight rows' dot products with M activation rows.
@@ -178,7 +204,6 @@ fn pack_q4k(blocks: &[BlockQ4K], kb: usize, tile: usize, b: usize) -> TileQ4K {
     let mut t = TileQ4K { qs: [0; 32 * ROWS * 4], scales: [0; 8 * ROWS * 2], mins: [0; 4 * ROWS * 2], d: [0.0; ROWS], dmin: [0.0; ROWS] };
     for r in 0..ROWS {
         let blk = &blocks[(tile * ROWS + r) * kb + b];
-        let vals: [u8; QK_K] = std::array::from_fn(|v| blk.value(v));
         t.d[r] = blk.d.to_f32();
         t.dmin[r] = blk.dmin.to_f32();
         for s in 0..8 {
@@ -187,20 +212,29 @@ fn pack_q4k(blocks: &[BlockQ4K], kb: usize, tile: usize, b: usize) -> TileQ4K {
             t.scales[(s * ROWS + r) * 2 + 1] = sc as i16;
             t.mins[((s / 2) * ROWS + r) * 2 + s % 2] = mn as i16;
         }
+        // Values 8g..8g + 8 lie in one run of 32 (g / 4), whose nibbles
+        // are the low or high halves (run parity) of 32 bytes: four bytes
+        // at once, values 8g + j and 8g + j + 4 side by side.
         for g in 0..32 {
-            for j in 0..4 {
-                t.qs[(g * ROWS + r) * 4 + j] = vals[8 * g + j] | (vals[8 * g + j + 4] << 4);
-            }
+            let at = 32 * (g / 8) + 8 * (g % 4);
+            let shift = 4 * ((g / 4) % 2);
+            let lo = (word(&blk.qs[at..]) >> shift) & 0x0f0f_0f0f;
+            let hi = (word(&blk.qs[at + 4..]) >> shift) & 0x0f0f_0f0f;
+            t.qs[(g * ROWS + r) * 4..][..4].copy_from_slice(&(lo | (hi << 4)).to_le_bytes());
         }
     }
     t
+}
+
+/// The four bytes at the start of `b` as a little-endian word.
+fn word(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 fn pack_q6k(blocks: &[BlockQ6K], kb: usize, tile: usize, b: usize) -> TileQ6K {
     let mut t = TileQ6K { qs: [0; 64 * ROWS * 4], scales: [0; 16 * ROWS * 2], pairs: [0; 8 * ROWS * 2], d: [0.0; ROWS] };
     for r in 0..ROWS {
         let blk = &blocks[(tile * ROWS + r) * kb + b];
-        let vals: [u8; QK_K] = std::array::from_fn(|v| blk.value(v));
         t.d[r] = blk.d.to_f32();
         for s in 0..16 {
             let sc = blk.scales[s] as i16;
@@ -208,10 +242,15 @@ fn pack_q6k(blocks: &[BlockQ6K], kb: usize, tile: usize, b: usize) -> TileQ6K {
             t.scales[(s * ROWS + r) * 2 + 1] = sc;
             t.pairs[((s / 2) * ROWS + r) * 2 + s % 2] = sc;
         }
+        // Values 4g..4g + 4 lie in run k = (g / 8) % 4 of half n = g / 32:
+        // low nibbles from bytes 32·(k % 2) of the half's 64 (nibble k / 2),
+        // high bit pairs from its 32 qh bytes (pair k); see
+        // `BlockQ6K::value`.
         for g in 0..64 {
-            for j in 0..4 {
-                t.qs[(g * ROWS + r) * 4 + j] = vals[4 * g + j];
-            }
+            let (n, k, i) = (g / 32, (g / 8) % 4, 4 * (g % 8));
+            let lo = (word(&blk.ql[64 * n + 32 * (k % 2) + i..]) >> (4 * (k / 2))) & 0x0f0f_0f0f;
+            let hi = (word(&blk.qh[32 * n + i..]) >> (2 * k)) & 0x0303_0303;
+            t.qs[(g * ROWS + r) * 4..][..4].copy_from_slice(&(lo | (hi << 4)).to_le_bytes());
         }
     }
     t
@@ -323,7 +362,7 @@ mod avx2 {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
 impl<T> Tile for T {
     unsafe fn kernel<const M: usize>(_: &[Self], _: [&[Act]; M], _: [*mut f32; M]) {
-        unreachable!("PromptTiles::new returns None without AVX2")
+        unreachable!("QMatrix::tiles_fit is false without AVX2")
     }
 }
 
@@ -347,11 +386,11 @@ mod tests {
             let w = Tensor::from_vec(wave(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let m = QMatrix::from_ggml(dtype, &q.data().unwrap(), rows, cols).unwrap();
-            let tiles = PromptTiles::new(&m).expect("tiles");
+            assert!(m.tiles_fit());
             let deq = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
             let x = wave(n * cols, 5);
             let mut y = vec![0f32; n * rows];
-            tiles.matmul(&x, n, &mut y);
+            m.tiled_matmul(&x, n, &mut y);
             for i in 0..n {
                 let a: Vec<f32> = x[i * cols..(i + 1) * cols]
                     .chunks_exact(QK_K)
@@ -373,8 +412,8 @@ mod tests {
     fn other_types_and_shapes_have_no_tiles() {
         let w = Tensor::from_vec(wave(12 * 256, 1), (12, 256), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-        assert!(PromptTiles::new(&QMatrix::from_ggml(GgmlDType::Q4K, &q.data().unwrap(), 12, 256).unwrap()).is_none());
+        assert!(!QMatrix::from_ggml(GgmlDType::Q4K, &q.data().unwrap(), 12, 256).unwrap().tiles_fit());
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        assert!(PromptTiles::new(&QMatrix::from_ggml(GgmlDType::Q8_0, &q.data().unwrap(), 12, 256).unwrap()).is_none());
+        assert!(!QMatrix::from_ggml(GgmlDType::Q8_0, &q.data().unwrap(), 12, 256).unwrap().tiles_fit());
     }
 }
