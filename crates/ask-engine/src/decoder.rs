@@ -163,8 +163,6 @@ pub struct Decoder {
 struct Gguf<'a, R> {
     ct: &'a gguf_file::Content,
     reader: &'a mut R,
-    /// The file mapped into memory, for weights read in place.
-    map: Option<&'a Arc<memmap2::Mmap>>,
     arch: &'a str,
     fast: bool,
 }
@@ -200,42 +198,30 @@ impl<R: Read + Seek> Gguf<'_, R> {
     fn linear(&mut self, name: &str) -> Result<Linear> {
         let bias_name = name.replace(".weight", ".bias");
         let bias = if self.has(&bias_name) { Some(self.f32(&bias_name)?) } else { None };
-        if let (Some(map), Some(info)) = (self.map, self.ct.tensor_infos.get(name)) {
-            let offset = usize::try_from(self.ct.tensor_data_offset.saturating_add(info.offset)).unwrap_or(usize::MAX);
-            if let Ok((rows, cols)) = info.shape.dims2() {
-                if let Some(l) = Linear::mapped(map, offset, info.ggml_dtype, (rows, cols), bias.clone(), self.fast) {
-                    return Ok(l);
-                }
-            }
-        }
         Linear::new(Arc::new(self.tensor(name)?), bias, self.fast)
     }
 }
 
 impl Decoder {
     /// Builds the model of `arch` (llama, mistral, qwen2, qwen3, phi3,
-    /// gemma3) with positions up to `max_positions`. `map`, the same file
-    /// mapped into memory, lets weights be read where it holds them rather
-    /// than copied (see [`Linear::mapped`]).
+    /// gemma3) with positions up to `max_positions`.
     pub fn from_gguf<R: Read + Seek>(
         ct: &gguf_file::Content,
         reader: &mut R,
-        map: Option<&Arc<memmap2::Mmap>>,
         arch: &str,
         max_positions: usize,
     ) -> Result<Decoder> {
-        Self::load(ct, reader, map, arch, max_positions, true)
+        Self::load(ct, reader, arch, max_positions, true)
     }
 
     pub(crate) fn load<R: Read + Seek>(
         ct: &gguf_file::Content,
         reader: &mut R,
-        map: Option<&Arc<memmap2::Mmap>>,
         arch: &str,
         max_positions: usize,
         fast: bool,
     ) -> Result<Decoder> {
-        let mut g = Gguf { ct, reader, map, arch, fast };
+        let mut g = Gguf { ct, reader, arch, fast };
         let hidden = g.u32("embedding_length")?;
         let heads = g.u32("attention.head_count")?;
         let kv_heads = g.u32("attention.head_count_kv").unwrap_or(heads);
@@ -651,7 +637,7 @@ pub fn drift(path: &std::path::Path, prompts: &[Vec<u32>]) -> Result<Vec<Drift>>
             _ => candle_core::bail!("{}: no general.architecture", path.display()),
         };
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let mut model = Decoder::load(&ct, &mut r, None, &arch, longest.max(1), fast)?;
+        let mut model = Decoder::load(&ct, &mut r, &arch, longest.max(1), fast)?;
         prompts
             .iter()
             .map(|ids| {

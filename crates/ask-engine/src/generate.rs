@@ -11,7 +11,6 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
@@ -242,16 +241,6 @@ impl Generator {
             std::io::ErrorKind::NotFound => ModelError::Missing { path: path.into(), what: "GGUF model" },
             _ => invalid(path, e),
         })?;
-        // Mapped only where weights are read from it (a mapping nothing
-        // reads from would only add the file's pages to the process).
-        let map = crate::quant::reads_mapped_weights()
-            // SAFETY: the mapping is read-only and the file is a model ask
-            // only reads. A model file truncated or rewritten in place while
-            // a model runs from it faults the process (as for llama.cpp,
-            // which maps its models too); tools replace a file by renaming a
-            // new one over it, which leaves this mapping whole.
-            .then(|| unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok().map(Arc::new))
-            .flatten();
         let mut reader = BufReader::new(file);
         let ct = gguf_file::Content::read(&mut reader).map_err(|e| invalid(path, format!("not a readable GGUF file: {e}")))?;
         let arch = meta_str(&ct, "general.architecture").ok_or_else(|| invalid(path, "no general.architecture in the GGUF metadata"))?;
@@ -272,7 +261,7 @@ impl Generator {
         if !crate::decoder::ARCHITECTURES.contains(&arch.as_str()) {
             return Err(ModelError::Unsupported { path: path.into(), arch, supported: SUPPORTED });
         }
-        let weights = Decoder::from_gguf(&ct, &mut reader, map.as_ref(), &arch, context)
+        let weights = Decoder::from_gguf(&ct, &mut reader, &arch, context)
             .map_err(|e| invalid(path, format!("cannot load {arch} weights: {e}")))?;
         weights.warm()?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

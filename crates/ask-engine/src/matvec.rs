@@ -95,22 +95,19 @@ kernels! {
     BlockQ6K: ActK, k, dot_scalar_k, dot_q6k, dot_q6k_avx2;
 }
 
-/// A weight's blocks: copied out of the GGUF tensor, or read in place,
-/// either in a `QTensor` that other kernels also use (candle's tiles for
-/// the K-quants' prefill) or in the GGUF file mapped into memory, so the
-/// weights are not held twice.
+/// A weight's blocks: copied out of the GGUF tensor, or read in place in a
+/// `QTensor` that other kernels also use (candle's tiles for the
+/// K-quants' prefill), so the weights are not held twice.
 #[derive(Clone)]
 enum BlockBuf<B> {
     Owned(Vec<B>),
-    /// What holds the blocks (an `Arc<QTensor>` or an `Arc<Mmap>`) and
-    /// where they are: looking them up through `QTensor::data` for every
-    /// row cost 3% of decode.
-    Shared { _owner: Arc<dyn std::any::Any + Send + Sync>, blocks: *const B, len: usize },
+    /// The tensor and where its blocks are: looking them up through
+    /// `QTensor::data` for every row cost 3% of decode.
+    Shared { _tensor: Arc<QTensor>, blocks: *const B, len: usize },
 }
 
-// SAFETY: `Shared` points into bytes its owner keeps alive and in place:
-// the storage of a QTensor, which candle never mutates nor moves (its
-// repacked tiles live apart), or a read-only mapping of the GGUF file. So
+// SAFETY: `Shared` points into the storage of a QTensor it keeps alive,
+// which candle never mutates nor moves (its repacked tiles live apart), so
 // the blocks are shared immutable data like `Owned`'s.
 unsafe impl<B: Send + Sync> Send for BlockBuf<B> {}
 unsafe impl<B: Send + Sync> Sync for BlockBuf<B> {}
@@ -119,16 +116,14 @@ impl<B: Block> BlockBuf<B> {
     /// The tensor's bytes when they are in memory and aligned for `B`.
     fn shared(t: Arc<QTensor>) -> Option<BlockBuf<B>> {
         let Ok(Cow::Borrowed(bytes)) = t.data() else { return None };
-        let (blocks, len) = Self::within(bytes)?;
-        Some(BlockBuf::Shared { _owner: t, blocks, len })
-    }
-
-    /// `bytes` as blocks, when they are aligned for `B` and whole.
-    fn within(bytes: &[u8]) -> Option<(*const B, usize)> {
         // SAFETY: every `B` is a `repr(C)` struct of integers and halves,
         // for which every bit pattern is valid.
         let (head, blocks, tail) = unsafe { bytes.align_to::<B>() };
-        (head.is_empty() && tail.is_empty()).then_some((blocks.as_ptr(), blocks.len()))
+        if !head.is_empty() || !tail.is_empty() {
+            return None;
+        }
+        let (blocks, len) = (blocks.as_ptr(), blocks.len());
+        Some(BlockBuf::Shared { _tensor: t, blocks, len })
     }
 
     fn get(&self) -> &[B] {
@@ -204,25 +199,6 @@ impl QMatrix {
             GgmlDType::Q4K => Blocks::Q4K(blocks_of(bytes)?),
             GgmlDType::Q6K => Blocks::Q6K(blocks_of(bytes)?),
             _ => return None,
-        };
-        Self::checked(QMatrix { rows, cols, blocks })
-    }
-
-    /// A matrix reading a K-quant tensor's blocks where the file mapped in
-    /// `map` holds them: `bytes` of it from `offset` (as a GGUF's tensor
-    /// information gives them). None for other types, or bytes outside the
-    /// map, misaligned or not of this shape.
-    pub fn mapped(map: Arc<memmap2::Mmap>, offset: usize, dtype: GgmlDType, rows: usize, cols: usize) -> Option<QMatrix> {
-        let size = rows.checked_mul(cols)? / QK_K
-            * match dtype {
-                GgmlDType::Q4K => std::mem::size_of::<BlockQ4K>(),
-                GgmlDType::Q6K => std::mem::size_of::<BlockQ6K>(),
-                _ => return None,
-            };
-        let bytes = map.get(offset..offset.checked_add(size)?)?;
-        let blocks = match dtype {
-            GgmlDType::Q4K => BlockBuf::within(bytes).map(|(blocks, len)| Blocks::Q4K(BlockBuf::Shared { _owner: map.clone(), blocks, len }))?,
-            _ => BlockBuf::within(bytes).map(|(blocks, len)| Blocks::Q6K(BlockBuf::Shared { _owner: map.clone(), blocks, len }))?,
         };
         Self::checked(QMatrix { rows, cols, blocks })
     }
@@ -432,23 +408,12 @@ mod tests {
                 B::scalar(&w[r * a.len()..(r + 1) * a.len()], a)
             }
             let scalar: Vec<f32> = (0..rows).map(|r| each!(&m.blocks, b => scalar(b, r, &act))).collect();
-            // The same bytes in a file, after 32 of something else, mapped.
-            let mut file = tempfile::tempfile().unwrap();
-            std::io::Write::write_all(&mut file, &[[7u8; 32].as_slice(), &q.data().unwrap()].concat()).unwrap();
-            // SAFETY: a temporary file nothing else writes.
-            let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
-            let mapped = QMatrix::mapped(map, 32, dtype, rows, cols).map(|m| {
-                let mut y = vec![0f32; rows];
-                m.matvec(&act, &mut y);
-                y
-            });
             let shared = QMatrix::shared(Arc::new(q)).map(|m| {
                 let mut y = vec![0f32; rows];
                 m.matvec(&act, &mut y);
                 y
             });
             assert_eq!(shared.is_some(), matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K), "{dtype:?}");
-            assert_eq!(mapped, shared, "{dtype:?}: blocks read in a mapped file");
             let mut ours = vec![0f32; rows * cols];
             m.rows_f32(0, &mut ours);
             for (a, b) in ours.iter().zip(deq.concat()) {
@@ -463,25 +428,6 @@ mod tests {
                 assert_eq!(shared, got, "{dtype:?}: blocks read in place");
             }
         }
-    }
-
-    /// A mapped file's bytes become a matrix only where they are whole,
-    /// inside the file and aligned for the blocks.
-    #[test]
-    fn mapped_bytes_outside_the_file_or_misaligned_are_refused() {
-        let (rows, cols) = (8, 256);
-        let w = Tensor::from_vec(ramp(rows, cols, 1), (rows, cols), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, &[[0u8; 32].as_slice(), &q.data().unwrap()].concat()).unwrap();
-        // SAFETY: a temporary file nothing else writes.
-        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
-        assert!(QMatrix::mapped(map.clone(), 32, GgmlDType::Q4K, rows, cols).is_some());
-        assert!(QMatrix::mapped(map.clone(), 33, GgmlDType::Q4K, rows, cols).is_none(), "misaligned");
-        assert!(QMatrix::mapped(map.clone(), 64, GgmlDType::Q4K, rows, cols).is_none(), "past the end");
-        assert!(QMatrix::mapped(map.clone(), usize::MAX - 8, GgmlDType::Q4K, rows, cols).is_none(), "overflow");
-        assert!(QMatrix::mapped(map.clone(), 32, GgmlDType::Q4K, rows, 200).is_none(), "not whole blocks");
-        assert!(QMatrix::mapped(map, 32, GgmlDType::Q8_0, rows, cols).is_none(), "a type read elsewhere");
     }
 
     /// Both x86 tiers of every kernel, whichever this CPU would pick,

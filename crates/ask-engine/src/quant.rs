@@ -12,11 +12,11 @@
 //! multiplies one row, so it is memory-bound: there the weight stays in
 //! its blocks and ask's own kernels
 //! ([`crate::matvec`]) read them as stored, for Q4_0, Q4_1, Q5_0, Q8_0,
-//! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load). On CPUs without
-//! VNNI a K-quant weight is read where the mapped GGUF file holds it, by
-//! decode and prefill alike ([`Linear::mapped`]): the model is in memory
-//! once, as the file's pages. With VNNI, candle's tiles for prefill are
-//! made from one copy of the blocks, which ask's decode kernels also read. Other types (Q2_K, Q3_K, Q5_K, floats) go through
+//! Q4_K and Q6_K (Q5_1, rare, is moved to Q8_0 at load). A K-quant weight
+//! keeps one copy of its blocks: on CPUs without VNNI, ask's decode
+//! kernels read them and its prompt tiles are packed from them as each
+//! product runs; with VNNI, candle's tiles for prefill are made from them
+//! and held beside them. Other types (Q2_K, Q3_K, Q5_K, floats) go through
 //! candle's `QMatMul`, which has SIMD kernels for them.
 
 use std::sync::Arc;
@@ -115,12 +115,6 @@ pub(crate) fn kernel_path() -> String {
     features.chain(forced).collect::<Vec<_>>().join(",")
 }
 
-/// Whether K-quant weights are read where the mapped GGUF file holds them
-/// ([`Linear::mapped`]) on this CPU.
-pub(crate) fn reads_mapped_weights() -> bool {
-    OWN_KERNELS && own_tiles()
-}
-
 /// Which kernels a layer's decode runs on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kernels {
@@ -150,21 +144,6 @@ impl Linear {
             (true, false) => Kernels::Candle,
         };
         Self::with_kernels(weight, bias, kernels)
-    }
-
-    /// A K-quant weight read where the mapped GGUF file holds it (`offset`
-    /// into `map`), on CPUs where ask's prompt tiles run its prefill
-    /// ([`own_tiles`]): decode reads the blocks in place and prefill packs
-    /// its tiles as it goes ([`QMatrix::tiled_matmul`]), so the
-    /// weight is in memory once, as the file's pages. None where another
-    /// path runs this weight, or the bytes do not fit its shape.
-    pub fn mapped(map: &Arc<memmap2::Mmap>, offset: usize, dtype: GgmlDType, shape: (usize, usize), bias: Option<Tensor>, fast: bool) -> Option<Linear> {
-        if !(fast && reads_mapped_weights()) {
-            return None;
-        }
-        let (out_features, in_features) = shape;
-        let blocks = QMatrix::mapped(map.clone(), offset, dtype, out_features, in_features).filter(QMatrix::tiles_fit)?;
-        Some(Linear { weight: Weight::Own { blocks: Arc::new(blocks) }, bias, out_features, in_features, tiled: false })
     }
 
     fn with_kernels(weight: Arc<QTensor>, bias: Option<Tensor>, kernels: Kernels) -> Result<Linear> {

@@ -52,10 +52,10 @@ fn f32_copy(path: &std::path::Path) -> (gguf_file::Content, std::io::Cursor<Vec<
 fn llama_logits_match_candle_transformers() {
     let path = crate::fetched_model("SmolLM2-135M-Instruct.Q4_1.gguf");
     let (ct, mut r) = f32_copy(&path);
-    let mut exact = Decoder::load(&ct, &mut r, None, "llama", 1024, false).unwrap();
+    let mut exact = Decoder::load(&ct, &mut r, "llama", 1024, false).unwrap();
     let mut theirs = quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
     let (ct, mut r) = open(&path);
-    let mut ours = Decoder::from_gguf(&ct, &mut r, None, "llama", 1024).unwrap();
+    let mut ours = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap();
 
     use candle_core::quantized::tokenizer::TokenizerFromGguf;
     let tokenizer = tokenizers::Tokenizer::from_gguf(&ct).unwrap();
@@ -85,7 +85,7 @@ fn llama_logits_match_candle_transformers() {
     // A new prompt at position 0 forgets the old one.
     let again = ours.forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
     let (ct, mut r) = open(&path);
-    let first = Decoder::from_gguf(&ct, &mut r, None, "llama", 1024).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
+    let first = Decoder::from_gguf(&ct, &mut r, "llama", 1024).unwrap().forward(&input, 0).unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(again, first);
 }
 
@@ -96,7 +96,7 @@ fn llama_logits_match_candle_transformers() {
 #[test]
 fn local_layers_do_not_see_keys_older_than_their_window() {
     let (ct, mut r) = open(&crate::fetched_model("gemma-3-270m-q4_k_m.gguf"));
-    let mut model = Decoder::from_gguf(&ct, &mut r, None, "gemma3", 2048).unwrap();
+    let mut model = Decoder::from_gguf(&ct, &mut r, "gemma3", 2048).unwrap();
     let w = model.cfg.sliding_window.expect("Gemma 3 has local layers");
     let (n, changed) = (w + 2 * ATTN_CHUNK + 40, 8);
     let ids: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 20000).collect();
@@ -134,7 +134,7 @@ fn local_layers_do_not_see_keys_older_than_their_window() {
 fn chunked_prefill_matches_pieces() {
     for (file, arch) in [("SmolLM2-135M-Instruct.Q4_1.gguf", "llama"), ("gemma-3-270m-q4_k_m.gguf", "gemma3")] {
         let (ct, mut r) = open(&crate::fetched_model(file));
-        let mut model = Decoder::load(&ct, &mut r, None, arch, 2048, false).unwrap();
+        let mut model = Decoder::load(&ct, &mut r, arch, 2048, false).unwrap();
         let n = 4 * ATTN_CHUNK + 40;
         let ids: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 20000).collect();
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
