@@ -27,9 +27,6 @@ fn default_encoder(models_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| models_dir.join(DEFAULT_ENCODERS[0]))
 }
 
-/// The encoder folder: the one named, else the one the index in
-/// `index_dir` was built with if it is in the models directory (an index
-/// keeps working when the default changes), else the default.
 /// The encoder called `name` in `models_dir`: the folder of that name, or
 /// the GGUF file that is that name and `.gguf`, or else the one that is
 /// that name, a type and `.gguf`.
@@ -50,6 +47,10 @@ fn named_encoder(models_dir: &Path, name: &Path) -> Option<PathBuf> {
     files.next().is_none().then_some(found)
 }
 
+/// The encoder (a folder, or one GGUF file): the one named, else the one
+/// the index in `index_dir` was built with if it is in the models
+/// directory (an index keeps working when the default changes), else the
+/// default.
 fn encoder(named: Option<&Path>, index_dir: &Path, models_dir: &Path) -> PathBuf {
     if let Some(p) = named {
         return p.to_path_buf();

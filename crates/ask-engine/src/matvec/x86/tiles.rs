@@ -87,20 +87,21 @@ impl QMatrix {
     /// No tiles are kept: each task packs the few it multiplies (a group,
     /// some hundred kilobytes) into a buffer of its thread's, where every
     /// activation row then reads them. So the weight is held once, as its
-    /// blocks, for the price of packing it once per product (a few percent
-    /// of a 512-token prefill; docs/benchmarks.md, Memory).
+    /// blocks, for the price of packing it once per product
+    /// (docs/benchmarks.md, Memory).
     ///
     /// [`tiles_fit`]: QMatrix::tiles_fit
     pub fn tiled_matmul(&self, x: &[f32], n: usize, y: &mut [f32]) {
         assert!(self.tiles_fit(), "a matrix with tiles");
+        let kb = self.cols / QK_K;
         match &self.blocks {
             Blocks::Q4K(s) => {
                 let blocks = s.get();
-                product(self.rows, self.cols, x, n, y, |t0, t1, kb, f| packed(&SCRATCH_Q4K, t0..t1, kb, |t, b| pack_q4k(blocks, kb, t, b), f))
+                product(self.rows, self.cols, x, n, y, &SCRATCH_Q4K, |t, b| pack_q4k(blocks, kb, t, b))
             }
             Blocks::Q6K(s) => {
                 let blocks = s.get();
-                product(self.rows, self.cols, x, n, y, |t0, t1, kb, f| packed(&SCRATCH_Q6K, t0..t1, kb, |t, b| pack_q6k(blocks, kb, t, b), f))
+                product(self.rows, self.cols, x, n, y, &SCRATCH_Q6K, |t, b| pack_q6k(blocks, kb, t, b))
             }
             _ => unreachable!("tiles_fit() holds only for Q4_K and Q6_K"),
         }
@@ -114,34 +115,18 @@ thread_local! {
     static SCRATCH_Q6K: std::cell::RefCell<Vec<TileQ6K>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The `kb` tiles of each tile column in `columns`, packed by
-/// `pack(t, b)` into the thread's buffer, given to `f`.
-fn packed<T>(
-    scratch: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
-    columns: std::ops::Range<usize>,
-    kb: usize,
-    pack: impl Fn(usize, usize) -> T,
-    f: &mut dyn FnMut(&[T]),
-) {
-    scratch.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        buf.extend(columns.flat_map(|t| (0..kb).map(move |b| (t, b))).map(|(t, b)| pack(t, b)));
-        f(&buf);
-    })
-}
-
-/// `y = x · Wᵀ` for a weight of `rows` × `cols` whose tiles the caller
-/// gives (`tiles(t0, t1, kb, f)` calls `f` with tile columns t0..t1, `kb`
-/// tiles each, in order): the activations quantized once, then each task
-/// takes [`GROUP`] tile columns through every activation row.
+/// `y = x · Wᵀ` for a weight of `rows` × `cols` whose tile of column t,
+/// block b, `pack(t, b)` makes: the activations quantized once, then each
+/// task packs [`GROUP`] tile columns into its thread's `scratch` and takes
+/// them through every activation row.
 fn product<T: Tile>(
     rows: usize,
     cols: usize,
     x: &[f32],
     n: usize,
     y: &mut [f32],
-    tiles: impl Fn(usize, usize, usize, &mut dyn FnMut(&[T])) + Sync,
+    scratch: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    pack: impl Fn(usize, usize) -> T + Sync,
 ) {
     assert_eq!(x.len(), n * cols, "activation length");
     assert_eq!(y.len(), n * rows, "output length");
@@ -159,7 +144,10 @@ fn product<T: Tile>(
     let dst = y.as_mut_ptr() as usize;
     (0..columns.div_ceil(GROUP)).into_par_iter().for_each(|g| {
         let (t0, t1) = (g * GROUP, columns.min((g + 1) * GROUP));
-        tiles(t0, t1, kb, &mut |group| {
+        scratch.with(|group| {
+            let mut group = group.borrow_mut();
+            group.clear();
+            group.extend((t0..t1).flat_map(|t| (0..kb).map(move |b| (t, b))).map(|(t, b)| pack(t, b)));
             for m0 in (0..n).step_by(MT) {
                 let mt = MT.min(n - m0);
                 for t in t0..t1 {
